@@ -1,0 +1,244 @@
+"""The Python entry point: ``firepbt.run(...)`` and the result it returns."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from firepbt.checkpoints import read_checkpoint
+from firepbt.config import RunConfig
+from firepbt.decisions import Mode
+from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
+from firepbt.lineage import ScheduleEntry, schedule
+from firepbt.registry import ConfigError
+from firepbt.runner import Progress, Runner
+from firepbt.space import Distribution, Hyperparameters
+from firepbt.store import MemberStatus, Store
+from firepbt.trainable import Trainable, TrainableError, import_trainable
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run hands back: the best final member, its score and the schedule that made it."""
+
+    run_dir: Path
+    best_member: int
+    best_score: float
+    best_step: int
+    hyperparameters: Hyperparameters
+    schedule: list[ScheduleEntry]
+    checkpoint: tuple[str, str] | None  # (path, sha256) of the best member's final weights
+    mode: Mode
+    wall_seconds: float
+    worker_steps: int
+
+    def load_best(self, trainable: type[Trainable], seed: int = 0) -> Trainable:
+        """Rebuild the best member's trainable with its final weights."""
+        if self.checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint of member {self.best_member} in {self.run_dir}")
+        t = trainable(dict(self.hyperparameters), seed)
+        t.load(read_checkpoint(*self.checkpoint))
+        return t
+
+    def describe(self) -> str:
+        lines = [
+            f"best member {self.best_member}: score {self.best_score:.6g} at step {self.best_step}",
+            f"hyperparameters: {_fmt_h(self.hyperparameters)}",
+            "schedule:",
+        ]
+        lines += [
+            f"  steps {e.from_step:>6}–{e.to_step:<6} {_fmt_h(e.hyperparameters)}  (member {e.member})"
+            for e in self.schedule
+        ]
+        lines.append(
+            f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; run directory {self.run_dir}"
+        )
+        return "\n".join(lines)
+
+
+def _fmt_h(h: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
+
+
+def _trainable_path(trainable: type[Trainable] | str) -> tuple[str, type[Trainable]]:
+    if isinstance(trainable, str):
+        return trainable, import_trainable(trainable)
+    if not (isinstance(trainable, type) and issubclass(trainable, Trainable)):
+        raise TrainableError(f"trainable: expected a firepbt.Trainable subclass, got {trainable!r}")
+    return f"{trainable.__module__}:{trainable.__qualname__}", trainable
+
+
+def _space_dict(space: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.to_dict() if isinstance(v, Distribution) else v for k, v in space.items()}
+
+
+def run(
+    trainable: type[Trainable] | str,
+    space: Mapping[str, Any],
+    *,
+    total_steps: int,
+    strategy: str = "pbt",
+    population: int = 8,
+    ready_every: int = 10,
+    eval_every: int | None = None,
+    mode: str = "max",
+    metric: str | None = None,
+    seed: int = 0,
+    executor: str | Executor = "process",
+    workers: int = 2,
+    run_dir: str | Path | None = None,
+    max_retries: int = 2,
+    progress: bool | Callable[[Progress], None] = False,
+    **strategy_options: Any,
+) -> RunResult:
+    """Train a population and return the best member with its hyperparameter schedule.
+
+    ``space`` maps names to distributions (``LogUniform(1e-4, 1e-1)``) or constants; ``strategy``
+    is ``"pbt"`` or ``"random"``; PBT options (``exploit``, ``explore``, ``synchrony``,
+    ``burn_in``, ``initial_hyperparameters``) pass through.
+
+    >>> from firepbt.examples.toy import Toy
+    >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
+    ...         population=2, ready_every=4, executor="inprocess", run_dir=tmp)  # doctest: +SKIP
+    """
+    path, cls = _trainable_path(trainable)
+    config = RunConfig(
+        trainable=path,
+        space=_space_dict(space),
+        total_steps=total_steps,
+        strategy=strategy,
+        population=population,
+        ready_every=ready_every,
+        eval_every=eval_every,
+        mode=mode,
+        metric=metric,
+        seed=seed,
+        executor=executor if isinstance(executor, str) else "process",
+        workers=workers,
+        max_retries=max_retries,
+        run_dir=str(run_dir) if run_dir is not None else None,
+        strategy_options=_plain_options(strategy_options),
+    )
+    objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
+    return run_config(
+        config,
+        trainable=cls,
+        executor=executor if isinstance(executor, Executor) else None,
+        progress=progress,
+        strategy_objects=objects,
+    )
+
+
+def _is_plain(v: Any) -> bool:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return True
+    if isinstance(v, Mapping):
+        return all(_is_plain(x) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return all(_is_plain(x) for x in v)
+    return False
+
+
+def _plain_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options that can be written to the store's config as data (policy objects are kept aside)."""
+    return {k: v for k, v in options.items() if _is_plain(v)}
+
+
+def default_run_dir(name: str) -> Path:
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_config(
+    config: RunConfig,
+    *,
+    trainable: type[Trainable] | None = None,
+    executor: Executor | None = None,
+    progress: bool | Callable[[Progress], None] = False,
+    strategy_objects: Mapping[str, Any] | None = None,
+) -> RunResult:
+    """Run a validated config (what ``firepbt run CONFIG`` does)."""
+    cls = trainable or import_trainable(config.trainable)
+    strategy = config.build_strategy()
+    if strategy_objects:  # policy objects given from Python replace the config's defaults
+        opts = {**config.strategy_options, **strategy_objects}
+        strategy = type(strategy)(  # type: ignore[call-arg]
+            config.build_space(), config.population, config.total_steps, config.ready_every,
+            _rng(config.seed), **opts,
+        )  # fmt: skip
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
+    store = Store.create(run_dir, config.to_dict())
+    if executor is None:
+        executor = (
+            InProcessExecutor() if config.executor == "inprocess"
+            else ProcessPoolExecutor(config.workers)
+        )  # fmt: skip
+    started = time.time()
+    display = None
+    callback: Callable[[Progress], None] | None = None
+    if progress is True:
+        from firepbt.display import LiveProgress
+
+        display = LiveProgress(config.population, config.total_steps)
+        callback = display.update
+    elif callable(progress):
+        callback = progress
+    runner = Runner(
+        strategy, executor, store, cls,
+        run_dir=run_dir, total_steps=config.total_steps, eval_every=config.eval_interval,
+        mode=config.mode_enum, metric=config.metric, max_retries=config.max_retries,
+        on_progress=callback,
+    )  # fmt: skip
+    try:
+        if display is not None:
+            with display:
+                runner.run()
+        else:
+            runner.run()
+        store.set_meta("wall_seconds", f"{time.time() - started:.3f}")
+        return result_from_store(store, run_dir)
+    finally:
+        store.close()
+
+
+def _rng(seed: int) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+def result_from_store(store: Store, run_dir: Path) -> RunResult:
+    """The best member among those that finished (or are training, for a partial run)."""
+    config = store.config()
+    mode = Mode(config.get("mode", "max"))
+    last: dict[int, tuple[int, float]] = {}
+    for member, point in store.points():
+        last[member] = (point.step, point.score)
+    usable = {m.id: m for m in store.members() if m.status is not MemberStatus.FAILED}
+    candidates = [
+        (mode.orient(score), step, member)
+        for member, (step, score) in last.items()
+        if member in usable and math.isfinite(score)
+    ]
+    if not candidates:
+        raise ConfigError(f"{run_dir}: no member has a finite score yet")
+    _, best_step, best = max(candidates, key=lambda c: (c[0], c[1], -c[2]))
+    chain = schedule(store, best)
+    segments = [s for s in store.segments(best) if s.status.value == "done"]
+    checkpoint = store.checkpoint_of_segment(segments[-1].id) if segments else None
+    wall = store.meta("wall_seconds")
+    return RunResult(
+        run_dir=run_dir,
+        best_member=best,
+        best_score=last[best][1],
+        best_step=best_step,
+        hyperparameters=usable[best].hyperparameters,
+        schedule=chain,
+        checkpoint=checkpoint,
+        mode=mode,
+        wall_seconds=float(wall) if wall else math.nan,
+        worker_steps=store.worker_steps(),
+    )

@@ -1,0 +1,69 @@
+"""Checkpoint files: written atomically (temporary file + rename) with a SHA-256 checksum.
+
+A checkpoint holds whatever ``Trainable.save`` returned, pickled. Readers verify the checksum, so a
+torn or corrupted file is detected instead of silently loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupted, or its state cannot be pickled."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRef:
+    """A checkpoint file of ``member`` at ``step``, written by segment ``segment``."""
+
+    path: str
+    sha256: str
+    member: int
+    step: int
+    segment: int
+
+
+def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int]:
+    """Pickle ``state`` to ``path`` atomically; return (sha256 hex digest, size in bytes)."""
+    try:
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # pickling errors come in many types
+        raise CheckpointError(
+            f"the state returned by save() cannot be pickled ({type(e).__name__}: {e}); "
+            "return plain data, numpy arrays or tensors"
+        ) from e
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:
+    """Load a checkpoint, verifying its checksum."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} is missing") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: checksum {digest[:12]}… does not match the recorded "
+            f"{sha256[:12]}…"
+        )
+    return pickle.loads(data)

@@ -1,0 +1,82 @@
+"""The command line: ``firepbt run CONFIG`` and ``firepbt status RUN_DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from firepbt.checkpoints import CheckpointError
+from firepbt.registry import ConfigError
+from firepbt.runner import RunFailed
+from firepbt.space import SpaceError
+from firepbt.store import StoreError
+from firepbt.trainable import TrainableError
+
+USER_ERRORS = (ConfigError, SpaceError, TrainableError, StoreError, RunFailed, CheckpointError)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from firepbt.api import run_config
+    from firepbt.config import RunConfig
+
+    config = RunConfig.from_toml(args.config)
+    overrides = {k: getattr(args, k) for k in ("run_dir", "workers", "seed") if getattr(args, k) is not None}
+    if overrides:
+        config = RunConfig(**{**config.to_dict(), **overrides})
+    result = run_config(config, progress=not args.quiet)
+    print(result.describe())
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from firepbt.display import status_table
+    from firepbt.store import Store
+
+    store = Store.open(args.run_dir)
+    try:
+        Console().print(status_table(store))
+        failures = store.failures()
+        if failures:
+            print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")
+            for member, step, kind, message in failures[-5:]:
+                print(f"  member {member} at step {step}: [{kind}] {message}")
+    finally:
+        store.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firepbt", description="Population Based Training: train a population, tune as it trains."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the experiment described by a TOML config")
+    p.add_argument("config", help="path to the TOML config")
+    p.add_argument("--run-dir", dest="run_dir", help="override the config's run directory")
+    p.add_argument("--workers", type=int, help="override the number of worker processes")
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.set_defaults(func=_run)
+    s = sub.add_parser("status", help="show the population of a run directory")
+    s.add_argument("run_dir")
+    s.set_defaults(func=_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as e:
+        print(f"firepbt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("firepbt: interrupted; everything recorded so far is in the run directory", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

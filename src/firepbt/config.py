@@ -1,0 +1,190 @@
+"""Run configuration: one validated record behind both ``firepbt.run`` and ``firepbt run CONFIG``.
+
+A TOML config looks like::
+
+    trainable = "firepbt.examples.nqm:NQM"
+    mode = "min"
+    metric = "loss"
+    run_dir = "runs/nqm"
+
+    [space]
+    lr = { dist = "loguniform", low = 1e-3, high = 2.0 }
+
+    [strategy]
+    name = "pbt"                # or "random"
+    population = 8
+    ready_every = 20
+    synchrony = "sync"          # or "async"
+    exploit = { name = "truncation", fraction = 0.25 }
+    explore = [{ name = "perturb", factors = [0.8, 1.2] }, { name = "resample", probability = 0.25 }]
+
+    [budget]
+    steps = 400
+
+    [executor]
+    kind = "process"            # or "inprocess"
+    workers = 2
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firepbt.decisions import Mode
+from firepbt.registry import EXPLOITS, ConfigError, build_explore
+from firepbt.space import Space, SpaceError
+from firepbt.strategies import PBT, PopulationConfigError, RandomSearch, Strategy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STRATEGIES = ("pbt", "random")
+EXECUTORS = ("process", "inprocess")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, validated at construction."""
+
+    trainable: str
+    space: dict[str, Any]
+    total_steps: int
+    strategy: str = "pbt"
+    population: int = 8
+    ready_every: int = 10
+    eval_every: int | None = None
+    mode: str = "max"
+    metric: str | None = None
+    seed: int = 0
+    executor: str = "process"
+    workers: int = 2
+    max_retries: int = 2
+    run_dir: str | None = None
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"strategy.name: unknown strategy {self.strategy!r}; choose one of {STRATEGIES}"
+            )
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"executor.kind: unknown executor {self.executor!r}; choose one of {EXECUTORS}"
+            )
+        if self.mode not in ("max", "min"):
+            raise ConfigError(f"mode: expected 'max' or 'min', got {self.mode!r}")
+        for name in ("total_steps", "population", "ready_every", "workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+        if self.eval_every is not None and (not isinstance(self.eval_every, int) or self.eval_every < 1):
+            raise ConfigError(f"eval_every: expected a positive integer, got {self.eval_every!r}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries: expected >= 0, got {self.max_retries}")
+        try:
+            Space.from_dict(self.space)
+        except SpaceError as e:
+            raise ConfigError(str(e)) from None
+        allowed = {"pbt": {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"},
+                   "random": {"initial_hyperparameters"}}[self.strategy]  # fmt: skip
+        unknown = sorted(set(self.strategy_options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"strategy: unknown option(s) {unknown} for {self.strategy!r}; "
+                f"it takes {sorted(allowed)}"
+            )
+        self.build_strategy()  # validates the options
+
+    @property
+    def mode_enum(self) -> Mode:
+        return Mode(self.mode)
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or self.ready_every
+
+    def build_space(self) -> Space:
+        return Space.from_dict(self.space)
+
+    def build_strategy(self) -> Strategy:
+        rng = np.random.default_rng(self.seed)
+        opts = dict(self.strategy_options)
+        space = self.build_space()
+        try:
+            if self.strategy == "random":
+                return RandomSearch(space, self.population, self.total_steps, self.ready_every,
+                                    rng, **opts)  # fmt: skip
+            if "exploit" in opts:
+                opts["exploit"] = EXPLOITS.build(opts["exploit"], "strategy.exploit")
+            if "explore" in opts:
+                opts["explore"] = build_explore(opts["explore"])
+            return PBT(space, self.population, self.total_steps, self.ready_every, rng, **opts)
+        except (PopulationConfigError, SpaceError) as e:
+            raise ConfigError(f"strategy.{e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        return cls.from_mapping(data, where=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> RunConfig:
+        data = dict(data)
+        known_top = {"trainable", "space", "strategy", "budget", "executor", "mode", "metric",
+                     "seed", "run_dir", "eval_every", "max_retries"}  # fmt: skip
+        unknown = sorted(set(data) - known_top)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known_top)}")
+        for required in ("trainable", "space", "budget"):
+            if required not in data:
+                raise ConfigError(f"{where}: missing [{required}]" if required != "trainable"
+                                  else f"{where}: missing trainable = 'module:Class'")  # fmt: skip
+        strategy = dict(_table(data, "strategy", where))
+        budget = dict(_table(data, "budget", where))
+        executor = dict(_table(data, "executor", where))
+        if set(budget) - {"steps"} or "steps" not in budget:
+            raise ConfigError(f"{where}: [budget] takes exactly 'steps' (steps per member)")
+        if set(executor) - {"kind", "workers"}:
+            raise ConfigError(f"{where}: [executor] takes 'kind' and 'workers'")
+        name = strategy.pop("name", "pbt")
+        common = {k: strategy.pop(k) for k in ("population", "ready_every") if k in strategy}
+        return cls(
+            trainable=data["trainable"],
+            space=dict(_table(data, "space", where)),
+            total_steps=budget["steps"],
+            strategy=name,
+            mode=data.get("mode", "max"),
+            metric=data.get("metric"),
+            seed=data.get("seed", 0),
+            run_dir=data.get("run_dir"),
+            eval_every=data.get("eval_every"),
+            max_retries=data.get("max_retries", 2),
+            executor=executor.get("kind", "process"),
+            workers=executor.get("workers", 2),
+            strategy_options=strategy,
+            **common,
+        )
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value

@@ -1,0 +1,82 @@
+"""Decisions as data: what a strategy tells the runner to do with a member.
+
+Every decision that keeps a member training names the step it trains ``until`` (its next ready
+step); the runner turns it into a segment. Decisions are recorded in the store before the runner
+acts on them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from firepbt.explore import Change
+from firepbt.space import Hyperparameters
+
+
+class Mode(enum.Enum):
+    """Whether a higher or a lower score is better."""
+
+    MAX = "max"
+    MIN = "min"
+
+    def orient(self, score: float) -> float:
+        """The score as the strategies see it: higher is always better."""
+        return score if self is Mode.MAX else -score
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Where a member's current weights live: the checkpoint of ``member`` at ``step``, trained
+    with ``hyperparameters`` (the values an exploit copies)."""
+
+    member: int
+    step: int
+    hyperparameters: Hyperparameters
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Build member ``member`` from scratch with ``hyperparameters`` and ``seed``; train until ``until``."""
+
+    member: int
+    hyperparameters: Hyperparameters
+    seed: int
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    """Member keeps its weights and hyperparameters; train from ``step`` until ``until``."""
+
+    member: int
+    step: int
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Exploit:
+    """Member (ready at ``step``) copies ``donor``'s current weights (the checkpoint ``source``)
+    and trains with explored ``hyperparameters`` from ``source.step`` until ``until``. A member
+    that keeps its own weights and only explores has ``donor == member``."""
+
+    member: int
+    step: int
+    donor: int
+    source: Weights
+    old_hyperparameters: Hyperparameters
+    hyperparameters: Hyperparameters
+    changes: tuple[Change, ...]
+    reason: str
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Member reached the end of its budget at ``step``."""
+
+    member: int
+    step: int
+
+
+Decision = Start | Continue | Exploit | Finish

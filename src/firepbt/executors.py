@@ -1,0 +1,149 @@
+"""Executors: thin adapters that run segments somewhere and hand back their results.
+
+``InProcessExecutor`` runs segments one by one in the calling process (deterministic; for tests
+and debugging). ``ProcessPoolExecutor`` runs them on a pool of local worker processes (the
+default). A population larger than the number of workers is time-multiplexed by the runner,
+which never submits more segments than ``capacity``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+
+from firepbt.segments import Failure, Segment, SegmentResult, run_segment
+
+
+class Executor(ABC):
+    """Runs segments. ``submit`` never blocks; ``wait`` blocks until at least one result."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many segments may run at once."""
+
+    @abstractmethod
+    def submit(self, segment: Segment) -> None: ...
+
+    @abstractmethod
+    def wait(self) -> list[SegmentResult]:
+        """Results of finished segments (at least one while any is pending)."""
+
+    @abstractmethod
+    def pending(self) -> int:
+        """Segments submitted whose results were not yet returned."""
+
+    def shutdown(self) -> None:
+        """Release workers."""
+
+
+class InProcessExecutor(Executor):
+    """Runs each segment in this process when results are asked for, in submission order."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Segment] = deque()
+
+    @property
+    def capacity(self) -> int:
+        return 1
+
+    def submit(self, segment: Segment) -> None:
+        self._queue.append(segment)
+
+    def wait(self) -> list[SegmentResult]:
+        return [run_segment(self._queue.popleft())] if self._queue else []
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+
+def _init_worker() -> None:
+    """One thread per worker process: two workers on two cores must not fight over threads."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    try:
+        import torch  # noqa: PLC0415 - optional, only if the user has it
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+class ProcessPoolExecutor(Executor):
+    """Runs segments on ``workers`` local processes. A worker that dies is recorded as a failure
+    of the segments it held, and the pool is restarted."""
+
+    def __init__(self, workers: int = 2, start_method: str | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers: need at least 1, got {workers}")
+        self.workers = workers
+        methods = multiprocessing.get_all_start_methods()
+        self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._futures: dict[cf.Future[SegmentResult], Segment] = {}
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
+
+    def _ensure_pool(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context(self.start_method)
+            self._pool = cf.ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_init_worker
+            )
+        return self._pool
+
+    def submit(self, segment: Segment) -> None:
+        pool = self._ensure_pool()
+        try:
+            future = pool.submit(run_segment, segment)
+        except cf.process.BrokenProcessPool:
+            self._restart()
+            future = self._ensure_pool().submit(run_segment, segment)
+        self._futures[future] = segment
+
+    def wait(self) -> list[SegmentResult]:
+        if not self._futures:
+            return []
+        done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
+        results = []
+        broken = False
+        for future in done:
+            segment = self._futures.pop(future)
+            try:
+                results.append(future.result())
+            except cf.process.BrokenProcessPool as e:
+                broken = True
+                results.append(_died(segment, f"a worker process died ({e})"))
+            except Exception as e:  # e.g. the segment could not be pickled
+                results.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
+        if broken:
+            # Every other in-flight segment of a broken pool is lost too.
+            for future, segment in list(self._futures.items()):
+                results.append(_died(segment, "its worker pool broke while it ran"))
+            self._futures.clear()
+            self._restart()
+        return results
+
+    def pending(self) -> int:
+        return len(self._futures)
+
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+
+
+def _died(segment: Segment, message: str, kind: str = "worker_died") -> SegmentResult:
+    now = time.time()
+    return SegmentResult(segment, failure=Failure(kind, message), started=now, finished=now)

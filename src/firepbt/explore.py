@@ -1,0 +1,151 @@
+"""Explore policies: how a member's copied hyperparameters are mutated.
+
+A policy takes hyperparameters, the space and a generator and returns the new hyperparameters
+with a record of every change (``lr: 0.1 → 0.08 (×0.8)``). Policies compose with ``chain``:
+``chain(Perturb(), Resample(0.25))`` perturbs every value, then resamples each from the prior
+with probability 0.25 — the PBT paper's *perturb* and *resample* together.
+
+>>> import numpy as np
+>>> from firepbt.space import Space, LogUniform
+>>> space = Space({"lr": LogUniform(1e-3, 1.0)})
+>>> h, changes = Perturb((0.5,))({"lr": 0.1}, space, np.random.default_rng(0))
+>>> str(changes[0])
+'lr: 0.1 → 0.05 (×0.5)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from firepbt.space import Hyperparameters, Space
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One hyperparameter moved by an explore step."""
+
+    name: str
+    old: Any
+    new: Any
+    how: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {_fmt(self.old)} → {_fmt(self.new)} ({self.how})"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
+
+
+class ExplorePolicy(Protocol):
+    """Mutates hyperparameters; returns the new values and what changed."""
+
+    def __call__(
+        self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Perturb:
+    """Multiply each tunable hyperparameter by a factor drawn uniformly from ``factors``.
+
+    The PBT paper uses (0.8, 1.2); the FIRE PBT paper (0.5, 0.8, 1.25, 2.0). Hard bounds of the
+    space are respected; ordered choices step to a neighbour, unordered ones resample.
+    """
+
+    factors: Sequence[float] = (0.8, 1.2)
+
+    def __post_init__(self) -> None:
+        if not self.factors or any(not (f > 0) for f in self.factors):
+            raise ValueError(f"Perturb.factors must be positive numbers, got {self.factors!r}")
+
+    def __call__(
+        self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]:
+        new = dict(h)
+        changes = []
+        for name in space.tunable():
+            factor = float(self.factors[int(rng.integers(len(self.factors)))])
+            new[name] = space[name].perturb(h[name], factor, rng)
+            changes.append(Change(name, h[name], new[name], f"×{factor:g}"))
+        return new, tuple(changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Resample:
+    """Replace each tunable hyperparameter by a draw from its prior with ``probability``."""
+
+    probability: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"Resample.probability must lie in [0, 1], got {self.probability}")
+
+    def __call__(
+        self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]:
+        new = dict(h)
+        changes = []
+        for name in space.tunable():
+            if rng.random() < self.probability:
+                new[name] = space[name].resample(rng)
+                changes.append(Change(name, h[name], new[name], "resampled"))
+        return new, tuple(changes)
+
+
+@dataclass(frozen=True, slots=True)
+class AddNoise:
+    """Add Gaussian noise of standard deviation ``std`` to each numeric tunable value, clipped to
+    its hard bounds (the PBT paper's toy example explores this way)."""
+
+    std: float = 0.1
+
+    def __call__(
+        self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]:
+        new = dict(h)
+        changes = []
+        for name in space.tunable():
+            bounds = getattr(space[name], "bounds", None)
+            if bounds is None:
+                continue
+            noise = float(rng.normal(0.0, self.std))
+            new[name] = float(min(max(float(h[name]) + noise, bounds[0]), bounds[1]))
+            changes.append(Change(name, h[name], new[name], f"{noise:+.3g}"))
+        return new, tuple(changes)
+
+
+@dataclass(frozen=True, slots=True)
+class NoExplore:
+    """Keep the copied hyperparameters as they are (PBT's *exploit only* ablation)."""
+
+    def __call__(
+        self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]:
+        return dict(h), ()
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Apply policies in order; the record lists every change of every policy."""
+
+    policies: tuple[ExplorePolicy, ...]
+
+    def __call__(
+        self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]:
+        current: Hyperparameters = dict(h)
+        changes: list[Change] = []
+        for policy in self.policies:
+            current, done = policy(current, space, rng)
+            changes.extend(done)
+        return current, tuple(changes)
+
+
+def chain(*policies: ExplorePolicy) -> Chain:
+    """Compose explore policies left to right."""
+    return Chain(tuple(policies))

@@ -1,0 +1,65 @@
+"""Lineage and schedules, read from the store.
+
+Every segment records the segment whose checkpoint it started from, so a member's history is a
+chain of segments back to a fresh start. The chain gives its *lineage* (whose weights it carries,
+copied at which step) and its *schedule*: the hyperparameters in force over each range of steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from firepbt.space import Hyperparameters
+from firepbt.store import SegmentRow, SegmentStatus, Store
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """Hyperparameters in force from ``from_step`` to ``to_step``, trained by ``member``."""
+
+    from_step: int
+    to_step: int
+    member: int
+    hyperparameters: Hyperparameters
+
+
+def segment_chain(store: Store, member: int) -> list[SegmentRow]:
+    """The segments that produced ``member``'s latest weights, oldest first."""
+    done = [s for s in store.segments(member) if s.status is SegmentStatus.DONE]
+    if not done:
+        return []
+    by_id = {s.id: s for s in store.segments()}
+    chain = []
+    current: SegmentRow | None = done[-1]
+    while current is not None:
+        chain.append(current)
+        current = by_id.get(current.source_segment) if current.source_segment is not None else None
+    return chain[::-1]
+
+
+def schedule(store: Store, member: int, merge: bool = True) -> list[ScheduleEntry]:
+    """The hyperparameter schedule behind ``member``'s latest weights, with exact step ranges.
+
+    Consecutive ranges with equal hyperparameters are merged unless ``merge`` is False.
+    """
+    entries: list[ScheduleEntry] = []
+    for seg in segment_chain(store, member):
+        if seg.end_step == seg.start_step:
+            continue
+        last = entries[-1] if entries else None
+        if merge and last is not None and last.hyperparameters == seg.hyperparameters:
+            entries[-1] = ScheduleEntry(last.from_step, seg.end_step, seg.member, last.hyperparameters)
+        else:
+            entries.append(ScheduleEntry(seg.start_step, seg.end_step, seg.member, seg.hyperparameters))
+    return entries
+
+
+def ancestry(store: Store, member: int) -> list[tuple[int, int, int]]:
+    """(member, from_step, to_step): whose training the latest weights of ``member`` carry."""
+    out: list[tuple[int, int, int]] = []
+    for seg in segment_chain(store, member):
+        if out and out[-1][0] == seg.member:
+            out[-1] = (seg.member, out[-1][1], seg.end_step)
+        else:
+            out.append((seg.member, seg.start_step, seg.end_step))
+    return out

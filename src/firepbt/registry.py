@@ -1,0 +1,66 @@
+"""Named presets: one registry per concept maps a name to a factory and refuses duplicates, so a
+config or the command line can say ``exploit = {name = "truncation", fraction = 0.2}``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from firepbt import exploit as xp
+from firepbt import explore as xr
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the field and what to do."""
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str, factory: Callable[..., T]) -> None:
+        if name in self._factories:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        return sorted(self._factories)
+
+    def build(self, spec: str | Mapping[str, Any], field: str) -> T:
+        """Build from ``"name"`` or ``{name = "...", option = value, ...}``."""
+        options = {"name": spec} if isinstance(spec, str) else dict(spec)
+        name = options.pop("name", None)
+        if name not in self._factories:
+            raise ConfigError(
+                f"{field}: unknown {self.kind} {name!r}; choose one of {', '.join(self.names())}"
+            )
+        try:
+            return self._factories[str(name)](**options)
+        except TypeError as e:
+            raise ConfigError(f"{field}: bad options for {self.kind} {name!r}: {e}") from None
+        except ValueError as e:
+            raise ConfigError(f"{field}: {e}") from None
+
+
+EXPLOITS: Registry[xp.ExploitPolicy] = Registry("exploit policy")
+EXPLOITS.register("truncation", xp.Truncation)
+EXPLOITS.register("tournament", xp.BinaryTournament)
+EXPLOITS.register("ttest", xp.WelchTTest)
+EXPLOITS.register("keep_own", xp.KeepOwn)
+EXPLOITS.register("none", xp.NoExploit)
+
+EXPLORES: Registry[xr.ExplorePolicy] = Registry("explore policy")
+EXPLORES.register("perturb", lambda factors=(0.8, 1.2): xr.Perturb(tuple(factors)))
+EXPLORES.register("resample", xr.Resample)
+EXPLORES.register("noise", xr.AddNoise)
+EXPLORES.register("none", xr.NoExplore)
+
+
+def build_explore(spec: Any, field: str = "strategy.explore") -> xr.ExplorePolicy:
+    """A single policy spec, or a list of them chained in order."""
+    if isinstance(spec, list):
+        return xr.chain(*(EXPLORES.build(s, f"{field}[{i}]") for i, s in enumerate(spec)))
+    return EXPLORES.build(spec, field)

@@ -1,0 +1,217 @@
+"""The runner owns the loop: it turns decisions into segments, runs them on an executor, records
+every event in the store before acting on it, and keeps each checkpoint until nobody needs it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from firepbt.checkpoints import CheckpointRef
+from firepbt.decisions import Continue, Decision, Exploit, Finish, Mode, Start
+from firepbt.executors import Executor
+from firepbt.segments import Segment, SegmentResult
+from firepbt.store import Store
+from firepbt.strategies import Strategy
+from firepbt.trainable import Trainable
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    steps_done: int  # worker-steps of finished segments
+    mean_step: float
+    total_steps: int
+    best_score: float
+    exploits: int
+    failures: int
+    members: int
+
+
+class RunFailed(RuntimeError):
+    """Every member of the population failed; the store holds each failure."""
+
+
+class Runner:
+    """Runs a strategy to completion on an executor, writing everything to a store."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        executor: Executor,
+        store: Store,
+        trainable: type[Trainable],
+        *,
+        run_dir: Path,
+        total_steps: int,
+        eval_every: int,
+        mode: Mode = Mode.MAX,
+        metric: str | None = None,
+        max_retries: int = 2,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.executor = executor
+        self.store = store
+        self.trainable = trainable
+        self.run_dir = Path(run_dir)
+        self.total_steps = total_steps
+        self.eval_every = eval_every
+        self.mode = mode
+        self.metric = metric
+        self.max_retries = max_retries
+        self.on_progress = on_progress
+        self._queue: deque[Segment] = deque()
+        self._seeds: dict[int, int] = {}
+        self._current: dict[int, CheckpointRef] = {}  # where each member's weights live
+        self._refs: Counter[str] = Counter()  # checkpoint path -> members and segments needing it
+        self._steps_done = 0
+        self._exploits = 0
+        self._failures = 0
+        self._best = -math.inf
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._apply(self.strategy.start())
+        try:
+            while self._queue or self.executor.pending():
+                while self._queue and self.executor.pending() < self.executor.capacity:
+                    self.executor.submit(self._queue.popleft())
+                for result in self.executor.wait():
+                    self._complete(result)
+        finally:
+            self.executor.shutdown()
+        states = self.strategy.members.values()
+        if states and all(not s.alive for s in states):
+            self.store.set_meta("status", "failed")
+            raise RunFailed(
+                f"every member failed; see the failures recorded in {self.store.path} "
+                f"(firepbt status {self.run_dir})"
+            )
+        self.store.set_meta("status", "finished")
+
+    # -- decisions -> segments --------------------------------------------------------------
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            self.store.record_decision(d)
+            if isinstance(d, Start):
+                self._seeds[d.member] = d.seed
+                self._enqueue(d.member, 0, d.until, d.hyperparameters, None)
+            elif isinstance(d, Continue):
+                h = self.strategy.members[d.member].hyperparameters
+                self._enqueue(d.member, d.step, d.until, h, self._current[d.member])
+            elif isinstance(d, Exploit):
+                self._exploits += d.donor != d.member
+                source = self._current[d.source.member]
+                if (source.member, source.step) != (d.source.member, d.source.step):
+                    raise AssertionError(f"strategy and runner disagree on {d.source}: {source}")
+                self._set_current(d.member, source)
+                self._enqueue(d.member, d.source.step, d.until, d.hyperparameters, source)
+            elif isinstance(d, Finish):
+                pass
+
+    def _enqueue(
+        self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
+    ) -> None:
+        seg_id = self.store.add_segment(
+            member, start, end, h, source.segment if source else None, source.path if source else None
+        )
+        path = self.run_dir / "checkpoints" / f"member-{member:04d}" / f"step-{end:08d}-seg-{seg_id}.ckpt"
+        if source is not None:
+            self._refs[source.path] += 1
+        self._queue.append(
+            Segment(
+                id=seg_id,
+                member=member,
+                seed=self._seeds[member],
+                start_step=start,
+                end_step=end,
+                eval_every=self.eval_every,
+                hyperparameters=dict(h),
+                source=source,
+                checkpoint_path=str(path),
+                trainable=self.trainable,
+                metric=self.metric,
+            )
+        )
+
+    # -- results ----------------------------------------------------------------------------
+
+    def _complete(self, r: SegmentResult) -> None:
+        seg = r.segment
+        if r.failure is not None:
+            self._failed(r)
+            return
+        assert r.checkpoint is not None
+        self.store.segment_done(r)
+        self._steps_done += seg.end_step - seg.start_step
+        for p in r.points:
+            if not math.isfinite(p.score):
+                self.store.record_warning(
+                    seg.member, seg.id, p.step, "nan_metric",
+                    f"member {seg.member} reported a non-finite score ({p.score}) at step "
+                    f"{p.step}; it ranks worst",
+                )  # fmt: skip
+            score = self.mode.orient(p.score)
+            self.strategy.report(seg.member, p.step, score)
+            if math.isfinite(score):
+                self._best = max(self._best, score)
+        self._set_current(seg.member, r.checkpoint)
+        self._apply(self.strategy.ready(seg.member, seg.end_step))
+        self._release(seg.source)
+        self._progress()
+
+    def _failed(self, r: SegmentResult) -> None:
+        seg, failure = r.segment, r.failure
+        assert failure is not None
+        self._failures += 1
+        final = seg.attempt >= self.max_retries or failure.kind == "bad_metric"
+        self.store.segment_failed(r, final)
+        if not final:
+            self._queue.append(replace(seg, attempt=seg.attempt + 1))
+            return
+        self.store.member_failed(seg.member)
+        decisions = self.strategy.failed(seg.member, seg.start_step)
+        self._apply(decisions)
+        self._release(seg.source)
+        self._progress()
+
+    # -- checkpoint references --------------------------------------------------------------
+
+    def _set_current(self, member: int, ref: CheckpointRef) -> None:
+        old = self._current.get(member)
+        self._current[member] = ref
+        self._refs[ref.path] += 1
+        self._release(old)
+
+    def _release(self, ref: CheckpointRef | None) -> None:
+        if ref is None:
+            return
+        self._refs[ref.path] -= 1
+        if self._refs[ref.path] <= 0:
+            del self._refs[ref.path]
+            Path(ref.path).unlink(missing_ok=True)
+            self.store.checkpoint_deleted(ref.path)
+
+    def current_checkpoints(self) -> dict[int, CheckpointRef]:
+        return dict(self._current)
+
+    def _progress(self) -> None:
+        if self.on_progress is None:
+            return
+        states = list(self.strategy.members.values())
+        live = [s for s in states if s.alive]
+        mean_step = sum(s.step for s in live) / len(live) if live else 0.0
+        best = self.mode.orient(self._best) if math.isfinite(self._best) else math.nan
+        self.on_progress(
+            Progress(
+                self._steps_done, mean_step, self.total_steps, best,
+                self._exploits, self._failures, len(states),
+            )  # fmt: skip
+        )

@@ -1,0 +1,162 @@
+"""Segments: the unit of work. "Advance member m from checkpoint c with hyperparameters h from
+step a to step b, evaluating every j steps" → a new checkpoint and curve points.
+
+``run_segment`` is what a worker executes. It keeps a few trainables alive between segments, so a
+member that continues on the same worker is not reloaded from disk; correctness never depends on it
+(a cached trainable is used only when it is exactly at the segment's source checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from firepbt.checkpoints import CheckpointError, CheckpointRef, read_checkpoint, write_checkpoint
+from firepbt.space import Hyperparameters
+from firepbt.trainable import Trainable
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One piece of training to run on a worker."""
+
+    id: int
+    member: int
+    seed: int
+    start_step: int
+    end_step: int
+    eval_every: int
+    hyperparameters: Hyperparameters
+    source: CheckpointRef | None  # None: build from scratch
+    checkpoint_path: str
+    trainable: type[Trainable]
+    metric: str | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One evaluation: the selection score and every metric the trainable returned."""
+
+    step: int
+    score: float
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a segment did not finish."""
+
+    kind: str  # "raised", "bad_metric", "checkpoint", "worker_died"
+    message: str
+    traceback: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentResult:
+    segment: Segment
+    points: tuple[Point, ...] = ()
+    checkpoint: CheckpointRef | None = None
+    checkpoint_bytes: int = 0
+    failure: Failure | None = None
+    worker: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    reused_trainable: bool = field(default=False)
+
+
+class MetricError(ValueError):
+    """``evaluate()`` returned something that is not a usable score."""
+
+
+def extract_score(value: float | Mapping[str, float], metric: str | None) -> tuple[float, dict[str, float]]:
+    """Turn what ``evaluate()`` returned into (selection score, all metrics)."""
+    if isinstance(value, Mapping):
+        try:
+            metrics = {str(k): float(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise MetricError(f"evaluate() returned non-numeric metrics: {dict(value)!r}") from None
+        if metric is None:
+            if len(metrics) != 1:
+                raise MetricError(
+                    f"evaluate() returned several metrics {sorted(metrics)}; "
+                    "name the one to select on with metric=..."
+                )
+            metric = next(iter(metrics))
+        if metric not in metrics:
+            raise MetricError(
+                f"evaluate() returned metrics {sorted(metrics)} but the run selects on {metric!r}"
+            )
+        return metrics[metric], metrics
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise MetricError(
+            f"evaluate() must return a number or a mapping of numbers, got {value!r}"
+        ) from None
+    return score, {metric or "score": score}
+
+
+# Trainables kept alive in this worker process: member -> (checkpoint path it is at, trainable).
+_ALIVE: OrderedDict[int, tuple[str, Trainable]] = OrderedDict()
+KEEP_ALIVE = 4
+
+
+def _obtain(seg: Segment) -> tuple[Trainable, bool]:
+    cached = _ALIVE.pop(seg.member, None)
+    if seg.source is not None and cached is not None and cached[0] == seg.source.path:
+        return cached[1], True
+    trainable = seg.trainable(dict(seg.hyperparameters), seg.seed)
+    if seg.source is not None:
+        trainable.load(read_checkpoint(seg.source.path, seg.source.sha256))
+    return trainable, False
+
+
+def run_segment(seg: Segment) -> SegmentResult:
+    """Run one segment; every error becomes a recorded ``Failure``, never an exception."""
+    started = time.time()
+    worker = f"pid-{os.getpid()}"
+    points: list[Point] = []
+    try:
+        trainable, reused = _obtain(seg)
+        trainable.set_hyperparameters(dict(seg.hyperparameters))
+        step = seg.start_step
+        while True:
+            k = min(seg.eval_every, seg.end_step - step)
+            if k > 0:
+                trainable.train(k)
+                step += k
+            score, metrics = extract_score(trainable.evaluate(), seg.metric)
+            points.append(Point(step, score, metrics))
+            if step >= seg.end_step:
+                break
+        sha, nbytes = write_checkpoint(seg.checkpoint_path, trainable.save())
+    except MetricError as e:
+        return _failed(seg, "bad_metric", str(e), "", worker, started, points)
+    except CheckpointError as e:
+        return _failed(seg, "checkpoint", str(e), "", worker, started, points)
+    except Exception as e:
+        tb = traceback.format_exc()
+        message = f"{type(e).__name__}: {e}"
+        return _failed(seg, "raised", message, tb, worker, started, points)
+    _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
+    while len(_ALIVE) > KEEP_ALIVE:
+        _ALIVE.popitem(last=False)
+    ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id)
+    return SegmentResult(
+        seg, tuple(points), ref, nbytes, None, worker, started, time.time(), reused
+    )
+
+
+def _failed(
+    seg: Segment, kind: str, message: str, tb: str, worker: str, started: float, points: list[Point]
+) -> SegmentResult:
+    _ALIVE.pop(seg.member, None)
+    return SegmentResult(
+        seg, tuple(points), None, 0, Failure(kind, message, tb), worker, started, time.time()
+    )

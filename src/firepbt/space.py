@@ -1,0 +1,333 @@
+"""Search spaces: the prior each hyperparameter is drawn from, and how it moves.
+
+Each distribution can ``sample`` a value from its prior, ``perturb`` a value by a factor
+(multiplicative moves, as in the PBT paper) and ``resample`` it from the prior. Optional hard
+``bounds`` are respected by every move: perturbation clips to them, so a value never leaves them.
+
+>>> import numpy as np
+>>> space = Space({"lr": LogUniform(1e-4, 1e-1, bounds=(1e-6, 1.0)), "batch": Choice([32, 64, 128])})
+>>> h = space.sample(np.random.default_rng(0))
+>>> sorted(h)
+['batch', 'lr']
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Hyperparameters = dict[str, Any]
+
+
+class SpaceError(ValueError):
+    """A search space or a hyperparameter value that cannot be used; the message names the field."""
+
+
+class Distribution(ABC):
+    """One hyperparameter's prior and its moves."""
+
+    name: str = "?"  # set by Space so error messages can name the field
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator) -> Any:
+        """Draw a value from the prior."""
+
+    @abstractmethod
+    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> Any:
+        """Move ``value`` by ``factor`` (>1 up, <1 down), staying inside the hard bounds."""
+
+    def resample(self, rng: np.random.Generator) -> Any:
+        """Draw a fresh value from the prior (the PBT paper's *resample*)."""
+        return self.sample(rng)
+
+    @abstractmethod
+    def validate(self, value: Any) -> Any:
+        """Return ``value`` in canonical form, or raise ``SpaceError`` naming the field."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description; ``distribution_from_dict`` reverses it."""
+
+
+def _check_bounds(
+    name: str, low: float, high: float, bounds: tuple[float, float] | None, positive: bool
+) -> tuple[float, float]:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SpaceError(f"{name}: low and high must be finite numbers, got low={low}, high={high}")
+    if low >= high:
+        raise SpaceError(f"{name}: low must be below high, got low={low}, high={high}")
+    if positive and low <= 0:
+        raise SpaceError(f"{name}: a log-scale range needs low > 0, got low={low}")
+    if bounds is None:
+        return (0.0 if positive else -math.inf, math.inf)
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if lo >= hi:
+        raise SpaceError(f"{name}: bounds must be (lower, upper) with lower < upper, got {bounds}")
+    if positive and lo < 0:
+        raise SpaceError(f"{name}: bounds of a log-scale value cannot be negative, got {bounds}")
+    if low < lo or high > hi:
+        raise SpaceError(f"{name}: the prior [{low}, {high}] must lie inside bounds {bounds}")
+    return lo, hi
+
+
+class _Continuous(Distribution):
+    positive = False
+
+    def __init__(
+        self, low: float, high: float, *, bounds: tuple[float, float] | None = None
+    ) -> None:
+        self.low, self.high = float(low), float(high)
+        self._given_bounds = bounds
+        self.bounds = _check_bounds(type(self).__name__, self.low, self.high, bounds, self.positive)
+
+    def _rename(self, name: str) -> None:
+        self.name = name
+        self.bounds = _check_bounds(name, self.low, self.high, self._given_bounds, self.positive)
+
+    def _clip(self, value: float) -> float:
+        lo, hi = self.bounds
+        return float(min(max(value, lo), hi))
+
+    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> float:
+        return self._clip(float(value) * factor)
+
+    def validate(self, value: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise SpaceError(f"{self.name}: expected a number, got {value!r}") from None
+        lo, hi = self.bounds
+        if not (lo <= v <= hi) or math.isnan(v) or (self.positive and v <= 0):
+            raise SpaceError(f"{self.name}: {v} is outside the allowed range [{lo}, {hi}]")
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"dist": type(self).__name__.lower(), "low": self.low, "high": self.high}
+        if self._given_bounds is not None:
+            d["bounds"] = list(self._given_bounds)
+        return d
+
+    def __repr__(self) -> str:
+        extra = f", bounds={self._given_bounds}" if self._given_bounds is not None else ""
+        return f"{type(self).__name__}({self.low}, {self.high}{extra})"
+
+
+class Uniform(_Continuous):
+    """Uniform prior on [low, high]; perturbation multiplies by the factor."""
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(rng.uniform(self.low, self.high))
+
+
+class LogUniform(_Continuous):
+    """Log-uniform prior on [low, high] (low > 0), the usual prior for learning rates."""
+
+    positive = True
+
+    def sample(self, rng: np.random.Generator) -> float:
+        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+
+    def _clip(self, value: float) -> float:
+        lo, hi = self.bounds
+        return float(min(max(value, lo if lo > 0 else 1e-300), hi))
+
+
+class IntUniform(_Continuous):
+    """Integer prior on {low, …, high}; a perturbation that would round back moves by one."""
+
+    def sample(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(int(self.low), int(self.high) + 1))
+
+    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> int:
+        v = int(value)
+        moved = int(round(v * factor))
+        if moved == v and factor != 1.0:
+            moved = v + (1 if factor > 1.0 else -1)
+        lo, hi = self.bounds
+        return int(min(max(moved, math.ceil(lo)), math.floor(hi)))
+
+    def validate(self, value: Any) -> int:
+        v = super().validate(value)
+        if v != int(v):
+            raise SpaceError(f"{self.name}: expected an integer, got {value!r}")
+        return int(v)
+
+
+class Choice(Distribution):
+    """A choice among options. Ordered choices perturb to a neighbour; unordered ones resample.
+
+    >>> import numpy as np
+    >>> Choice([16, 32, 64], ordered=True).perturb(32, 1.2, np.random.default_rng(0))
+    64
+    """
+
+    def __init__(self, options: Sequence[Any], *, ordered: bool = False) -> None:
+        self.options = list(options)
+        self.ordered = ordered
+        self._check()
+
+    def _check(self) -> None:
+        label = "Choice" if self.name == "?" else self.name
+        if not self.options:
+            raise SpaceError(f"{label}: a Choice needs at least one option")
+        if len({repr(o) for o in self.options}) != len(self.options):
+            raise SpaceError(f"{label}: Choice options must be distinct, got {self.options}")
+
+    def _rename(self, name: str) -> None:
+        self.name = name
+        self._check()
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.options[int(rng.integers(len(self.options)))]
+
+    def _index(self, value: Any) -> int:
+        for i, o in enumerate(self.options):
+            if o == value:
+                return i
+        raise SpaceError(f"{self.name}: {value!r} is not one of {self.options}")
+
+    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> Any:
+        i = self._index(value)
+        if not self.ordered:
+            others = [o for j, o in enumerate(self.options) if j != i]
+            return others[int(rng.integers(len(others)))] if others else value
+        if factor == 1.0:
+            return value
+        j = min(max(i + (1 if factor > 1.0 else -1), 0), len(self.options) - 1)
+        return self.options[j]
+
+    def validate(self, value: Any) -> Any:
+        return self.options[self._index(value)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": "choice", "options": list(self.options), "ordered": self.ordered}
+
+    def __repr__(self) -> str:
+        return f"Choice({self.options}, ordered={self.ordered})"
+
+
+class Fixed(Distribution):
+    """A constant carried along with the tuned hyperparameters; never moves."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        return self.value
+
+    def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> Any:
+        return self.value
+
+    def validate(self, value: Any) -> Any:
+        if value != self.value:
+            raise SpaceError(f"{self.name}: fixed at {self.value!r}, got {value!r}")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dist": "fixed", "value": self.value}
+
+    def __repr__(self) -> str:
+        return f"Fixed({self.value!r})"
+
+
+_KINDS: dict[str, type[Distribution]] = {
+    "uniform": Uniform,
+    "loguniform": LogUniform,
+    "intuniform": IntUniform,
+    "choice": Choice,
+    "fixed": Fixed,
+}
+
+
+def distribution_from_dict(name: str, spec: Mapping[str, Any]) -> Distribution:
+    """Build a distribution from a config table such as ``{dist = "loguniform", low = 1e-4, high = 0.1}``."""
+    if not isinstance(spec, Mapping):
+        return Fixed(spec)
+    spec = dict(spec)
+    kind = str(spec.pop("dist", "")).lower().replace("_", "")
+    if kind not in _KINDS:
+        raise SpaceError(
+            f"space.{name}: unknown dist {kind!r}; use one of {', '.join(sorted(_KINDS))}"
+        )
+    try:
+        if kind == "choice":
+            return Choice(spec.pop("options"), ordered=bool(spec.pop("ordered", False)))
+        if kind == "fixed":
+            return Fixed(spec.pop("value"))
+        bounds = spec.pop("bounds", None)
+        dist = _KINDS[kind](spec.pop("low"), spec.pop("high"), bounds=tuple(bounds) if bounds else None)  # type: ignore[call-arg]
+    except KeyError as e:
+        raise SpaceError(f"space.{name}: missing field {e.args[0]!r} for dist {kind!r}") from None
+    except SpaceError as e:
+        raise SpaceError(f"space.{name}: {e}") from None
+    if spec:
+        raise SpaceError(f"space.{name}: unknown field(s) {sorted(spec)} for dist {kind!r}")
+    return dist
+
+
+class Space(Mapping[str, Distribution]):
+    """A named set of distributions; a plain value stands for a constant.
+
+    >>> import numpy as np
+    >>> s = Space({"lr": LogUniform(1e-3, 1.0), "momentum": 0.9})
+    >>> s.sample(np.random.default_rng(1))["momentum"]
+    0.9
+    """
+
+    def __init__(self, dists: Mapping[str, Distribution | Any]) -> None:
+        if not dists:
+            raise SpaceError("space: declare at least one hyperparameter")
+        self._dists: dict[str, Distribution] = {}
+        for name, d in dists.items():
+            if not isinstance(name, str) or not name:
+                raise SpaceError(f"space: hyperparameter names must be non-empty strings, got {name!r}")
+            if not isinstance(d, Distribution):
+                d = Fixed(d)
+            rename = getattr(d, "_rename", None)
+            if rename is not None:
+                rename(name)
+            else:
+                d.name = name
+            self._dists[name] = d
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Space:
+        return cls({k: distribution_from_dict(k, v) for k, v in spec.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: d.to_dict() for k, d in self._dists.items()}
+
+    def __getitem__(self, key: str) -> Distribution:
+        return self._dists[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dists)
+
+    def __len__(self) -> int:
+        return len(self._dists)
+
+    def sample(self, rng: np.random.Generator) -> Hyperparameters:
+        return {k: d.sample(rng) for k, d in self._dists.items()}
+
+    def tunable(self) -> list[str]:
+        """Names of the hyperparameters that can move (not ``Fixed``)."""
+        return [k for k, d in self._dists.items() if not isinstance(d, Fixed)]
+
+    def validate(self, h: Mapping[str, Any]) -> Hyperparameters:
+        """Check a full set of hyperparameters: every key known, none missing, each in range."""
+        unknown = sorted(set(h) - set(self._dists))
+        if unknown:
+            raise SpaceError(
+                f"hyperparameters: unknown key(s) {unknown}; the space declares {sorted(self._dists)}"
+            )
+        missing = sorted(set(self._dists) - set(h))
+        if missing:
+            raise SpaceError(f"hyperparameters: missing key(s) {missing}")
+        return {k: self._dists[k].validate(h[k]) for k in self._dists}
+
+    def __repr__(self) -> str:
+        return f"Space({self._dists!r})"

@@ -1,0 +1,141 @@
+"""Population Based Training (Jaderberg et al. 2017) as pure decision logic."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from firepbt.decisions import Decision, Exploit
+from firepbt.exploit import ExploitPolicy, Truncation
+from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
+from firepbt.space import Space
+from firepbt.strategies._base import MemberState, Strategy
+from firepbt.strategies._population import (
+    Population,
+    PopulationConfigError,
+    check_common,
+    starting_hyperparameters,
+)
+
+
+class Synchrony(enum.Enum):
+    """Synchronous: every member reaches the ready step, then all decide together.
+    Asynchronous: each member decides when it is ready, against the latest known scores."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+class PBT(Strategy):
+    """Population Based Training: ready members exploit (copy a stronger member's weights and
+    hyperparameters) and explore (mutate the copied hyperparameters).
+
+    ``ready_every`` steps between decisions; no exploitation before ``burn_in`` steps; defaults
+    follow the paper: truncation selection of the bottom 25 %, perturbation by 0.8 / 1.2 and
+    resampling with probability 0.25.
+
+    >>> import numpy as np
+    >>> from firepbt.space import Space, LogUniform
+    >>> pbt = PBT(Space({"lr": LogUniform(1e-3, 1.0)}), population=4, total_steps=20,
+    ...           ready_every=5, rng=np.random.default_rng(0))
+    >>> len(pbt.start())
+    4
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        population: int,
+        total_steps: int,
+        ready_every: int,
+        rng: np.random.Generator,
+        *,
+        exploit: ExploitPolicy | None = None,
+        explore: ExplorePolicy | None = None,
+        synchrony: Synchrony | str = Synchrony.SYNC,
+        burn_in: int = 0,
+        initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
+    ) -> None:
+        check_common(population, total_steps, ready_every)
+        if burn_in < 0:
+            raise PopulationConfigError(f"burn_in: must be >= 0 steps, got {burn_in}")
+        try:
+            self.synchrony = Synchrony(synchrony)
+        except ValueError:
+            raise PopulationConfigError(
+                f"synchrony: expected 'sync' or 'async', got {synchrony!r}"
+            ) from None
+        self.space = space
+        self.rng = rng
+        self.exploit = exploit if exploit is not None else Truncation(0.25)
+        self.explore = explore if explore is not None else chain(Perturb(), Resample(0.25))
+        self.burn_in = burn_in
+        self._population = Population(total_steps, ready_every)
+        self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)
+        self._waiting: set[int] = set()  # sync mode: members at the barrier
+
+    @property
+    def members(self) -> dict[int, MemberState]:
+        return self._population.members
+
+    def start(self) -> list[Decision]:
+        return self._population.start(self._initial, self.rng)
+
+    def report(self, member: int, step: int, score: float) -> None:
+        self._population.report(member, step, score)
+
+    def ready(self, member: int, step: int) -> list[Decision]:
+        self._population.arrive(member, step)
+        if self.synchrony is Synchrony.ASYNC:
+            return [self._decide(member, dict(self.members))]
+        self._waiting.add(member)
+        return self._release()
+
+    def failed(self, member: int, step: int) -> list[Decision]:
+        self._population.fail(member)
+        self._waiting.discard(member)
+        return self._release() if self.synchrony is Synchrony.SYNC else []
+
+    def _release(self) -> list[Decision]:
+        """Sync mode: once every live member waits at the barrier, decide for all of them on one
+        snapshot (so a donor's weights and hyperparameters are those it had at the barrier)."""
+        live = {m for m, s in self.members.items() if s.alive and not s.finished}
+        if not live or not live <= self._waiting:
+            return []
+        snapshot = {m: _copy(s) for m, s in self.members.items()}
+        self._waiting.clear()
+        return [self._decide(m, snapshot) for m in sorted(live)]
+
+    def _decide(self, member: int, view: Mapping[int, MemberState]) -> Decision:
+        pop = self._population
+        state = self.members[member]
+        if state.step >= pop.total_steps or state.step < self.burn_in:
+            return pop.continue_or_finish(member)
+        scores = {m: s.scores for m, s in view.items() if s.alive}
+        record = self.exploit.select(member, scores, self.rng)
+        if record is None:
+            return pop.continue_or_finish(member)
+        donor = view[record.donor]
+        new_h, changes = self.explore(donor.weights.hyperparameters, self.space, self.rng)
+        decision = Exploit(
+            member=member,
+            step=state.step,
+            donor=record.donor,
+            source=donor.weights,
+            old_hyperparameters=state.hyperparameters,
+            hyperparameters=new_h,
+            changes=changes,
+            reason=record.reason,
+            until=pop.next_ready(donor.weights.step),
+        )
+        state.hyperparameters = new_h
+        state.step = donor.weights.step
+        state.weights = donor.weights
+        state.scores = list(donor.scores)  # the copy inherits the donor's record
+        return decision
+
+
+def _copy(s: MemberState) -> MemberState:
+    return MemberState(s.hyperparameters, s.step, s.weights, list(s.scores), s.alive, s.finished)

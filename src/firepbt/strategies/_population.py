@@ -1,0 +1,88 @@
+"""Shared bookkeeping of a population: members, their steps, scores and where their weights live."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from firepbt.decisions import Continue, Decision, Finish, Start, Weights
+from firepbt.space import Hyperparameters, Space
+from firepbt.strategies._base import MemberState
+
+
+class PopulationConfigError(ValueError):
+    """A strategy setting that cannot work; the message names the field."""
+
+
+def check_common(population: int, total_steps: int, ready_every: int) -> None:
+    if population < 1:
+        raise PopulationConfigError(f"population: need at least 1 member, got {population}")
+    if total_steps < 1:
+        raise PopulationConfigError(f"total_steps: need at least 1 step, got {total_steps}")
+    if ready_every < 1:
+        raise PopulationConfigError(f"ready_every: need at least 1 step, got {ready_every}")
+
+
+def starting_hyperparameters(
+    space: Space,
+    population: int,
+    rng: np.random.Generator,
+    given: Sequence[Mapping[str, object]] | None,
+) -> list[Hyperparameters]:
+    """Sample a population's starting hyperparameters, or validate the ones given."""
+    if given is None:
+        return [space.sample(rng) for _ in range(population)]
+    if len(given) != population:
+        raise PopulationConfigError(
+            f"initial_hyperparameters: {len(given)} sets given for a population of {population}"
+        )
+    return [space.validate(h) for h in given]
+
+
+class Population:
+    """Member states plus the moves every strategy shares: start, continue, finish."""
+
+    def __init__(self, total_steps: int, ready_every: int) -> None:
+        self.total_steps = total_steps
+        self.ready_every = ready_every
+        self.members: dict[int, MemberState] = {}
+
+    def next_ready(self, step: int) -> int:
+        return min(step + self.ready_every, self.total_steps)
+
+    def start(
+        self, hyperparameters: list[Hyperparameters], rng: np.random.Generator
+    ) -> list[Decision]:
+        decisions: list[Decision] = []
+        for member, h in enumerate(hyperparameters):
+            seed = int(rng.integers(2**31 - 1))
+            self.members[member] = MemberState(h, 0, Weights(member, 0, h))
+            decisions.append(Start(member, h, seed, self.next_ready(0)))
+        return decisions
+
+    def report(self, member: int, step: int, score: float) -> None:
+        self.members[member].scores.append(float(score))
+
+    def arrive(self, member: int, step: int) -> MemberState:
+        """Record that ``member`` saved its weights at ``step``."""
+        state = self.members[member]
+        if not state.alive or state.finished:
+            raise ValueError(f"member {member} is not training but reported ready at step {step}")
+        state.step = step
+        state.weights = Weights(member, step, state.hyperparameters)
+        return state
+
+    def continue_or_finish(self, member: int) -> Decision:
+        state = self.members[member]
+        if state.step >= self.total_steps:
+            state.finished = True
+            return Finish(member, state.step)
+        return Continue(member, state.step, self.next_ready(state.step))
+
+    def fail(self, member: int) -> None:
+        self.members[member].alive = False
+
+    def recent_scores(self) -> dict[int, list[float]]:
+        """Scores of every live member, for exploit policies."""
+        return {m: s.scores for m, s in self.members.items() if s.alive}

@@ -1,0 +1,88 @@
+"""The trainable contract: the small class a user implements around ordinary training code.
+
+firepbt builds a trainable from hyperparameters and a seed, trains it for some steps, asks it for
+its score, changes its hyperparameters in place (no rebuild: weights and optimizer state are kept),
+and saves or loads its whole state. State is any picklable object; firepbt writes it to disk
+atomically with a checksum, so an exploit gets a deep copy, never a shared object.
+
+>>> class Counter(Trainable):
+...     def __init__(self, hyperparameters, seed):
+...         super().__init__(hyperparameters, seed)
+...         self.x = 0.0
+...     def train(self, steps):
+...         self.x += steps * self.hyperparameters["rate"]
+...     def evaluate(self):
+...         return self.x
+...     def save(self):
+...         return {"x": self.x}
+...     def load(self, state):
+...         self.x = state["x"]
+>>> c = Counter({"rate": 0.5}, seed=0)
+>>> c.train(4); c.evaluate()
+2.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from firepbt.space import Hyperparameters
+
+
+class Trainable(ABC):
+    """Base class for user training code. Higher scores are better unless the run says
+    ``mode="min"``. ``evaluate`` may return one number or a mapping of named metrics (then the
+    run names the ``metric`` to select on; the others are recorded alongside, e.g. a test score).
+    """
+
+    def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
+        self.hyperparameters: Hyperparameters = dict(hyperparameters)
+        self.seed = seed
+
+    def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
+        """Take new hyperparameters without rebuilding; override to push them into an optimizer."""
+        self.hyperparameters = dict(hyperparameters)
+
+    @abstractmethod
+    def train(self, steps: int) -> None:
+        """Advance training by ``steps`` steps with the current hyperparameters."""
+
+    @abstractmethod
+    def evaluate(self) -> float | Mapping[str, float]:
+        """Measure the objective Q (any metric, differentiable or not)."""
+
+    @abstractmethod
+    def save(self) -> Any:
+        """Return the full training state (weights, optimizer, data position) as a picklable object."""
+
+    @abstractmethod
+    def load(self, state: Any) -> None:
+        """Restore a state returned by ``save`` (possibly another member's)."""
+
+
+class TrainableError(ValueError):
+    """The trainable named in a config cannot be imported or is not a Trainable."""
+
+
+def import_trainable(path: str) -> type[Trainable]:
+    """Import ``"package.module:ClassName"``, with a clear error when it fails."""
+    if not isinstance(path, str) or ":" not in path:
+        raise TrainableError(
+            f"trainable: expected 'module:ClassName' (e.g. 'firepbt.examples.toy:Toy'), got {path!r}"
+        )
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise TrainableError(
+            f"trainable: cannot import module {module_name!r} ({e}); is it installed or on PYTHONPATH?"
+        ) from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise TrainableError(f"trainable: module {module_name!r} has no attribute {attr!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Trainable)):
+        raise TrainableError(f"trainable: {path!r} is not a subclass of firepbt.Trainable")
+    return cls
