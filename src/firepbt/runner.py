@@ -68,8 +68,10 @@ class Runner:
         self._queue: deque[Segment] = deque()
         self._seeds: dict[int, int] = {}
         self._current: dict[int, CheckpointRef] = {}  # where each member's weights live
+        self._written: dict[tuple[int, int], CheckpointRef] = {}  # latest file of (member, step)
         self._refs: Counter[str] = Counter()  # checkpoint path -> members and segments needing it
         self._steps_done = 0
+        self._isolated_running = False
         self._exploits = 0
         self._failures = 0
         self._best = -math.inf
@@ -80,8 +82,7 @@ class Runner:
         self._apply(self.strategy.start())
         try:
             while self._queue or self.executor.pending():
-                while self._queue and self.executor.pending() < self.executor.capacity:
-                    self.executor.submit(self._queue.popleft())
+                self._submit()
                 for result in self.executor.wait():
                     self._complete(result)
         finally:
@@ -94,6 +95,18 @@ class Runner:
                 f"(firepbt status {self.run_dir})"
             )
         self.store.set_meta("status", "finished")
+
+    def _submit(self) -> None:
+        """Fill free workers. A segment that was on a worker process when it died runs alone, so
+        that a second death tells which segment kills its worker."""
+        while self._queue and self.executor.pending() < self.executor.capacity:
+            if self._isolated_running:
+                return
+            if self._queue[0].isolated and self.executor.pending() > 0:
+                return
+            segment = self._queue.popleft()
+            self.executor.submit(segment)
+            self._isolated_running = segment.isolated
 
     # -- decisions -> segments --------------------------------------------------------------
 
@@ -108,9 +121,7 @@ class Runner:
                 self._enqueue(d.member, d.step, d.until, h, self._current[d.member])
             elif isinstance(d, Exploit):
                 self._exploits += d.donor != d.member
-                source = self._current[d.source.member]
-                if (source.member, source.step) != (d.source.member, d.source.step):
-                    raise AssertionError(f"strategy and runner disagree on {d.source}: {source}")
+                source = self._written[(d.source.member, d.source.step)]
                 self._set_current(d.member, source)
                 self._enqueue(d.member, d.source.step, d.until, d.hyperparameters, source)
             elif isinstance(d, Finish):
@@ -145,6 +156,8 @@ class Runner:
 
     def _complete(self, r: SegmentResult) -> None:
         seg = r.segment
+        if seg.isolated:
+            self._isolated_running = False
         if r.failure is not None:
             self._failed(r)
             return
@@ -162,6 +175,7 @@ class Runner:
             self.strategy.report(seg.member, p.step, score)
             if math.isfinite(score):
                 self._best = max(self._best, score)
+        self._written[(seg.member, seg.end_step)] = r.checkpoint
         self._set_current(seg.member, r.checkpoint)
         self._apply(self.strategy.ready(seg.member, seg.end_step))
         self._release(seg.source)
@@ -171,6 +185,11 @@ class Runner:
         seg, failure = r.segment, r.failure
         assert failure is not None
         self._failures += 1
+        if failure.kind == "worker_died" and not seg.isolated:
+            # It may be a bystander of another segment's crash: re-run it alone, free of charge.
+            self.store.segment_failed(r, final=False)
+            self._queue.appendleft(replace(seg, isolated=True))
+            return
         final = seg.attempt >= self.max_retries or failure.kind == "bad_metric"
         self.store.segment_failed(r, final)
         if not final:
@@ -196,6 +215,8 @@ class Runner:
         self._refs[ref.path] -= 1
         if self._refs[ref.path] <= 0:
             del self._refs[ref.path]
+            if self._written.get((ref.member, ref.step)) == ref:
+                del self._written[(ref.member, ref.step)]
             Path(ref.path).unlink(missing_ok=True)
             self.store.checkpoint_deleted(ref.path)
 

@@ -37,6 +37,7 @@ class Segment:
     trainable: type[Trainable]
     metric: str | None = None
     attempt: int = 0
+    isolated: bool = False  # run alone: it was on a worker process that died
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,56 @@
+"""Small trainables for integration tests (importable by worker processes)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from firepbt import Trainable
+
+
+class Quad(Trainable):
+    """The PBT toy: gradient ascent on 1.2 - (h0 θ0² + h1 θ1²); evaluates the true Q.
+
+    Optional hyperparameters steer faults: ``fail_at`` raises once training passes that step,
+    ``nan_at`` makes evaluate return NaN from that step on, ``die_at`` kills the worker process.
+    """
+
+    def __init__(self, hyperparameters: dict[str, Any], seed: int) -> None:
+        super().__init__(hyperparameters, seed)
+        self.theta = np.array([0.9, 0.9])
+        self.step = 0
+
+    def train(self, steps: int) -> None:
+        h = self.hyperparameters
+        for _ in range(steps):
+            self.step += 1
+            if self.step > h.get("fail_at", 10**9):
+                raise RuntimeError(f"boom at step {self.step}")
+            if self.step > h.get("die_at", 10**9):
+                os._exit(3)
+            self.theta = self.theta - 0.02 * np.array([h["h0"], h["h1"]]) * self.theta
+
+    def evaluate(self) -> float:
+        if self.step >= self.hyperparameters.get("nan_at", 10**9):
+            return float("nan")
+        return float(1.2 - (self.theta**2).sum())
+
+    def save(self) -> dict[str, Any]:
+        return {"theta": self.theta.copy(), "step": self.step}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.theta = state["theta"].copy()
+        self.step = state["step"]
+
+
+class TwoMetrics(Quad):
+    def evaluate(self) -> dict[str, float]:  # type: ignore[override]
+        q = super().evaluate()
+        return {"q": q, "test_q": q - 0.01}
+
+
+class BadMetric(Quad):
+    def evaluate(self) -> Any:
+        return "not a number"

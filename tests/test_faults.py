@@ -1,0 +1,132 @@
+"""A bad config, a trainable that raises, a NaN metric, a dying worker: clear errors or recorded
+member failures, never a lost record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _trainables import BadMetric, Quad
+
+import firepbt
+from firepbt import ConfigError, Store
+from firepbt.runner import RunFailed
+from firepbt.store import MemberStatus
+
+
+def _initial(extra: dict[int, dict]) -> list[dict]:
+    base = [{"h0": 0.5, "h1": 0.5} for _ in range(4)]
+    for i, e in extra.items():
+        base[i] = {**base[i], **e}
+    return base
+
+
+def _space(quad_space, **fixed):
+    return {**quad_space, **fixed}
+
+
+def test_raising_trainable_is_recorded_and_the_run_goes_on(tmp_path: Path, quad_space) -> None:
+    space = _space(quad_space, fail_at=10**9)
+    initial = _initial({2: {"fail_at": 6}})
+    for h in initial:
+        h.setdefault("fail_at", 10**9)
+    # fail_at is a Fixed hyperparameter, so give every member the same value except through
+    # initial_hyperparameters validation: use a Choice instead.
+    space["fail_at"] = firepbt.Choice([6, 10**9])
+    result = firepbt.run(
+        Quad, space, total_steps=20, population=4, ready_every=4, executor="inprocess",
+        run_dir=tmp_path / "r", strategy="random", initial_hyperparameters=initial, max_retries=1,
+    )  # fmt: skip
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members()}
+    assert statuses[2] is MemberStatus.FAILED
+    assert [s for i, s in statuses.items() if i != 2] == [MemberStatus.FINISHED] * 3
+    failures = [f for f in store.failures() if f[0] == 2]
+    assert len(failures) == 2  # first attempt and one retry
+    assert all(kind == "raised" and "boom at step 7" in msg for _, _, kind, msg in failures)
+    # the points member 2 recorded before it failed are kept
+    assert [p.step for m, p in store.points() if m == 2] == [4]
+    assert result.best_member != 2
+    store.close()
+
+
+def test_nan_metric_ranks_worst_and_is_recorded(tmp_path: Path, quad_space) -> None:
+    space = {**quad_space, "nan_at": firepbt.Choice([8, 10**9])}
+    initial = [{"h0": 0.9, "h1": 0.9, "nan_at": 8}] + [
+        {"h0": 0.2, "h1": 0.2, "nan_at": 10**9} for _ in range(3)
+    ]
+    result = firepbt.run(
+        Quad, space, total_steps=16, population=4, ready_every=4, executor="inprocess",
+        run_dir=tmp_path / "r", initial_hyperparameters=initial, explore=firepbt.NoExplore(),
+    )  # fmt: skip
+    store = Store.open(result.run_dir)
+    kinds = [(m, kind) for m, _, kind, _ in store.failures()]
+    assert (0, "nan_metric") in kinds
+    # member 0 led before its score became NaN; at step 8 it ranks worst and copies a donor
+    exploits = [d for d in store.decisions() if d.kind == "exploit" and d.member == 0]
+    assert exploits and exploits[0].step == 8
+    assert result.best_member != 0 or result.best_score == result.best_score  # finite best
+    import math
+
+    assert math.isfinite(result.best_score)
+    store.close()
+
+
+def test_every_member_failing_is_a_clear_error(tmp_path: Path, quad_space) -> None:
+    with pytest.raises(RunFailed, match="every member failed"):
+        firepbt.run(
+            BadMetric, quad_space, total_steps=8, population=2, ready_every=4,
+            executor="inprocess", run_dir=tmp_path / "r",
+        )  # fmt: skip
+    store = Store.open(tmp_path / "r")
+    assert store.meta("status") == "failed"
+    assert {kind for _, _, kind, _ in store.failures()} == {"bad_metric"}
+    assert "not a number" in store.failures()[0][3]
+    store.close()
+
+
+def test_dying_worker_is_recorded_and_retried(tmp_path: Path, quad_space) -> None:
+    space = {**quad_space, "die_at": firepbt.Choice([5, 10**9])}
+    initial = [{"h0": 0.5, "h1": 0.5, "die_at": 5}] + [
+        {"h0": 0.5, "h1": 0.5, "die_at": 10**9} for _ in range(2)
+    ]
+    result = firepbt.run(
+        Quad, space, total_steps=12, population=3, ready_every=4, executor="process",
+        workers=2, run_dir=tmp_path / "r", strategy="random", initial_hyperparameters=initial,
+        max_retries=1,
+    )  # fmt: skip
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members()}
+    assert statuses[0] is MemberStatus.FAILED
+    assert statuses[1] is MemberStatus.FINISHED and statuses[2] is MemberStatus.FINISHED
+    assert any(kind == "worker_died" for m, _, kind, _ in store.failures() if m == 0)
+    assert store.worker_steps() >= 2 * 12
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"population": 0}, "population"),
+        ({"ready_every": -1}, "ready_every"),
+        ({"strategy": "bayes"}, "strategy.name: unknown strategy 'bayes'"),
+        ({"mode": "maximise"}, "mode: expected 'max' or 'min'"),
+        ({"synchrony": "sometimes"}, "synchrony"),
+        ({"exploit": {"name": "truncation", "fraction": 0.9}}, "fraction"),
+        ({"exploit": "roulette"}, "unknown exploit policy 'roulette'"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path: Path, quad_space, kwargs, match) -> None:
+    options = dict(total_steps=8, population=2, ready_every=4, executor="inprocess")
+    options.update(kwargs)
+    with pytest.raises(ConfigError, match=match):
+        firepbt.run(Quad, quad_space, run_dir=tmp_path / "r", **options)
+    assert not (tmp_path / "r").exists(), "a bad config must fail before anything is written"
+
+
+def test_bad_space_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"space\.lr"):
+        firepbt.run(
+            Quad, {"lr": {"dist": "loguniform", "low": 0.0, "high": 1.0}}, total_steps=4,
+            run_dir=tmp_path / "r",
+        )  # fmt: skip
