@@ -38,7 +38,7 @@ def test_pbt_run_records_everything(tmp_path: Path, quad_space, executor: str) -
     # the schedule covers the whole budget without gaps
     sched = result.schedule
     assert sched[0].from_step == 0 and sched[-1].to_step == 40
-    assert all(a.to_step == b.from_step for a, b in zip(sched, sched[1:]))
+    assert all(a.to_step == b.from_step for a, b in zip(sched, sched[1:], strict=False))
     # the best member's score is the highest final score
     finals = {}
     for m, p in store.points():

@@ -51,11 +51,13 @@ class RunResult:
             "schedule:",
         ]
         lines += [
-            f"  steps {e.from_step:>6}–{e.to_step:<6} {_fmt_h(e.hyperparameters)}  (member {e.member})"
+            f"  steps {e.from_step:>6}–{e.to_step:<6} {_fmt_h(e.hyperparameters)}"
+            f"  (member {e.member})"
             for e in self.schedule
         ]
         lines.append(
-            f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; run directory {self.run_dir}"
+            f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; "
+            f"run directory {self.run_dir}"
         )
         return "\n".join(lines)
 
@@ -166,16 +168,21 @@ def run_config(
     if strategy_objects:  # policy objects given from Python replace the config's defaults
         opts = {**config.strategy_options, **strategy_objects}
         strategy = type(strategy)(  # type: ignore[call-arg]
-            config.build_space(), config.population, config.total_steps, config.ready_every,
-            _rng(config.seed), **opts,
-        )  # fmt: skip
+            config.build_space(),
+            config.population,
+            config.total_steps,
+            config.ready_every,
+            _rng(config.seed),
+            **opts,
+        )
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     store = Store.create(run_dir, config.to_dict())
     if executor is None:
         executor = (
-            InProcessExecutor() if config.executor == "inprocess"
+            InProcessExecutor()
+            if config.executor == "inprocess"
             else ProcessPoolExecutor(config.workers)
-        )  # fmt: skip
+        )
     started = time.time()
     display = None
     callback: Callable[[Progress], None] | None = None
@@ -187,11 +194,18 @@ def run_config(
     elif callable(progress):
         callback = progress
     runner = Runner(
-        strategy, executor, store, cls,
-        run_dir=run_dir, total_steps=config.total_steps, eval_every=config.eval_interval,
-        mode=config.mode_enum, metric=config.metric, max_retries=config.max_retries,
+        strategy,
+        executor,
+        store,
+        cls,
+        run_dir=run_dir,
+        total_steps=config.total_steps,
+        eval_every=config.eval_interval,
+        mode=config.mode_enum,
+        metric=config.metric,
+        max_retries=config.max_retries,
         on_progress=callback,
-    )  # fmt: skip
+    )
     try:
         if display is not None:
             with display:

@@ -23,7 +23,9 @@ def _run(args: argparse.Namespace) -> int:
     from firepbt.config import RunConfig
 
     config = RunConfig.from_toml(args.config)
-    overrides = {k: getattr(args, k) for k in ("run_dir", "workers", "seed") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k) for k in ("run_dir", "workers", "seed") if getattr(args, k) is not None
+    }
     if overrides:
         config = RunConfig(**{**config.to_dict(), **overrides})
     result = run_config(config, progress=not args.quiet)
@@ -50,7 +52,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="firepbt", description="Population Based Training: train a population, tune as it trains."
+        prog="firepbt",
+        description="Population Based Training: train a population, tune as it trains.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run the experiment described by a TOML config")
@@ -74,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"firepbt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("firepbt: interrupted; everything recorded so far is in the run directory", file=sys.stderr)
+        print(
+            "firepbt: interrupted; everything recorded so far is in the run directory",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -16,7 +16,8 @@ A TOML config looks like::
     ready_every = 20
     synchrony = "sync"          # or "async"
     exploit = { name = "truncation", fraction = 0.25 }
-    explore = [{ name = "perturb", factors = [0.8, 1.2] }, { name = "resample", probability = 0.25 }]
+    explore = [{ name = "perturb", factors = [0.8, 1.2] },
+               { name = "resample", probability = 0.25 }]
 
     [budget]
     steps = 400
@@ -85,7 +86,9 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-        if self.eval_every is not None and (not isinstance(self.eval_every, int) or self.eval_every < 1):
+        if self.eval_every is not None and (
+            not isinstance(self.eval_every, int) or self.eval_every < 1
+        ):
             raise ConfigError(f"eval_every: expected a positive integer, got {self.eval_every!r}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: expected >= 0, got {self.max_retries}")
@@ -93,8 +96,10 @@ class RunConfig:
             Space.from_dict(self.space)
         except SpaceError as e:
             raise ConfigError(str(e)) from None
-        allowed = {"pbt": {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"},
-                   "random": {"initial_hyperparameters"}}[self.strategy]  # fmt: skip
+        allowed = {
+            "pbt": {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"},
+            "random": {"initial_hyperparameters"},
+        }[self.strategy]
         unknown = sorted(set(self.strategy_options) - allowed)
         if unknown:
             raise ConfigError(
@@ -120,8 +125,9 @@ class RunConfig:
         space = self.build_space()
         try:
             if self.strategy == "random":
-                return RandomSearch(space, self.population, self.total_steps, self.ready_every,
-                                    rng, **opts)  # fmt: skip
+                return RandomSearch(
+                    space, self.population, self.total_steps, self.ready_every, rng, **opts
+                )
             if "exploit" in opts:
                 opts["exploit"] = EXPLOITS.build(opts["exploit"], "strategy.exploit")
             if "explore" in opts:
@@ -147,15 +153,29 @@ class RunConfig:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> RunConfig:
         data = dict(data)
-        known_top = {"trainable", "space", "strategy", "budget", "executor", "mode", "metric",
-                     "seed", "run_dir", "eval_every", "max_retries"}  # fmt: skip
+        known_top = {
+            "trainable",
+            "space",
+            "strategy",
+            "budget",
+            "executor",
+            "mode",
+            "metric",
+            "seed",
+            "run_dir",
+            "eval_every",
+            "max_retries",
+        }
         unknown = sorted(set(data) - known_top)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known_top)}")
         for required in ("trainable", "space", "budget"):
             if required not in data:
-                raise ConfigError(f"{where}: missing [{required}]" if required != "trainable"
-                                  else f"{where}: missing trainable = 'module:Class'")  # fmt: skip
+                raise ConfigError(
+                    f"{where}: missing [{required}]"
+                    if required != "trainable"
+                    else f"{where}: missing trainable = 'module:Class'"
+                )
         strategy = dict(_table(data, "strategy", where))
         budget = dict(_table(data, "budget", where))
         executor = dict(_table(data, "executor", where))

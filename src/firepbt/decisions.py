@@ -37,7 +37,7 @@ class Weights:
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Build member ``member`` from scratch with ``hyperparameters`` and ``seed``; train until ``until``."""
+    """Build ``member`` from scratch with ``hyperparameters`` and ``seed``; train to ``until``."""
 
     member: int
     hyperparameters: Hyperparameters

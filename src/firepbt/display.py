@@ -1,4 +1,4 @@
-"""Console output: a live progress bar during a run and the population table of ``firepbt status``."""
+"""Console output: a live progress bar during a run; the population table of ``firepbt status``."""
 
 from __future__ import annotations
 
@@ -61,25 +61,41 @@ def status_table(store: Store) -> Table:
         if d.kind == "exploit" and d.donor != d.member:
             exploits[d.member] = exploits.get(d.member, 0) + 1
     failures: dict[int, int] = {}
-    for member, _, kind, _ in store.failures():
+    for member, *_ in store.failures():
         failures[member] = failures.get(member, 0) + 1
     title = (
         f"{config.get('strategy', '?')} · {config.get('trainable', '?')} · "
         f"status: {store.meta('status')} · mode {mode}"
     )
     table = Table(title=title)
-    for col in ("member", "status", "step", "latest", "best", "hyperparameters", "exploits",
-                "failures"):  # fmt: skip
-        table.add_column(col, justify="right" if col not in ("status", "hyperparameters") else "left")
+    for col in (
+        "member",
+        "status",
+        "step",
+        "latest",
+        "best",
+        "hyperparameters",
+        "exploits",
+        "failures",
+    ):
+        table.add_column(
+            col, justify="right" if col not in ("status", "hyperparameters") else "left"
+        )
     for m in store.members():
         h = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.hyperparameters.items()
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in m.hyperparameters.items()
         )
         table.add_row(
-            str(m.id), m.status.value, f"{m.step}/{config.get('total_steps', '?')}",
-            _num(latest.get(m.id)), _num(best.get(m.id)), h,
-            str(exploits.get(m.id, 0)), str(failures.get(m.id, 0)),
-        )  # fmt: skip
+            str(m.id),
+            m.status.value,
+            f"{m.step}/{config.get('total_steps', '?')}",
+            _num(latest.get(m.id)),
+            _num(best.get(m.id)),
+            h,
+            str(exploits.get(m.id, 0)),
+            str(failures.get(m.id, 0)),
+        )
     return table
 
 

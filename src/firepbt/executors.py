@@ -37,7 +37,7 @@ class Executor(ABC):
     def pending(self) -> int:
         """Segments submitted whose results were not yet returned."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release workers."""
 
 
@@ -124,7 +124,7 @@ class ProcessPoolExecutor(Executor):
                 results.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
         if broken:
             # Every other in-flight segment of a broken pool is lost too.
-            for future, segment in list(self._futures.items()):
+            for segment in list(self._futures.values()):
                 results.append(_died(segment, "its worker pool broke while it ran"))
             self._futures.clear()
             self._restart()

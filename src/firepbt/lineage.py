@@ -48,9 +48,13 @@ def schedule(store: Store, member: int, merge: bool = True) -> list[ScheduleEntr
             continue
         last = entries[-1] if entries else None
         if merge and last is not None and last.hyperparameters == seg.hyperparameters:
-            entries[-1] = ScheduleEntry(last.from_step, seg.end_step, seg.member, last.hyperparameters)
+            entries[-1] = ScheduleEntry(
+                last.from_step, seg.end_step, seg.member, last.hyperparameters
+            )
         else:
-            entries.append(ScheduleEntry(seg.start_step, seg.end_step, seg.member, seg.hyperparameters))
+            entries.append(
+                ScheduleEntry(seg.start_step, seg.end_step, seg.member, seg.hyperparameters)
+            )
     return entries
 
 

@@ -131,9 +131,19 @@ class Runner:
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
     ) -> None:
         seg_id = self.store.add_segment(
-            member, start, end, h, source.segment if source else None, source.path if source else None
+            member,
+            start,
+            end,
+            h,
+            source.segment if source else None,
+            source.path if source else None,
         )
-        path = self.run_dir / "checkpoints" / f"member-{member:04d}" / f"step-{end:08d}-seg-{seg_id}.ckpt"
+        path = (
+            self.run_dir
+            / "checkpoints"
+            / f"member-{member:04d}"
+            / f"step-{end:08d}-seg-{seg_id}.ckpt"
+        )
         if source is not None:
             self._refs[source.path] += 1
         self._queue.append(
@@ -167,10 +177,13 @@ class Runner:
         for p in r.points:
             if not math.isfinite(p.score):
                 self.store.record_warning(
-                    seg.member, seg.id, p.step, "nan_metric",
+                    seg.member,
+                    seg.id,
+                    p.step,
+                    "nan_metric",
                     f"member {seg.member} reported a non-finite score ({p.score}) at step "
                     f"{p.step}; it ranks worst",
-                )  # fmt: skip
+                )
             score = self.mode.orient(p.score)
             self.strategy.report(seg.member, p.step, score)
             if math.isfinite(score):
@@ -232,7 +245,12 @@ class Runner:
         best = self.mode.orient(self._best) if math.isfinite(self._best) else math.nan
         self.on_progress(
             Progress(
-                self._steps_done, mean_step, self.total_steps, best,
-                self._exploits, self._failures, len(states),
-            )  # fmt: skip
+                self._steps_done,
+                mean_step,
+                self.total_steps,
+                best,
+                self._exploits,
+                self._failures,
+                len(states),
+            )
         )

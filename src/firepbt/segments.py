@@ -14,7 +14,6 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from firepbt.checkpoints import CheckpointError, CheckpointRef, read_checkpoint, write_checkpoint
 from firepbt.space import Hyperparameters
@@ -75,7 +74,9 @@ class MetricError(ValueError):
     """``evaluate()`` returned something that is not a usable score."""
 
 
-def extract_score(value: float | Mapping[str, float], metric: str | None) -> tuple[float, dict[str, float]]:
+def extract_score(
+    value: float | Mapping[str, float], metric: str | None
+) -> tuple[float, dict[str, float]]:
     """Turn what ``evaluate()`` returned into (selection score, all metrics)."""
     if isinstance(value, Mapping):
         try:

@@ -116,7 +116,7 @@ def _score(x: float | None) -> float:
 
 
 class Store:
-    """A run's SQLite store. ``Store.create`` makes a new one, ``Store.open`` opens an existing one."""
+    """A run's SQLite store: ``Store.create`` makes a new one, ``Store.open`` opens one."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -153,7 +153,9 @@ class Store:
         store = cls(path, cls._connect(path))
         version = store.meta("schema_version")
         if version != str(SCHEMA_VERSION):
-            raise StoreError(f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}")
+            raise StoreError(
+                f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}"
+            )
         return store
 
     @staticmethod
@@ -191,15 +193,33 @@ class Store:
                     "INSERT INTO members VALUES (?, ?, ?, 0, ?, ?)",
                     (d.member, d.seed, _json(d.hyperparameters), MemberStatus.TRAINING.value, now),
                 )
-                row = (d.member, 0, "start", None, None, None, None, _json(d.hyperparameters), "[]", "")
+                row = (
+                    d.member,
+                    0,
+                    "start",
+                    None,
+                    None,
+                    None,
+                    None,
+                    _json(d.hyperparameters),
+                    "[]",
+                    "",
+                )
             elif isinstance(d, Continue):
                 row = (d.member, d.step, "continue", None, None, None, None, None, "[]", "")
             elif isinstance(d, Exploit):
                 row = (
-                    d.member, d.step, "exploit", d.donor, d.source.member, d.source.step,
-                    _json(d.old_hyperparameters), _json(d.hyperparameters),
-                    _json([str(ch) for ch in d.changes]), d.reason,
-                )  # fmt: skip
+                    d.member,
+                    d.step,
+                    "exploit",
+                    d.donor,
+                    d.source.member,
+                    d.source.step,
+                    _json(d.old_hyperparameters),
+                    _json(d.hyperparameters),
+                    _json([str(ch) for ch in d.changes]),
+                    d.reason,
+                )
                 c.execute(
                     "UPDATE members SET hyperparameters = ?, step = ? WHERE id = ?",
                     (_json(d.hyperparameters), d.source.step, d.member),
@@ -226,15 +246,30 @@ class Store:
                 )
         return decision_id
 
-    def add_segment(self, member: int, start: int, end: int, h: Hyperparameters,
-                    source_segment: int | None, source_path: str | None) -> int:  # fmt: skip
+    def add_segment(
+        self,
+        member: int,
+        start: int,
+        end: int,
+        h: Hyperparameters,
+        source_segment: int | None,
+        source_path: str | None,
+    ) -> int:
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO segments(member, start_step, end_step, hyperparameters, "
                 "source_segment, source_path, status, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (member, start, end, _json(h), source_segment, source_path,
-                 SegmentStatus.QUEUED.value, time.time()),
-            )  # fmt: skip
+                (
+                    member,
+                    start,
+                    end,
+                    _json(h),
+                    source_segment,
+                    source_path,
+                    SegmentStatus.QUEUED.value,
+                    time.time(),
+                ),
+            )
             return int(cur.lastrowid or 0)
 
     def segment_done(self, r: SegmentResult) -> None:
@@ -244,19 +279,35 @@ class Store:
         with self._tx() as c:
             c.executemany(
                 "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)",
-                [(seg.member, p.step, p.score, _json(p.metrics), seg.id, r.finished)
-                 for p in r.points],
-            )  # fmt: skip
+                [
+                    (seg.member, p.step, p.score, _json(p.metrics), seg.id, r.finished)
+                    for p in r.points
+                ],
+            )
             c.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                (ck.path, ck.member, ck.step, ck.segment, ck.sha256, r.checkpoint_bytes, r.finished),
+                (
+                    ck.path,
+                    ck.member,
+                    ck.step,
+                    ck.segment,
+                    ck.sha256,
+                    r.checkpoint_bytes,
+                    r.finished,
+                ),
             )
             c.execute(
                 "UPDATE segments SET status = ?, attempts = attempts + 1, worker = ?, started = ?,"
                 " finished = ?, reused = ? WHERE id = ?",
-                (SegmentStatus.DONE.value, r.worker, r.started, r.finished,
-                 int(r.reused_trainable), seg.id),
-            )  # fmt: skip
+                (
+                    SegmentStatus.DONE.value,
+                    r.worker,
+                    r.started,
+                    r.finished,
+                    int(r.reused_trainable),
+                    seg.id,
+                ),
+            )
             c.execute("UPDATE members SET step = ? WHERE id = ?", (seg.end_step, seg.member))
 
     def segment_failed(self, r: SegmentResult, final: bool) -> None:
@@ -402,5 +453,3 @@ class Store:
             (SegmentStatus.DONE.value,),
         ).fetchone()
         return int(row[0])
-
-

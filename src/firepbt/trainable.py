@@ -56,7 +56,7 @@ class Trainable(ABC):
 
     @abstractmethod
     def save(self) -> Any:
-        """Return the full training state (weights, optimizer, data position) as a picklable object."""
+        """Return the full training state (weights, optimizer, data position), picklable."""
 
     @abstractmethod
     def load(self, state: Any) -> None:
@@ -71,14 +71,16 @@ def import_trainable(path: str) -> type[Trainable]:
     """Import ``"package.module:ClassName"``, with a clear error when it fails."""
     if not isinstance(path, str) or ":" not in path:
         raise TrainableError(
-            f"trainable: expected 'module:ClassName' (e.g. 'firepbt.examples.toy:Toy'), got {path!r}"
+            "trainable: expected 'module:ClassName' (e.g. 'firepbt.examples.toy:Toy'), "
+            f"got {path!r}"
         )
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise TrainableError(
-            f"trainable: cannot import module {module_name!r} ({e}); is it installed or on PYTHONPATH?"
+            f"trainable: cannot import module {module_name!r} ({e}); "
+            "is it installed or on PYTHONPATH?"
         ) from None
     cls = getattr(module, attr, None)
     if cls is None:

@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   — create .venv, install firepbt, run the example experiment (PBT on the noisy
+#                 quadratic model, local worker processes + SQLite) and print its result
+#   make test   — create .venv, install firepbt with its test dependencies, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.firepbt-installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch 2.13.0 is a CPU build (a newer or unpinned torch pulls a multi-GB CUDA build)
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev,plot]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/firepbt run examples/nqm_pbt.toml --run-dir runs/nqm-pbt-$$(date +%Y%m%d-%H%M%S)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) runs
