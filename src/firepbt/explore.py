@@ -15,13 +15,14 @@ with probability 0.25 — the PBT paper's *perturb* and *resample* together.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from firepbt.space import Hyperparameters, Space
+from firepbt.space import Hyperparameters, Space, _Continuous
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class Perturb:
     factors: Sequence[float] = (0.8, 1.2)
 
     def __post_init__(self) -> None:
-        if not self.factors or any(not (f > 0) for f in self.factors):
+        if not self.factors or any(not (0 < f < math.inf) for f in self.factors):
             raise ValueError(f"Perturb.factors must be positive numbers, got {self.factors!r}")
 
     def __call__(
@@ -100,9 +101,14 @@ class Resample:
 @dataclass(frozen=True, slots=True)
 class AddNoise:
     """Add Gaussian noise of standard deviation ``std`` to each numeric tunable value, clipped to
-    its hard bounds (the PBT paper's toy example explores this way)."""
+    its hard bounds (the PBT paper's toy example explores this way). Integer values are rounded,
+    log-scale values stay positive; choices are left alone."""
 
     std: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.std < math.inf:
+            raise ValueError(f"AddNoise.std must be a finite number >= 0, got {self.std}")
 
     def __call__(
         self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
@@ -110,11 +116,11 @@ class AddNoise:
         new = dict(h)
         changes = []
         for name in space.tunable():
-            bounds = getattr(space[name], "bounds", None)
-            if bounds is None:
+            dist = space[name]
+            if not isinstance(dist, _Continuous):
                 continue
             noise = float(rng.normal(0.0, self.std))
-            new[name] = float(min(max(float(h[name]) + noise, bounds[0]), bounds[1]))
+            new[name] = dist._clip(float(h[name]) + noise)
             changes.append(Change(name, h[name], new[name], f"{noise:+.3g}"))
         return new, tuple(changes)
 

@@ -5,22 +5,28 @@ Each distribution can ``sample`` a value from its prior, ``perturb`` a value by 
 ``bounds`` are respected by every move: perturbation clips to them, so a value never leaves them.
 
 >>> import numpy as np
->>> space = Space({"lr": LogUniform(1e-4, 1e-1, bounds=(1e-6, 1.0)), "batch": Choice([32, 64, 128])})
+>>> lr = LogUniform(1e-4, 1e-1, bounds=(1e-6, 1.0))
+>>> space = Space({"lr": lr, "batch": Choice([32, 64, 128])})
 >>> h = space.sample(np.random.default_rng(0))
 >>> sorted(h)
 ['batch', 'lr']
+>>> lr.perturb(0.9, 2.0, np.random.default_rng(0))  # clipped to the hard upper bound
+1.0
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 Hyperparameters = dict[str, Any]
+
+_FMAX = sys.float_info.max  # unbounded values are still kept finite
 
 
 class SpaceError(ValueError):
@@ -53,8 +59,27 @@ class Distribution(ABC):
         """A JSON-able description; ``distribution_from_dict`` reverses it."""
 
 
+def _number(name: str, field: str, value: Any) -> float:
+    if isinstance(value, (str, bytes)):
+        raise SpaceError(f"{name}: {field} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SpaceError(f"{name}: {field} must be a number, got {value!r}") from None
+
+
+def _pair(bounds: Any) -> tuple[Any, Any] | None:
+    if isinstance(bounds, (str, bytes, Mapping)):
+        return None
+    try:
+        pair = tuple(bounds)
+    except TypeError:
+        return None
+    return (pair[0], pair[1]) if len(pair) == 2 else None
+
+
 def _check_bounds(
-    name: str, low: float, high: float, bounds: tuple[float, float] | None, positive: bool
+    name: str, low: float, high: float, bounds: Any, positive: bool
 ) -> tuple[float, float]:
     if not (math.isfinite(low) and math.isfinite(high)):
         raise SpaceError(f"{name}: low and high must be finite numbers, got low={low}, high={high}")
@@ -64,8 +89,11 @@ def _check_bounds(
         raise SpaceError(f"{name}: a log-scale range needs low > 0, got low={low}")
     if bounds is None:
         return (0.0 if positive else -math.inf, math.inf)
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if lo >= hi:
+    pair = _pair(bounds)
+    if pair is None:
+        raise SpaceError(f"{name}: bounds must be a pair (lower, upper), got {bounds!r}")
+    lo, hi = _number(name, "bounds", pair[0]), _number(name, "bounds", pair[1])
+    if math.isnan(lo) or math.isnan(hi) or lo >= hi:
         raise SpaceError(f"{name}: bounds must be (lower, upper) with lower < upper, got {bounds}")
     if positive and lo < 0:
         raise SpaceError(f"{name}: bounds of a log-scale value cannot be negative, got {bounds}")
@@ -80,9 +108,10 @@ class _Continuous(Distribution):
     def __init__(
         self, low: float, high: float, *, bounds: tuple[float, float] | None = None
     ) -> None:
-        self.low, self.high = float(low), float(high)
-        self._given_bounds = bounds
-        self.bounds = _check_bounds(type(self).__name__, self.low, self.high, bounds, self.positive)
+        label = type(self).__name__
+        self.low, self.high = _number(label, "low", low), _number(label, "high", high)
+        self.bounds = _check_bounds(label, self.low, self.high, bounds, self.positive)
+        self._given_bounds = None if bounds is None else _pair(bounds)
 
     def _rename(self, name: str) -> None:
         self.name = name
@@ -90,7 +119,7 @@ class _Continuous(Distribution):
 
     def _clip(self, value: float) -> float:
         lo, hi = self.bounds
-        return float(min(max(value, lo), hi))
+        return float(min(max(value, lo, -_FMAX), hi, _FMAX))
 
     def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> float:
         return self._clip(float(value) * factor)
@@ -101,12 +130,16 @@ class _Continuous(Distribution):
         except (TypeError, ValueError):
             raise SpaceError(f"{self.name}: expected a number, got {value!r}") from None
         lo, hi = self.bounds
-        if not (lo <= v <= hi) or math.isnan(v) or (self.positive and v <= 0):
+        if not (lo <= v <= hi and math.isfinite(v)) or (self.positive and v <= 0):
             raise SpaceError(f"{self.name}: {v} is outside the allowed range [{lo}, {hi}]")
         return v
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"dist": type(self).__name__.lower(), "low": self.low, "high": self.high}
+        d: dict[str, Any] = {
+            "dist": type(self).__name__.lower(),
+            "low": self.low,
+            "high": self.high,
+        }
         if self._given_bounds is not None:
             d["bounds"] = list(self._given_bounds)
         return d
@@ -129,32 +162,64 @@ class LogUniform(_Continuous):
     positive = True
 
     def sample(self, rng: np.random.Generator) -> float:
-        return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return float(min(max(v, self.low), self.high))  # exp(log(x)) can miss x by an ulp
 
     def _clip(self, value: float) -> float:
         lo, hi = self.bounds
-        return float(min(max(value, lo if lo > 0 else 1e-300), hi))
+        return float(min(max(value, lo if lo > 0 else 1e-300), hi, _FMAX))
 
 
 class IntUniform(_Continuous):
     """Integer prior on {low, …, high}; a perturbation that would round back moves by one."""
 
+    def __init__(
+        self, low: float, high: float, *, bounds: tuple[float, float] | None = None
+    ) -> None:
+        super().__init__(low, high, bounds=bounds)
+        if self.low != int(self.low) or self.high != int(self.high):
+            raise SpaceError(
+                f"IntUniform: low and high must be integers, got low={low!r}, high={high!r}"
+            )
+
     def sample(self, rng: np.random.Generator) -> int:
         return int(rng.integers(int(self.low), int(self.high) + 1))
 
+    def _int_bounds(self) -> tuple[int, int]:
+        lo, hi = self.bounds
+        return math.ceil(max(lo, -_FMAX)), math.floor(min(hi, _FMAX))
+
+    def _clip(self, value: float) -> int:
+        """Round to the nearest integer inside the hard bounds."""
+        lo, hi = self._int_bounds()
+        v = float(value)
+        if v <= lo:
+            return lo
+        if v >= hi:
+            return hi
+        return int(round(v))
+
     def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> int:
         v = int(value)
-        moved = int(round(v * factor))
+        moved = self._clip(float(v) * factor)
         if moved == v and factor != 1.0:
-            moved = v + (1 if factor > 1.0 else -1)
-        lo, hi = self.bounds
-        return int(min(max(moved, math.ceil(lo)), math.floor(hi)))
+            moved = self._clip(v + (1 if factor > 1.0 else -1))
+        return moved
 
     def validate(self, value: Any) -> int:
         v = super().validate(value)
         if v != int(v):
             raise SpaceError(f"{self.name}: expected an integer, got {value!r}")
         return int(v)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        d["low"], d["high"] = int(self.low), int(self.high)
+        return d
+
+    def __repr__(self) -> str:
+        extra = f", bounds={self._given_bounds}" if self._given_bounds is not None else ""
+        return f"IntUniform({int(self.low)}, {int(self.high)}{extra})"
 
 
 class Choice(Distribution):
@@ -166,6 +231,8 @@ class Choice(Distribution):
     """
 
     def __init__(self, options: Sequence[Any], *, ordered: bool = False) -> None:
+        if isinstance(options, (str, bytes, Mapping)) or not isinstance(options, Iterable):
+            raise SpaceError(f"Choice: options must be a list of values, got {options!r}")
         self.options = list(options)
         self.ordered = ordered
         self._check()
@@ -174,8 +241,10 @@ class Choice(Distribution):
         label = "Choice" if self.name == "?" else self.name
         if not self.options:
             raise SpaceError(f"{label}: a Choice needs at least one option")
-        if len({repr(o) for o in self.options}) != len(self.options):
-            raise SpaceError(f"{label}: Choice options must be distinct, got {self.options}")
+        # Equality, not repr: 1 and 1.0 (or True) cannot be told apart by ``validate``/``perturb``.
+        for i, a in enumerate(self.options):
+            if any(a == b for b in self.options[i + 1 :]):
+                raise SpaceError(f"{label}: Choice options must be distinct, got {self.options}")
 
     def _rename(self, name: str) -> None:
         self.name = name
@@ -244,22 +313,33 @@ _KINDS: dict[str, type[Distribution]] = {
 
 
 def distribution_from_dict(name: str, spec: Mapping[str, Any]) -> Distribution:
-    """Build a distribution from a config table such as ``{dist = "loguniform", low = 1e-4, high = 0.1}``."""
+    """Build a distribution from a config table such as
+    ``{dist = "loguniform", low = 1e-4, high = 0.1}``; a plain value stands for ``Fixed``."""
     if not isinstance(spec, Mapping):
         return Fixed(spec)
     spec = dict(spec)
-    kind = str(spec.pop("dist", "")).lower().replace("_", "")
+    if "dist" not in spec:
+        raise SpaceError(
+            f"space.{name}: missing field 'dist'; use one of {', '.join(sorted(_KINDS))}"
+        )
+    kind = str(spec.pop("dist")).lower().replace("_", "")
     if kind not in _KINDS:
         raise SpaceError(
             f"space.{name}: unknown dist {kind!r}; use one of {', '.join(sorted(_KINDS))}"
         )
+    dist: Distribution
     try:
         if kind == "choice":
-            return Choice(spec.pop("options"), ordered=bool(spec.pop("ordered", False)))
-        if kind == "fixed":
-            return Fixed(spec.pop("value"))
-        bounds = spec.pop("bounds", None)
-        dist = _KINDS[kind](spec.pop("low"), spec.pop("high"), bounds=tuple(bounds) if bounds else None)  # type: ignore[call-arg]
+            ordered = spec.pop("ordered", False)
+            if not isinstance(ordered, bool):
+                raise SpaceError(f"ordered must be true or false, got {ordered!r}")
+            dist = Choice(spec.pop("options"), ordered=ordered)
+        elif kind == "fixed":
+            dist = Fixed(spec.pop("value"))
+        else:
+            bounds = spec.pop("bounds", None)
+            low, high = spec.pop("low"), spec.pop("high")
+            dist = _KINDS[kind](low, high, bounds=bounds)  # type: ignore[call-arg]
     except KeyError as e:
         raise SpaceError(f"space.{name}: missing field {e.args[0]!r} for dist {kind!r}") from None
     except SpaceError as e:
@@ -284,7 +364,9 @@ class Space(Mapping[str, Distribution]):
         self._dists: dict[str, Distribution] = {}
         for name, d in dists.items():
             if not isinstance(name, str) or not name:
-                raise SpaceError(f"space: hyperparameter names must be non-empty strings, got {name!r}")
+                raise SpaceError(
+                    f"space: hyperparameter names must be non-empty strings, got {name!r}"
+                )
             if not isinstance(d, Distribution):
                 d = Fixed(d)
             rename = getattr(d, "_rename", None)
@@ -322,7 +404,8 @@ class Space(Mapping[str, Distribution]):
         unknown = sorted(set(h) - set(self._dists))
         if unknown:
             raise SpaceError(
-                f"hyperparameters: unknown key(s) {unknown}; the space declares {sorted(self._dists)}"
+                f"hyperparameters: unknown key(s) {unknown}; "
+                f"the space declares {sorted(self._dists)}"
             )
         missing = sorted(set(self._dists) - set(h))
         if missing:
