@@ -107,6 +107,7 @@ def run(
     >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
     ...         population=2, ready_every=4, executor="inprocess", run_dir=tmp)  # doctest: +SKIP
     """
+    _refuse_inside_worker()
     path, cls = _trainable_path(trainable)
     config = RunConfig(
         trainable=path,
@@ -133,6 +134,18 @@ def run(
         progress=progress,
         strategy_objects=objects,
     )
+
+
+def _refuse_inside_worker() -> None:
+    """A script that calls ``firepbt.run`` at import time is re-imported by every worker process
+    (spawn / forkserver); say so plainly instead of starting a pool from inside a worker."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        raise RuntimeError(
+            "firepbt.run was called inside a worker process: the script that starts the run is "
+            "imported again by each worker. Put the call under `if __name__ == '__main__':`."
+        )
 
 
 def _is_plain(v: Any) -> bool:

@@ -62,15 +62,10 @@ class InProcessExecutor(Executor):
 
 
 def _init_worker() -> None:
-    """One thread per worker process: two workers on two cores must not fight over threads."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
-    try:
-        import torch  # noqa: PLC0415 - optional, only if the user has it
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    """One thread per worker process: two workers on two cores must not fight over threads.
+    torch, numpy's BLAS and OpenMP read these variables when they are first imported."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 
 class ProcessPoolExecutor(Executor):
@@ -119,7 +114,14 @@ class ProcessPoolExecutor(Executor):
                 results.append(future.result())
             except cf.process.BrokenProcessPool as e:
                 broken = True
-                results.append(_died(segment, f"a worker process died ({e})"))
+                results.append(
+                    _died(
+                        segment,
+                        f"a worker process died ({e}); if every segment "
+                        "fails this way, check that the script calling firepbt.run "
+                        "guards it with `if __name__ == '__main__':`",
+                    )
+                )
             except Exception as e:  # e.g. the segment could not be pickled
                 results.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
         if broken:

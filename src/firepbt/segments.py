@@ -9,6 +9,7 @@ member that continues on the same worker is not reloaded from disk; correctness 
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from collections import OrderedDict
@@ -119,9 +120,22 @@ def _obtain(seg: Segment) -> tuple[Trainable, bool]:
     return trainable, False
 
 
+_THREADS_PINNED = False
+
+
+def _pin_torch_threads() -> None:
+    """If the trainable's module brought in torch, keep it to one thread per worker."""
+    global _THREADS_PINNED
+    torch = sys.modules.get("torch")
+    if torch is not None and not _THREADS_PINNED and os.environ.get("OMP_NUM_THREADS") == "1":
+        torch.set_num_threads(1)
+        _THREADS_PINNED = True
+
+
 def run_segment(seg: Segment) -> SegmentResult:
     """Run one segment; every error becomes a recorded ``Failure``, never an exception."""
     started = time.time()
+    _pin_torch_threads()
     worker = f"pid-{os.getpid()}"
     points: list[Point] = []
     try:

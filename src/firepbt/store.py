@@ -187,6 +187,7 @@ class Store:
     def record_decision(self, d: Decision) -> int:
         """Commit a decision (and the member/lineage rows it implies) before it is acted on."""
         now = time.time()
+        row: tuple[Any, ...]
         with self._tx() as c:
             if isinstance(d, Start):
                 c.execute(
@@ -425,21 +426,21 @@ class Store:
         rows = self._conn.execute(
             "SELECT child, child_step, parent, parent_step FROM lineage ORDER BY rowid"
         ).fetchall()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def failures(self) -> list[tuple[int, int | None, str, str]]:
         """(member, step, kind, message) of every recorded failure or warning."""
         rows = self._conn.execute(
             "SELECT member, step, kind, message FROM failures ORDER BY id"
         ).fetchall()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def live_checkpoints(self) -> list[tuple[str, int, int, str]]:
         """(path, member, step, sha256) of checkpoints not deleted."""
         rows = self._conn.execute(
             "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL"
         ).fetchall()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def checkpoint_of_segment(self, segment: int) -> tuple[str, str] | None:
         row = self._conn.execute(
