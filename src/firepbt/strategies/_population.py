@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from firepbt.decisions import Continue, Decision, Finish, Start, Weights
-from firepbt.space import Hyperparameters, Space
+from firepbt.space import Hyperparameters, Space, SpaceError
 from firepbt.strategies._base import MemberState
 
 
@@ -37,7 +37,13 @@ def starting_hyperparameters(
         raise PopulationConfigError(
             f"initial_hyperparameters: {len(given)} sets given for a population of {population}"
         )
-    return [space.validate(h) for h in given]
+    checked = []
+    for i, h in enumerate(given):
+        try:
+            checked.append(space.validate(h))
+        except SpaceError as e:
+            raise PopulationConfigError(f"initial_hyperparameters[{i}]: {e}") from None
+    return checked
 
 
 class Population:
