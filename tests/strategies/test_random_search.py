@@ -11,7 +11,7 @@ import pytest
 
 import firepbt.strategies._random
 from firepbt.decisions import Continue, Decision, Finish, Start
-from firepbt.space import Choice, LogUniform, Space, SpaceError, Uniform
+from firepbt.space import Choice, LogUniform, Space, Uniform
 from firepbt.strategies import PopulationConfigError, RandomSearch
 
 SPACE = Space({"lr": LogUniform(1e-3, 1.0), "batch": Choice([16, 32, 64]), "momentum": 0.9})
@@ -94,12 +94,12 @@ def test_initial_hyperparameters_are_validated() -> None:
     (start,) = rs.start()
     assert start.hyperparameters == {"lr": 1.0, "n": 3}
     assert isinstance(start.hyperparameters["lr"], float)  # canonical form
-    with pytest.raises(SpaceError, match="lr"):
+    with pytest.raises(PopulationConfigError, match=r"initial_hyperparameters\[\d\]: lr"):
         # a log-scale value must stay positive (the prior is not a hard bound)
         make(population=1, initial_hyperparameters=[{"lr": -1.0, "batch": 16, "momentum": 0.9}])
-    with pytest.raises(SpaceError, match="batch"):
+    with pytest.raises(PopulationConfigError, match="batch"):
         make(population=1, initial_hyperparameters=[{"lr": 0.1, "batch": 17, "momentum": 0.9}])
-    with pytest.raises(SpaceError, match="missing"):
+    with pytest.raises(PopulationConfigError, match="missing"):
         make(population=1, initial_hyperparameters=[{"lr": 0.1}])
 
 

@@ -1,0 +1,131 @@
+"""PyTorch helper: a ``Trainable`` that handles optimizer hyperparameters and deep-copied state.
+
+Import this module only where torch is installed (``pip install firepbt[torch]``); the package's
+``__init__`` does not import it.
+
+Two torch pitfalls it takes care of:
+
+* ``opt_b.load_state_dict(opt_a.state_dict())`` leaves both optimizers *sharing* their state tensors
+  (momentum buffers, Adam moments): stepping one silently changes the other. Here ``save`` returns
+  deep copies and ``load`` deep-copies again, so no two trainables ever share a tensor.
+* Loading an optimizer state also loads the donor's ``lr`` (and momentum, …) into the param groups.
+  An exploit loads the donor's state and then explores new hyperparameters, so after ``load`` the
+  hyperparameters this trainable currently holds are written back into the param groups.
+
+torch's random generator is process-global: ``save`` records it and ``load`` restores it, which
+makes save → load → train reproducible; code that needs per-member randomness while several
+trainables share a process should draw from its own ``torch.Generator`` (saved via ``extra_state``).
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from firepbt.space import Hyperparameters
+from firepbt.trainable import Trainable
+
+
+class TorchTrainable(Trainable):
+    """Base class for a torch model trained by one optimizer.
+
+    A subclass implements ``build`` (return the model and its optimizer; torch is already seeded
+    with ``seed``), ``train`` and ``evaluate``. Every hyperparameter whose name is a key of the
+    optimizer's param groups (``lr``, ``momentum``, ``weight_decay``, ``betas``, …) is written into
+    all param groups, at construction and on every ``set_hyperparameters`` and ``load``. Others
+    (e.g. a dropout rate) are the subclass's to read from ``self.hyperparameters``. Extra state such
+    as a data iterator's position goes through ``extra_state`` / ``load_extra_state``.
+
+    >>> class Line(TorchTrainable):
+    ...     def build(self):
+    ...         model = torch.nn.Linear(1, 1)
+    ...         return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ...     def train(self, steps):
+    ...         for _ in range(steps):
+    ...             self.optimizer.zero_grad()
+    ...             x = torch.linspace(-1, 1, 16).unsqueeze(1)
+    ...             ((self.model(x) - 3 * x) ** 2).mean().backward()
+    ...             self.optimizer.step()
+    ...     def evaluate(self):
+    ...         return self.model.weight.item()
+    >>> line = Line({"lr": 0.05, "momentum": 0.5}, seed=0)
+    >>> line.optimizer.param_groups[0]["lr"], line.optimizer.param_groups[0]["momentum"]
+    (0.05, 0.5)
+    >>> line.train(200)
+    >>> round(line.evaluate(), 3)
+    3.0
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+    def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
+        super().__init__(hyperparameters, seed)
+        torch.manual_seed(seed)
+        self.model, self.optimizer = self.build()
+        self._apply_hyperparameters()
+
+    @abstractmethod
+    def build(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """Create the model and its optimizer (called once, from ``__init__``, after seeding)."""
+
+    def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
+        super().set_hyperparameters(hyperparameters)
+        self._apply_hyperparameters()
+
+    def _apply_hyperparameters(self) -> None:
+        """Write every hyperparameter named like a param-group key into all param groups."""
+        groups = self.optimizer.param_groups
+        known = {k for g in groups for k in g if k != "params"}
+        for name, value in self.hyperparameters.items():
+            if name not in known:
+                continue
+            for group in groups:
+                current = group.get(name)
+                if isinstance(current, torch.Tensor):
+                    # e.g. a tensor lr (capturable / fused optimizers): update in place
+                    current.fill_(value)
+                elif isinstance(current, tuple) and isinstance(value, (list, tuple)):
+                    group[name] = tuple(value)  # betas from a config arrive as a list
+                else:
+                    group[name] = value
+
+    def extra_state(self) -> Any:
+        """Subclass hook: more picklable state to save (e.g. a data iterator position)."""
+        return None
+
+    def load_extra_state(self, state: Any) -> None:
+        """Subclass hook: restore what ``extra_state`` returned."""
+
+    def save(self) -> dict[str, Any]:
+        """Deep copies of the model and optimizer state, the torch RNG state and ``extra_state``."""
+        state: dict[str, Any] = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "torch_rng": torch.get_rng_state(),
+            "extra": copy.deepcopy(self.extra_state()),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load(self, state: Any) -> None:
+        """Restore a saved state without sharing any tensor with it, then re-apply this
+        trainable's own hyperparameters (an exploit must not revert them to the donor's)."""
+        if not isinstance(state, Mapping) or "model" not in state or "optimizer" not in state:
+            raise ValueError(
+                f"{type(self).__name__}.load: expected a state returned by TorchTrainable.save "
+                "(a mapping with 'model' and 'optimizer')"
+            )
+        self.model.load_state_dict(state["model"])  # copies values into this model's tensors
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.load_extra_state(copy.deepcopy(state.get("extra")))
+        self._apply_hyperparameters()
