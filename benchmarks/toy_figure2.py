@@ -6,7 +6,7 @@ Every ``READY`` steps a member may exploit (copy the better member's θ and h) a
 Gaussian noise to h). Over several seeds we report how many steps the population needs to reach
 Q ≥ 1.19 and the best final Q.
 
-    python benchmarks/toy_figure2.py [--seeds 10] [--steps 200]
+    python benchmarks/toy_figure2.py [--seeds 20] [--steps 300]
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from firepbt.examples.toy import Toy, toy_space
-
 import firepbt
 from firepbt import AddNoise, KeepOwn, NoExploit, NoExplore, Store, Truncation
+from firepbt.examples.toy import Toy, toy_space
 
 READY = 4
 TARGET = 1.19
@@ -36,8 +35,11 @@ METHODS = {
 }
 
 
-def run_method(options: dict, seed: int, steps: int, root: Path) -> tuple[float, float]:
-    """(first step at which any member reaches TARGET (inf if never), best final Q)."""
+def run_method(
+    options: dict, seed: int, steps: int, root: Path
+) -> tuple[float, float, list[float]]:
+    """(first step at which any member reaches TARGET (inf if never), best final Q,
+    the population's best Q at each step)."""
     run_dir = root / f"{len(list(root.iterdir()))}"
     result = firepbt.run(
         Toy, toy_space(), total_steps=steps, population=2, ready_every=READY, eval_every=1,
@@ -45,9 +47,38 @@ def run_method(options: dict, seed: int, steps: int, root: Path) -> tuple[float,
         **options,
     )  # fmt: skip
     store = Store.open(run_dir)
-    reached = [p.step for _, p in store.points() if p.score >= TARGET]
+    points = [p for _, p in store.points()]
     store.close()
-    return (min(reached) if reached else math.inf), result.best_score
+    reached = [p.step for p in points if p.score >= TARGET]
+    best_at = [-math.inf] * (steps + 1)
+    for p in points:
+        best_at[p.step] = max(best_at[p.step], p.score)
+    curve = [best_at[s] for s in range(1, steps + 1)]
+    return (min(reached) if reached else math.inf), result.best_score, curve
+
+
+def plot(curves: dict[str, list[list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, runs in curves.items():
+        arr = np.array(runs)
+        steps = np.arange(1, arr.shape[1] + 1)
+        mean, std = arr.mean(axis=0), arr.std(axis=0)
+        ax.plot(steps, mean, label=name)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.axhline(TARGET, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("step")
+    ax.set_ylabel("best Q in the population")
+    ax.set_ylim(-0.5, 1.25)
+    ax.set_title("PBT toy example (mean ± std over seeds)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def _mean_std(xs: list[float]) -> str:
@@ -60,19 +91,21 @@ def _mean_std(xs: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "toy_figure2.md"))
     args = parser.parse_args()
     started = time.time()
     rows = []
+    curves: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, options in METHODS.items():
             root = Path(tmp) / name.replace(" ", "_")
             root.mkdir()
             outcomes = [run_method(options, seed, args.steps, root) for seed in range(args.seeds)]
-            hits = [s for s, _ in outcomes]
-            finals = [q for _, q in outcomes]
+            hits = [s for s, _, _ in outcomes]
+            finals = [q for _, q, _ in outcomes]
+            curves[name] = [c for _, _, c in outcomes]
             rows.append((
                 name,
                 f"{sum(math.isfinite(h) for h in hits)}/{args.seeds}",
@@ -95,6 +128,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
+    plot(curves, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class RunResult:
     mode: Mode
     wall_seconds: float
     worker_steps: int
+    metrics: dict[str, float]  # every metric of the best member's final evaluation
 
     def load_best(self, trainable: type[Trainable], seed: int = 0) -> Trainable:
         """Rebuild the best member's trainable with its final weights."""
@@ -47,6 +48,7 @@ class RunResult:
     def describe(self) -> str:
         lines = [
             f"best member {self.best_member}: score {self.best_score:.6g} at step {self.best_step}",
+            f"metrics: {_fmt_h(self.metrics)}",
             f"hyperparameters: {_fmt_h(self.hyperparameters)}",
             "schedule:",
         ]
@@ -242,8 +244,10 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
     config = store.config()
     mode = Mode(config.get("mode", "max"))
     last: dict[int, tuple[int, float]] = {}
+    metrics: dict[int, dict[str, float]] = {}
     for member, point in store.points():
         last[member] = (point.step, point.score)
+        metrics[member] = point.metrics
     usable = {m.id: m for m in store.members() if m.status is not MemberStatus.FAILED}
     candidates = [
         (mode.orient(score), step, member)
@@ -268,4 +272,5 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
         mode=mode,
         wall_seconds=float(wall) if wall else math.nan,
         worker_steps=store.worker_steps(),
+        metrics=metrics[best],
     )

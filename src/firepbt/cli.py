@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -39,7 +40,8 @@ def _status(args: argparse.Namespace) -> int:
 
     store = Store.open(args.run_dir)
     try:
-        Console().print(status_table(store))
+        width = shutil.get_terminal_size((140, 24)).columns  # wide enough when piped
+        Console(width=width).print(status_table(store))
         failures = store.failures()
         if failures:
             print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")
