@@ -34,9 +34,17 @@ def test_raising_trainable_is_recorded_and_the_run_goes_on(tmp_path: Path, quad_
     # initial_hyperparameters validation: use a Choice instead.
     space["fail_at"] = firepbt.Choice([6, 10**9])
     result = firepbt.run(
-        Quad, space, total_steps=20, population=4, ready_every=4, executor="inprocess",
-        run_dir=tmp_path / "r", strategy="random", initial_hyperparameters=initial, max_retries=1,
-    )  # fmt: skip
+        Quad,
+        space,
+        total_steps=20,
+        population=4,
+        ready_every=4,
+        executor="inprocess",
+        run_dir=tmp_path / "r",
+        strategy="random",
+        initial_hyperparameters=initial,
+        max_retries=1,
+    )
     store = Store.open(result.run_dir)
     statuses = {m.id: m.status for m in store.members()}
     assert statuses[2] is MemberStatus.FAILED
@@ -56,9 +64,16 @@ def test_nan_metric_ranks_worst_and_is_recorded(tmp_path: Path, quad_space) -> N
         {"h0": 0.2, "h1": 0.2, "nan_at": 10**9} for _ in range(3)
     ]
     result = firepbt.run(
-        Quad, space, total_steps=16, population=4, ready_every=4, executor="inprocess",
-        run_dir=tmp_path / "r", initial_hyperparameters=initial, explore=firepbt.NoExplore(),
-    )  # fmt: skip
+        Quad,
+        space,
+        total_steps=16,
+        population=4,
+        ready_every=4,
+        executor="inprocess",
+        run_dir=tmp_path / "r",
+        initial_hyperparameters=initial,
+        explore=firepbt.NoExplore(),
+    )
     store = Store.open(result.run_dir)
     kinds = [(m, kind) for m, _, kind, _ in store.failures()]
     assert (0, "nan_metric") in kinds
@@ -75,9 +90,14 @@ def test_nan_metric_ranks_worst_and_is_recorded(tmp_path: Path, quad_space) -> N
 def test_every_member_failing_is_a_clear_error(tmp_path: Path, quad_space) -> None:
     with pytest.raises(RunFailed, match="every member failed"):
         firepbt.run(
-            BadMetric, quad_space, total_steps=8, population=2, ready_every=4,
-            executor="inprocess", run_dir=tmp_path / "r",
-        )  # fmt: skip
+            BadMetric,
+            quad_space,
+            total_steps=8,
+            population=2,
+            ready_every=4,
+            executor="inprocess",
+            run_dir=tmp_path / "r",
+        )
     store = Store.open(tmp_path / "r")
     assert store.meta("status") == "failed"
     assert {kind for _, _, kind, _ in store.failures()} == {"bad_metric"}
@@ -91,10 +111,18 @@ def test_dying_worker_is_recorded_and_retried(tmp_path: Path, quad_space) -> Non
         {"h0": 0.5, "h1": 0.5, "die_at": 10**9} for _ in range(2)
     ]
     result = firepbt.run(
-        Quad, space, total_steps=12, population=3, ready_every=4, executor="process",
-        workers=2, run_dir=tmp_path / "r", strategy="random", initial_hyperparameters=initial,
+        Quad,
+        space,
+        total_steps=12,
+        population=3,
+        ready_every=4,
+        executor="process",
+        workers=2,
+        run_dir=tmp_path / "r",
+        strategy="random",
+        initial_hyperparameters=initial,
         max_retries=1,
-    )  # fmt: skip
+    )
     store = Store.open(result.run_dir)
     statuses = {m.id: m.status for m in store.members()}
     assert statuses[0] is MemberStatus.FAILED
@@ -127,6 +155,40 @@ def test_bad_config_names_the_field(tmp_path: Path, quad_space, kwargs, match) -
 def test_bad_space_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"space\.lr"):
         firepbt.run(
-            Quad, {"lr": {"dist": "loguniform", "low": 0.0, "high": 1.0}}, total_steps=4,
+            Quad,
+            {"lr": {"dist": "loguniform", "low": 0.0, "high": 1.0}},
+            total_steps=4,
             run_dir=tmp_path / "r",
-        )  # fmt: skip
+        )
+
+
+class _LocalTrainable(firepbt.Trainable):  # importable, but its instances hold a lambda
+    def __init__(self, hyperparameters, seed):
+        super().__init__(hyperparameters, seed)
+        self.fn = lambda x: x
+
+    def train(self, steps):
+        pass
+
+    def evaluate(self):
+        return 0.0
+
+    def save(self):
+        return {"fn": self.fn}
+
+    def load(self, state):
+        self.fn = state["fn"]
+
+
+def test_unpicklable_state_is_a_clear_failure(tmp_path: Path, quad_space) -> None:
+    with pytest.raises(RunFailed, match=r"\[checkpoint\].*cannot be pickled"):
+        firepbt.run(
+            _LocalTrainable,
+            quad_space,
+            total_steps=4,
+            population=2,
+            ready_every=4,
+            executor="inprocess",
+            run_dir=tmp_path / "r",
+            max_retries=0,
+        )

@@ -81,6 +81,9 @@ def test_async_mode_and_time_multiplexing(tmp_path: Path, quad_space) -> None:
     """Population 6 on 2 workers, asynchronous decisions."""
     result = _run(tmp_path, quad_space, "process", population=6, synchrony="async")
     store = Store.open(result.run_dir)
+    # every exploit found its donor's checkpoint: nothing was deleted while still needed
+    assert store.failures() == []
+    assert any(d.kind == "exploit" for d in store.decisions())
     assert {m.status for m in store.members()} == {MemberStatus.FINISHED}
     assert all(m.step == 40 for m in store.members())
     store.close()

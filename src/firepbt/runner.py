@@ -90,9 +90,11 @@ class Runner:
         states = self.strategy.members.values()
         if states and all(not s.alive for s in states):
             self.store.set_meta("status", "failed")
+            member, step, kind, message = self.store.failures()[-1]
             raise RunFailed(
-                f"every member failed; see the failures recorded in {self.store.path} "
-                f"(firepbt status {self.run_dir})"
+                f"every member failed. The last failure: member {member} at step {step} "
+                f"[{kind}] {message}. Every failure is recorded in {self.store.path} "
+                f"(firepbt status {self.run_dir})."
             )
         self.store.set_meta("status", "finished")
 
