@@ -14,9 +14,8 @@ from firepbt.store import Store
 
 def _done(store: Store, member: int, start: int, end: int, lr: float, source: int | None) -> int:
     seg_id = store.add_segment(member, start, end, {"lr": lr}, source, None)
-    seg = Segment(
-        seg_id, member, 0, start, end, end - start, {"lr": lr}, None, f"/x/{seg_id}", Quad
-    )
+    h = {"lr": lr}
+    seg = Segment(seg_id, member, 0, start, end, end - start, h, None, f"/x/{seg_id}", Quad)
     ref = CheckpointRef(f"/x/{seg_id}", "0" * 64, member, end, seg_id)
     store.segment_done(SegmentResult(seg, (Point(end, 1.0, {"score": 1.0}),), ref, 10))
     return seg_id
