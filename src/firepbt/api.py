@@ -17,7 +17,7 @@ from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, Runner
 from firepbt.space import Distribution, Hyperparameters
-from firepbt.store import MemberStatus, Store
+from firepbt.store import MemberStatus, Role, Store
 from firepbt.trainable import Trainable, TrainableError, import_trainable
 
 
@@ -248,7 +248,11 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
     for member, point in store.points():
         last[member] = (point.step, point.score)
         metrics[member] = point.metrics
-    usable = {m.id: m for m in store.members() if m.status is not MemberStatus.FAILED}
+    usable = {
+        m.id: m
+        for m in store.members()
+        if m.status is not MemberStatus.FAILED and m.role is Role.MEMBER
+    }
     candidates = [
         (mode.orient(score), step, member)
         for member, (step, score) in last.items()

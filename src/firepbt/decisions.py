@@ -43,6 +43,7 @@ class Start:
     hyperparameters: Hyperparameters
     seed: int
     until: int
+    subpopulation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,46 @@ class Exploit:
 
 
 @dataclass(frozen=True, slots=True)
+class Assign:
+    """FIRE PBT: evaluator ``member`` copies the weights of ``parent`` (``source``) and trains
+    them with the hyperparameters of ``target``, the best member of the child sub-population, from
+    ``source.step`` until ``until``; its curve measures the parent's improvement rate."""
+
+    member: int
+    parent: int
+    target: int
+    source: Weights
+    hyperparameters: Hyperparameters
+    seed: int
+    until: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """FIRE PBT: the evaluator succeeded; its target ``member`` copies the evaluator's weights
+    (``source``), keeps its own ``hyperparameters`` and trains from ``source.step`` to ``until``."""
+
+    member: int
+    step: int
+    evaluator: int
+    source: Weights
+    hyperparameters: Hyperparameters
+    reason: str
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """FIRE PBT: evaluator ``member`` stops at ``step`` (criteria met, its parent or target lost an
+    evolution event, or the budget is spent) and drops its weights."""
+
+    member: int
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """Member reached the end of its budget at ``step``."""
 
@@ -79,4 +120,4 @@ class Finish:
     step: int
 
 
-Decision = Start | Continue | Exploit | Finish
+Decision = Start | Continue | Exploit | Assign | Handover | Release | Finish

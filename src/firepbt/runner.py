@@ -11,7 +11,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from firepbt.checkpoints import CheckpointRef
-from firepbt.decisions import Continue, Decision, Exploit, Finish, Mode, Start
+from firepbt.decisions import (
+    Assign,
+    Continue,
+    Decision,
+    Exploit,
+    Finish,
+    Handover,
+    Mode,
+    Release,
+    Start,
+)
 from firepbt.executors import Executor
 from firepbt.segments import Segment, SegmentResult
 from firepbt.store import Store
@@ -121,11 +131,17 @@ class Runner:
             elif isinstance(d, Continue):
                 h = self.strategy.members[d.member].hyperparameters
                 self._enqueue(d.member, d.step, d.until, h, self._current[d.member])
-            elif isinstance(d, Exploit):
-                self._exploits += d.donor != d.member
+            elif isinstance(d, (Exploit, Assign, Handover)):
+                # The worker takes weights saved by another (or by itself, explore-only).
+                if isinstance(d, Exploit):
+                    self._exploits += d.donor != d.member
+                if isinstance(d, Assign):
+                    self._seeds[d.member] = d.seed
                 source = self._written[(d.source.member, d.source.step)]
                 self._set_current(d.member, source)
                 self._enqueue(d.member, d.source.step, d.until, d.hyperparameters, source)
+            elif isinstance(d, Release):
+                self._release(self._current.pop(d.member, None))
             elif isinstance(d, Finish):
                 pass
 

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firepbt.decisions import Continue, Decision, Exploit, Finish, Start
+from firepbt.decisions import (
+    Assign,
+    Continue,
+    Decision,
+    Exploit,
+    Finish,
+    Handover,
+    Release,
+    Start,
+)
 from firepbt.segments import Point, SegmentResult
 from firepbt.space import Hyperparameters
 
@@ -30,7 +39,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS members(
     id INTEGER PRIMARY KEY, seed INTEGER NOT NULL, hyperparameters TEXT NOT NULL,
-    step INTEGER NOT NULL, status TEXT NOT NULL, created REAL NOT NULL);
+    step INTEGER NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
+    role TEXT NOT NULL DEFAULT 'member', subpopulation INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS segments(
     id INTEGER PRIMARY KEY, member INTEGER NOT NULL, start_step INTEGER NOT NULL,
     end_step INTEGER NOT NULL, hyperparameters TEXT NOT NULL, source_segment INTEGER,
@@ -61,6 +71,12 @@ class MemberStatus(enum.Enum):
     TRAINING = "training"
     FINISHED = "finished"
     FAILED = "failed"
+    IDLE = "idle"  # an evaluator waiting for its next assignment
+
+
+class Role(enum.Enum):
+    MEMBER = "member"
+    EVALUATOR = "evaluator"
 
 
 class SegmentStatus(enum.Enum):
@@ -80,6 +96,8 @@ class MemberRow:
     hyperparameters: Hyperparameters
     step: int
     status: MemberStatus
+    role: Role = Role.MEMBER
+    subpopulation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +209,16 @@ class Store:
         with self._tx() as c:
             if isinstance(d, Start):
                 c.execute(
-                    "INSERT INTO members VALUES (?, ?, ?, 0, ?, ?)",
-                    (d.member, d.seed, _json(d.hyperparameters), MemberStatus.TRAINING.value, now),
+                    "INSERT INTO members VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                    (
+                        d.member,
+                        d.seed,
+                        _json(d.hyperparameters),
+                        MemberStatus.TRAINING.value,
+                        now,
+                        Role.MEMBER.value,
+                        d.subpopulation,
+                    ),
                 )
                 row = (
                     d.member,
@@ -225,6 +251,53 @@ class Store:
                     "UPDATE members SET hyperparameters = ?, step = ? WHERE id = ?",
                     (_json(d.hyperparameters), d.source.step, d.member),
                 )
+            elif isinstance(d, Assign):
+                c.execute(
+                    "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, -1) ON CONFLICT(id) DO UPDATE"
+                    " SET hyperparameters = excluded.hyperparameters, step = excluded.step,"
+                    " status = excluded.status",
+                    (
+                        d.member,
+                        d.seed,
+                        _json(d.hyperparameters),
+                        d.source.step,
+                        MemberStatus.TRAINING.value,
+                        now,
+                        Role.EVALUATOR.value,
+                    ),
+                )
+                row = (
+                    d.member,
+                    d.source.step,
+                    "assign",
+                    d.parent,
+                    d.source.member,
+                    d.source.step,
+                    None,
+                    _json(d.hyperparameters),
+                    "[]",
+                    f"target {d.target}: {d.reason}",
+                )
+            elif isinstance(d, Handover):
+                c.execute("UPDATE members SET step = ? WHERE id = ?", (d.source.step, d.member))
+                row = (
+                    d.member,
+                    d.step,
+                    "handover",
+                    d.evaluator,
+                    d.source.member,
+                    d.source.step,
+                    None,
+                    _json(d.hyperparameters),
+                    "[]",
+                    d.reason,
+                )
+            elif isinstance(d, Release):
+                c.execute(
+                    "UPDATE members SET status = ? WHERE id = ?",
+                    (MemberStatus.IDLE.value, d.member),
+                )
+                row = (d.member, d.step, "release", None, None, None, None, None, "[]", d.reason)
             elif isinstance(d, Finish):
                 row = (d.member, d.step, "finish", None, None, None, None, None, "[]", "")
                 c.execute(
@@ -240,10 +313,20 @@ class Store:
                 (*row, now),
             )
             decision_id = int(cur.lastrowid or 0)
-            if isinstance(d, Exploit) and d.donor != d.member:
+            parent = (
+                d.donor
+                if isinstance(d, Exploit) and d.donor != d.member
+                else d.parent
+                if isinstance(d, Assign)
+                else d.evaluator
+                if isinstance(d, Handover)
+                else None
+            )
+            if parent is not None:
+                step = d.source.step  # type: ignore[union-attr]
                 c.execute(
                     "INSERT INTO lineage VALUES (?, ?, ?, ?, ?)",
-                    (d.member, d.source.step, d.donor, d.source.step, decision_id),
+                    (d.member, step, parent, step, decision_id),
                 )
         return decision_id
 
@@ -356,9 +439,13 @@ class Store:
 
     def members(self) -> list[MemberRow]:
         rows = self._conn.execute(
-            "SELECT id, seed, hyperparameters, step, status FROM members ORDER BY id"
+            "SELECT id, seed, hyperparameters, step, status, role, subpopulation FROM members "
+            "ORDER BY id"
         ).fetchall()
-        return [MemberRow(i, s, json.loads(h), st, MemberStatus(x)) for i, s, h, st, x in rows]
+        return [
+            MemberRow(i, s, json.loads(h), st, MemberStatus(x), Role(r), sp)
+            for i, s, h, st, x, r, sp in rows
+        ]
 
     def points(self, member: int | None = None) -> list[tuple[int, Point]]:
         sql = "SELECT member, step, score, metrics FROM points"
