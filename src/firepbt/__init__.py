@@ -14,11 +14,12 @@ from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
 from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, SpaceError, Uniform
 from firepbt.store import Store
-from firepbt.strategies import PBT, RandomSearch, Strategy, Synchrony
+from firepbt.strategies import PBT, FirePBT, RandomSearch, Strategy, Synchrony
 from firepbt.trainable import Trainable
 
 __all__ = [
     "PBT",
+    "FirePBT",
     "AddNoise",
     "BinaryTournament",
     "Choice",

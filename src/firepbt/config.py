@@ -40,14 +40,14 @@ import numpy as np
 from firepbt.decisions import Mode
 from firepbt.registry import EXPLOITS, ConfigError, build_explore
 from firepbt.space import Space, SpaceError
-from firepbt.strategies import PBT, PopulationConfigError, RandomSearch, Strategy
+from firepbt.strategies import PBT, FirePBT, PopulationConfigError, RandomSearch, Strategy
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-STRATEGIES = ("pbt", "random")
+STRATEGIES = ("pbt", "fire", "random")
 EXECUTORS = ("process", "inprocess")
 
 
@@ -96,10 +96,15 @@ class RunConfig:
             Space.from_dict(self.space)
         except SpaceError as e:
             raise ConfigError(str(e)) from None
-        allowed = {
-            "pbt": {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"},
-            "random": {"initial_hyperparameters"},
-        }[self.strategy]
+        pbt = {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"}
+        fire = pbt | {
+            "subpopulations",
+            "evaluators",
+            "max_eval_steps",
+            "p_stat",
+            "min_steps_before_eval",
+        }
+        allowed = {"pbt": pbt, "fire": fire, "random": {"initial_hyperparameters"}}[self.strategy]
         unknown = sorted(set(self.strategy_options) - allowed)
         if unknown:
             raise ConfigError(
@@ -132,7 +137,8 @@ class RunConfig:
                 opts["exploit"] = EXPLOITS.build(opts["exploit"], "strategy.exploit")
             if "explore" in opts:
                 opts["explore"] = build_explore(opts["explore"])
-            return PBT(space, self.population, self.total_steps, self.ready_every, rng, **opts)
+            cls = FirePBT if self.strategy == "fire" else PBT
+            return cls(space, self.population, self.total_steps, self.ready_every, rng, **opts)
         except (PopulationConfigError, SpaceError) as e:
             raise ConfigError(f"strategy.{e}") from None
 

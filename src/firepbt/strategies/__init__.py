@@ -1,8 +1,17 @@
 """Strategies: pure decision logic that turns population events into decisions."""
 
 from firepbt.strategies._base import MemberState, Strategy
+from firepbt.strategies._fire import FirePBT
 from firepbt.strategies._pbt import PBT, Synchrony
 from firepbt.strategies._population import PopulationConfigError
 from firepbt.strategies._random import RandomSearch
 
-__all__ = ["PBT", "MemberState", "PopulationConfigError", "RandomSearch", "Strategy", "Synchrony"]
+__all__ = [
+    "FirePBT",
+    "PBT",
+    "MemberState",
+    "PopulationConfigError",
+    "RandomSearch",
+    "Strategy",
+    "Synchrony",
+]

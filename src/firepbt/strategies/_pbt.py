@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from firepbt.decisions import Decision, Exploit
+from firepbt.decisions import Decision
 from firepbt.exploit import ExploitPolicy, Truncation
 from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
 from firepbt.space import Space
@@ -104,7 +104,7 @@ class PBT(Strategy):
         live = {m for m, s in self.members.items() if s.alive and not s.finished}
         if not live or not live <= self._waiting:
             return []
-        snapshot = {m: _copy(s) for m, s in self.members.items()}
+        snapshot = self._population.snapshot()
         self._waiting.clear()
         return [self._decide(m, snapshot) for m in sorted(live)]
 
@@ -117,25 +117,4 @@ class PBT(Strategy):
         record = self.exploit.select(member, scores, self.rng)
         if record is None:
             return pop.continue_or_finish(member)
-        donor = view[record.donor]
-        new_h, changes = self.explore(donor.weights.hyperparameters, self.space, self.rng)
-        decision = Exploit(
-            member=member,
-            step=state.step,
-            donor=record.donor,
-            source=donor.weights,
-            old_hyperparameters=state.hyperparameters,
-            hyperparameters=new_h,
-            changes=changes,
-            reason=record.reason,
-            until=pop.next_ready(donor.weights.step),
-        )
-        state.hyperparameters = new_h
-        state.step = donor.weights.step
-        state.weights = donor.weights
-        state.scores = list(donor.scores)  # the copy inherits the donor's record
-        return decision
-
-
-def _copy(s: MemberState) -> MemberState:
-    return MemberState(s.hyperparameters, s.step, s.weights, list(s.scores), s.alive, s.finished)
+        return pop.exploit(member, record, view[record.donor], self.explore, self.space, self.rng)

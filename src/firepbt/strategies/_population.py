@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from firepbt.decisions import Continue, Decision, Finish, Start, Weights
+from firepbt.decisions import Continue, Decision, Exploit, Finish, Start, Weights
+from firepbt.exploit import ExploitRecord
+from firepbt.explore import ExplorePolicy
 from firepbt.space import Hyperparameters, Space, SpaceError
 from firepbt.strategies._base import MemberState
 
@@ -58,13 +61,16 @@ class Population:
         return min(step + self.ready_every, self.total_steps)
 
     def start(
-        self, hyperparameters: list[Hyperparameters], rng: np.random.Generator
+        self,
+        hyperparameters: list[Hyperparameters],
+        rng: np.random.Generator,
+        subpopulation: Callable[[int], int] = lambda member: 0,
     ) -> list[Decision]:
         decisions: list[Decision] = []
         for member, h in enumerate(hyperparameters):
             seed = int(rng.integers(2**31 - 1))
             self.members[member] = MemberState(h, 0, Weights(member, 0, h))
-            decisions.append(Start(member, h, seed, self.next_ready(0)))
+            decisions.append(Start(member, h, seed, self.next_ready(0), subpopulation(member)))
         return decisions
 
     def report(self, member: int, step: int, score: float) -> None:
@@ -85,6 +91,40 @@ class Population:
             state.finished = True
             return Finish(member, state.step)
         return Continue(member, state.step, self.next_ready(state.step))
+
+    def exploit(
+        self,
+        member: int,
+        record: ExploitRecord,
+        donor: MemberState,
+        explore: ExplorePolicy,
+        space: Space,
+        rng: np.random.Generator,
+    ) -> Exploit:
+        """``member`` copies ``donor`` (a snapshot taken when the decision round began) and
+        explores the donor's hyperparameters; the member's state follows the copy."""
+        state = self.members[member]
+        new_h, changes = explore(donor.weights.hyperparameters, space, rng)
+        decision = Exploit(
+            member=member,
+            step=state.step,
+            donor=record.donor,
+            source=donor.weights,
+            old_hyperparameters=state.hyperparameters,
+            hyperparameters=new_h,
+            changes=changes,
+            reason=record.reason,
+            until=self.next_ready(donor.weights.step),
+        )
+        state.hyperparameters = new_h
+        state.step = donor.weights.step
+        state.weights = donor.weights
+        state.scores = list(donor.scores)  # the copy inherits the donor's record
+        return decision
+
+    def snapshot(self) -> dict[int, MemberState]:
+        """Copies of every member's state, for decisions taken together on one view."""
+        return {m: replace(s, scores=list(s.scores)) for m, s in self.members.items()}
 
     def fail(self, member: int) -> None:
         self.members[member].alive = False

@@ -1,0 +1,355 @@
+"""Comparing evaluator training curves: FIRE PBT's ``best_score_diff``, ``binom_test`` and fitness.
+
+Section 3 of Dalibard & Jaderberg (2020), "Faster Improvement Rate Population Based Training".
+Every function here is pure: numpy arrays in, numbers out, no I/O and no global state.
+
+The Figure 3 story
+------------------
+Two evaluators both reach step 2000. The *left* one copied its parent's weights at step 1000 and
+starts around 0.5; the *right* one copied at step 1500 and starts higher. Over its whole life the
+left curve has the higher average improvement rate, yet FIRE finds the right curve better:
+
+1. **Smooth** each curve with a Gaussian process (:func:`fit_curve`, once per curve).
+2. **Find the overlap starts** on the smoothed curves: the right curve starts higher, so its
+   section starts at its first point; the left curve's section starts at the first point where
+   its smoothed value reaches (``>=``) the right curve's smoothed start (around step 1150).
+3. **Find the overlap length**: ``n = min(len(left) - r, len(right) - s)``; the right curve has
+   fewer points past its start, so it constrains ``n``. (The paper prints ``max``; its text and
+   Figure 3 mean ``min``.)
+4. **Compare the best raw score** in each section: ``max(y_right[s:s+n]) - max(y_left[r:r+n])``
+   is positive, because from the same level the right curve climbs higher in the same number of
+   evaluations.
+
+Conventions
+-----------
+* Steps are strictly increasing and finite; values are "higher is better" (orient losses first).
+* Smoothed curves are used only to *locate* overlaps (starts, and whether an overlap can exist);
+  every score and every binomial comparison uses the raw points.
+* Non-finite values (NaN, +inf, -inf) are failed evaluations and rank worst, as everywhere else in
+  firepbt (:func:`firepbt.exploit.rank_key`). :func:`fit_curve` replaces them, before smoothing, by
+  ``worst`` when given, otherwise by ``min(finite) - margin`` where ``margin`` is the range of the
+  finite values (``max(|min(finite)|, 1)`` when that range is 0). A curve with no finite value at
+  all has no scale to put "worst" on: :func:`fit_curve` raises ``ValueError`` unless ``worst`` is
+  given (a caller that knows the population can pass e.g. the population's minimum minus a margin,
+  or treat the member as the worst / exempt it).
+* "Reaches" in step 2 allows a float tolerance of ``1e-9`` times the largest ``|smoothed|`` of the
+  two curves, so that a curve shifted onto another one's level by the penalised-δ search is not lost
+  to rounding.
+* Penalised δ (one curve strictly above the other, no overlap): ``n_deltas`` evenly spaced δ over
+  the paper's range ``[min(y_a) - max(y_b), min(y_a) - min(y_b)]`` on raw values, plus
+  ``n_deltas`` over the same range measured where overlaps are decided,
+  ``[ŷ_a[0] - max(ŷ_b), ŷ_a[0] - min(ŷ_b)]`` on smoothed values (a's smoothed start placed inside
+  b's smoothed range). Without the second grid,
+  a δ chosen on raw values can miss the overlap by the smoothing error, e.g. against a flat curve
+  where the raw range is a single δ. The highest positive overlap score wins, else ``0.0``.
+  "Strictly above" is ``min(y_a) > max(y_b)`` (the paper's test, raw) or ``min(ŷ_a) > max(ŷ_b)``
+  (noisy curves whose raw extremes touch though their smoothed curves are clearly apart).
+* **Antisymmetry** ``best_score_diff(a, b) == -best_score_diff(b, a)`` holds exactly, in every
+  case: with an overlap both directions compare the same two sections; the paper only defines the
+  penalised search for the higher curve, so the lower curve gets the negated search; without an
+  overlap and without strict dominance both directions give ``0.0``. Hence fitness values of a
+  population sum to 0. ``binom_test`` is *not* antisymmetric (ties count for neither side and the
+  test is one-sided and discrete).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import binomtest
+
+__all__ = ["Curve", "Overlap", "best_score_diff", "binom_test", "fit_curve", "fitness", "overlap"]
+
+K = TypeVar("K", bound=Hashable)
+
+FloatArray = npt.NDArray[np.float64]
+
+_REACH_RTOL = 1e-9
+_GP_RESTARTS = 2
+_GP_SEED = 0
+
+
+def _as_vector(name: str, x: npt.ArrayLike) -> FloatArray:
+    try:
+        arr = np.array(x, dtype=np.float64)  # a copy: callers' arrays are never aliased
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a 1-D sequence of numbers: {exc}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def _check_steps(steps: FloatArray) -> None:
+    if steps.size == 0:
+        raise ValueError("a curve needs at least 1 point, got 0")
+    if not np.isfinite(steps).all():
+        raise ValueError("steps must be finite")
+    if steps.size > 1 and not (np.diff(steps) > 0).all():
+        bad = int(np.flatnonzero(np.diff(steps) <= 0)[0])
+        raise ValueError(
+            f"steps must be strictly increasing: steps[{bad}]={steps[bad]:g} "
+            f">= steps[{bad + 1}]={steps[bad + 1]:g}"
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Curve:
+    """An evaluator's training curve, smoothed once.
+
+    ``steps`` strictly increase; ``values`` are the raw objective values (higher is better,
+    finite); ``smoothed`` is the GP posterior mean at the same steps. Build it with
+    :func:`fit_curve` from raw data; constructing it directly (e.g. ``smoothed=values`` for a
+    curve that needs no smoothing) is allowed and validated. The arrays are read-only float64
+    copies. Instances compare by identity (``eq=False``): element-wise array equality has no
+    single truth value.
+    """
+
+    steps: FloatArray
+    values: FloatArray
+    smoothed: FloatArray
+
+    def __post_init__(self) -> None:
+        steps = _as_vector("steps", self.steps)
+        values = _as_vector("values", self.values)
+        smoothed = _as_vector("smoothed", self.smoothed)
+        _check_steps(steps)
+        if values.shape != steps.shape or smoothed.shape != steps.shape:
+            raise ValueError(
+                f"steps, values and smoothed must have the same length, got "
+                f"{steps.size}, {values.size} and {smoothed.size}"
+            )
+        if not (np.isfinite(values).all() and np.isfinite(smoothed).all()):
+            raise ValueError(
+                "Curve values and smoothed must be finite; use fit_curve() on raw data with NaN/inf"
+            )
+        for name, arr in (("steps", steps), ("values", values), ("smoothed", smoothed)):
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    def __len__(self) -> int:
+        return int(self.steps.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """Overlapping sections ``a[start_a:start_a + length]`` and ``b[start_b:start_b + length]``."""
+
+    start_a: int
+    start_b: int
+    length: int
+
+
+def _replace_non_finite(values: FloatArray, worst: float | None) -> FloatArray:
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values
+    if worst is not None:
+        if not math.isfinite(worst):
+            raise ValueError(f"worst must be finite, got {worst}")
+        fill = float(worst)
+    else:
+        finite = values[~bad]
+        if finite.size == 0:
+            raise ValueError(
+                "curve has no finite value (every evaluation is NaN or inf): it has no improvement "
+                "rate; pass worst=<a value below the population's scores> or treat it as the worst"
+            )
+        lo = float(finite.min())
+        spread = float(finite.max()) - lo
+        margin = spread if spread > 0 else max(abs(lo), 1.0)
+        fill = lo - margin
+    out: FloatArray = values.copy()
+    out[bad] = fill
+    return out
+
+
+def _gp_smooth(steps: FloatArray, values: FloatArray) -> FloatArray:
+    """GP posterior mean at ``steps``: Matérn 5/2, empirical Bayes, deterministic restarts."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    # Steps rescaled to [0, 1] so that one set of length-scale bounds fits any step range;
+    # normalize_y=True does the same for values.
+    x = ((steps - steps[0]) / (steps[-1] - steps[0]))[:, None]
+    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
+        length_scale=0.3, length_scale_bounds=(1e-2, 1e2), nu=2.5
+    ) + WhiteKernel(noise_level=1e-2, noise_level_bounds=(1e-8, 1e1))
+    gp = GaussianProcessRegressor(
+        kernel=kernel,
+        normalize_y=True,
+        n_restarts_optimizer=_GP_RESTARTS,
+        random_state=_GP_SEED,
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(x, values)
+            mean: FloatArray = np.asarray(gp.predict(x), dtype=np.float64)
+    except (np.linalg.LinAlgError, ValueError):
+        mean = values.copy()  # numerically hopeless fit: use the raw points
+    if mean.shape != values.shape or not np.isfinite(mean).all():
+        mean = values.copy()
+    return mean
+
+
+def fit_curve(steps: npt.ArrayLike, values: npt.ArrayLike, *, worst: float | None = None) -> Curve:
+    """Validate a raw training curve and smooth it once with a Gaussian process.
+
+    Kernel: ``ConstantKernel * Matern(nu=2.5) + WhiteKernel`` on steps rescaled to [0, 1], with
+    ``normalize_y=True``; hyperparameters maximise the marginal likelihood (empirical Bayes) with
+    a few restarts from a fixed seed, so the result is deterministic. Curves of 1 or 2 points and
+    constant curves are not fitted: ``smoothed = values``. Non-finite values rank worst and are
+    replaced before smoothing (see the module docstring); a curve with no finite value raises
+    ``ValueError`` unless ``worst`` is given. Steps must be finite and strictly increasing, and
+    ``values`` as long as ``steps``.
+    """
+    x = _as_vector("steps", steps)
+    y = _as_vector("values", values)
+    _check_steps(x)
+    if y.shape != x.shape:
+        raise ValueError(f"steps and values must have the same length, got {x.size} and {y.size}")
+    y = _replace_non_finite(y, worst)
+    degenerate = y.size <= 2 or float(np.ptp(y)) == 0.0
+    smoothed = y.copy() if degenerate else _gp_smooth(x, y)
+    return Curve(steps=x, values=y, smoothed=smoothed)
+
+
+def _reach_tol(a: Curve, b: Curve) -> float:
+    scale = max(float(np.abs(a.smoothed).max()), float(np.abs(b.smoothed).max()))
+    return _REACH_RTOL * scale
+
+
+def _overlap(a_smoothed: FloatArray, b_smoothed: FloatArray, tol: float) -> Overlap | None:
+    if a_smoothed[0] >= b_smoothed[0]:
+        start_a = 0
+        reached = np.flatnonzero(b_smoothed >= a_smoothed[0] - tol)
+        if reached.size == 0:
+            return None
+        start_b = int(reached[0])
+    else:
+        start_b = 0
+        reached = np.flatnonzero(a_smoothed >= b_smoothed[0] - tol)
+        if reached.size == 0:
+            return None
+        start_a = int(reached[0])
+    length = min(a_smoothed.size - start_a, b_smoothed.size - start_b)
+    return Overlap(start_a=start_a, start_b=start_b, length=length)
+
+
+def overlap(a: Curve, b: Curve) -> Overlap | None:
+    """Steps 2-3 of section 3.1.1: where the two curves' overlapping sections start, and how long.
+
+    The curve with the higher smoothed start starts at index 0 (``a`` on a tie); the other starts
+    at its first index whose smoothed value reaches that start (``>=``, up to a float tolerance).
+    ``length = min(len(a) - start_a, len(b) - start_b)`` (at least 1). ``None`` if the other curve
+    never reaches it. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
+    """
+    return _overlap(a.smoothed, b.smoothed, _reach_tol(a, b))
+
+
+def _section_diff(a_values: FloatArray, b_values: FloatArray, ov: Overlap) -> float:
+    n = ov.length
+    return float(
+        a_values[ov.start_a : ov.start_a + n].max() - b_values[ov.start_b : ov.start_b + n].max()
+    )
+
+
+def _strictly_above(a: Curve, b: Curve) -> bool:
+    return bool(
+        a.values.min() > b.values.max() or a.smoothed.min() > b.smoothed.max()
+    )  # raw test from the paper, or the same on the smoothed curves
+
+
+def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
+    """Best positive ``best_score_diff(penalised_δ(a), b)`` over the δ grid, else 0 (a above b)."""
+    raw = np.linspace(a.values.min() - b.values.max(), a.values.min() - b.values.min(), n_deltas)
+    smooth = np.linspace(
+        a.smoothed[0] - b.smoothed.max(), a.smoothed[0] - b.smoothed.min(), n_deltas
+    )
+    tol = _reach_tol(a, b)
+    best = 0.0
+    for delta in np.concatenate([raw, smooth]):
+        shifted = a.smoothed - delta
+        ov = _overlap(shifted, b.smoothed, max(tol, _REACH_RTOL * float(np.abs(shifted).max())))
+        if ov is None:
+            continue
+        score = _section_diff(a.values - delta, b.values, ov)
+        if score > best:
+            best = score
+    return best
+
+
+def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
+    """Positive if ``a`` improves faster than ``b``, negative if ``b`` does (section 3.1.1).
+
+    With an overlap: ``max(a.values[section_a]) - max(b.values[section_b])``. Without one, if
+    ``a`` is strictly above ``b``: the penalised-δ search (``a`` shifted down by each δ, the highest
+    positive overlap score, else 0); if ``b`` is strictly above ``a``: minus that search with the
+    roles swapped; otherwise 0. Exactly antisymmetric. See the module docstring for the δ grids.
+
+    >>> import numpy as np
+    >>> x = np.arange(6.0)
+    >>> y_slow = np.array([0.50, 0.55, 0.60, 0.65, 0.70, 0.75])
+    >>> y_fast = np.array([0.60, 0.70, 0.80, 0.85, 0.88, 0.90])
+    >>> slow, fast = Curve(x, y_slow, y_slow), Curve(x, y_fast, y_fast)  # no smoothing needed
+    >>> overlap(fast, slow)  # fast starts higher; slow reaches 0.60 at index 2
+    Overlap(start_a=0, start_b=2, length=4)
+    >>> round(best_score_diff(fast, slow), 6)  # max(0.60..0.85) - max(0.60..0.75)
+    0.1
+    >>> flat = Curve(x, np.full(6, 0.1), np.full(6, 0.1))  # degenerate, strictly below slow
+    >>> round(best_score_diff(slow, flat), 6), round(best_score_diff(flat, slow), 6)
+    (0.25, -0.25)
+    """
+    if isinstance(n_deltas, bool) or not isinstance(n_deltas, (int, np.integer)) or n_deltas < 2:
+        raise ValueError(f"n_deltas must be an integer >= 2, got {n_deltas!r}")
+    ov = overlap(a, b)
+    if ov is not None:
+        return _section_diff(a.values, b.values, ov)
+    a_above, b_above = _strictly_above(a, b), _strictly_above(b, a)
+    if a_above and not b_above:
+        return _penalised_score(a, b, int(n_deltas))
+    if b_above and not a_above:
+        return -_penalised_score(b, a, int(n_deltas))
+    return 0.0
+
+
+def binom_test(a: Curve, b: Curve) -> tuple[float, Overlap | None]:
+    """One-sided binomial test that ``a`` beats ``b`` point by point on their overlap (3.2).
+
+    Point ``i`` of a's section is compared with point ``i`` of b's section; ``k`` counts strict
+    wins of ``a`` (ties count for neither), ``n`` is the overlap length, and the p-value is
+    ``scipy.stats.binomtest(k, n, 0.5, alternative="greater").pvalue``. No overlap: ``(1.0, None)``.
+    """
+    ov = overlap(a, b)
+    if ov is None or ov.length == 0:
+        return 1.0, None
+    n = ov.length
+    wins = a.values[ov.start_a : ov.start_a + n] > b.values[ov.start_b : ov.start_b + n]
+    k = int(np.count_nonzero(wins))
+    return float(binomtest(k, n, 0.5, alternative="greater").pvalue), ov
+
+
+def fitness(curves: Mapping[K, Curve], n_deltas: int = 16) -> dict[K, float]:
+    """Section 3.1.2: ``fitness(j) = sum over k != j of best_score_diff(curve_j, curve_k)``.
+
+    Uses the already smoothed curves: no GP is fitted here (fit each curve once with
+    :func:`fit_curve` and keep it). A single curve has fitness 0.
+    """
+    items = list(curves.items())
+    return {
+        key: float(
+            sum(
+                best_score_diff(curve, other, n_deltas)
+                for j, (_, other) in enumerate(items)
+                if j != i
+            )
+        )
+        for i, (key, curve) in enumerate(items)
+    }

@@ -1,0 +1,412 @@
+"""FIRE PBT curve comparison: smoothing, overlaps, best_score_diff, binom_test, fitness."""
+
+from __future__ import annotations
+
+import doctest
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+import firepbt.fire.curves as curves_mod
+from firepbt.fire.curves import (
+    Curve,
+    Overlap,
+    best_score_diff,
+    binom_test,
+    fit_curve,
+    fitness,
+    overlap,
+)
+
+
+def raw(steps: object, values: object) -> Curve:
+    """A GP-free curve whose smoothed version is the raw points: overlaps are known exactly."""
+    v = np.asarray(values, dtype=float)
+    return Curve(np.asarray(steps, dtype=float), v, v)
+
+
+def saturating(t: np.ndarray, start: float, gain: float, tau: float) -> np.ndarray:
+    """Concave increasing curve: start + gain * (1 - exp(-t / tau))."""
+    return start + gain * (1.0 - np.exp(-t / tau))
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 3 of the paper
+# ---------------------------------------------------------------------------------------------
+
+
+def figure3_curves(noise: float) -> tuple[Curve, Curve]:
+    """The two curves of Figure 3, both reaching step 2000, evaluated every 10 steps.
+
+    Left: copied at step 1000, starts at 0.5 and saturates fast: 0.5 + 0.3 (1 - exp(-t/tau)) with
+    t = step - 1000 and tau = 150 / ln 3, so it reaches 0.70 at t = 150 (step 1150, as in the
+    paper) and ends at ~0.800: average slope ~0.3 / 1000 = 3.0e-4.
+    Right: copied at step 1500, starts at 0.70 (where the left one is at step 1150) and keeps
+    climbing: 0.70 + C (1 - exp(-t/500)) with t = step - 1500 and C chosen so that it gains 0.12
+    in its 500 steps: average slope 2.4e-4 < 3.0e-4.
+    The overlap is the right curve's 51 points against the left's 51 points from step ~1150 to
+    ~1650; there the left gains only ~0.097 (it has flattened out) while the right gains 0.12,
+    so best_score_diff(right, left) ~ 0.82 - 0.797 > 0. A little noise (fixed seed) keeps it
+    honest about smoothing.
+    """
+    rng = np.random.default_rng(3)
+    x_left = np.arange(1000.0, 2001.0, 10.0)
+    y_left = saturating(x_left - 1000.0, 0.5, 0.3, 150.0 / np.log(3.0))
+    x_right = np.arange(1500.0, 2001.0, 10.0)
+    y_right = saturating(x_right - 1500.0, 0.70, 0.12 / (1.0 - np.exp(-1.0)), 500.0)
+    left = fit_curve(x_left, y_left + noise * rng.standard_normal(x_left.size))
+    right = fit_curve(x_right, y_right + noise * rng.standard_normal(x_right.size))
+    return left, right
+
+
+def avg_rate(c: Curve) -> float:
+    return float((c.values[-1] - c.values[0]) / (c.steps[-1] - c.steps[0]))
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.003])
+def test_figure3_right_curve_is_better_despite_lower_average_rate(noise: float) -> None:
+    left, right = figure3_curves(noise)
+    assert left.steps[-1] == right.steps[-1] == 2000.0
+    assert avg_rate(left) > avg_rate(right)  # the naive improvement rate prefers the left curve
+
+    ov = overlap(right, left)
+    assert ov is not None
+    assert ov.start_a == 0  # the right curve starts higher: its section starts at its beginning
+    assert 1120.0 <= left.steps[ov.start_b] <= 1180.0  # "at around 1150 steps"
+    assert ov.length == len(right)  # the right curve constrains the length (min, not max)
+
+    diff = best_score_diff(right, left)
+    assert diff > 0.005
+    assert best_score_diff(left, right) == -diff
+
+
+# ---------------------------------------------------------------------------------------------
+# Overlap
+# ---------------------------------------------------------------------------------------------
+
+
+def test_overlap_start_indices_and_min_length_on_raw_curves() -> None:
+    low = raw(np.arange(10), [0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6])
+    high = raw(np.arange(4), [0.3, 0.5, 0.7, 0.9])
+    # high starts at 0.3; low first reaches >= 0.3 at index 3; 10 - 3 = 7 > 4 - 0 = 4.
+    assert overlap(high, low) == Overlap(start_a=0, start_b=3, length=4)
+    assert overlap(low, high) == Overlap(start_a=3, start_b=0, length=4)
+    # The other way round: the long curve constrains nothing, the short one past its start does.
+    late = raw(np.arange(12), np.linspace(-0.5, 0.6, 12))  # reaches 0.0 at index 5: 7 points left
+    early = raw(np.arange(20), np.linspace(0.0, 1.9, 20))
+    assert overlap(early, late) == Overlap(start_a=0, start_b=5, length=7)
+
+
+def test_overlap_reaches_uses_greater_or_equal_and_ties_start_both_at_zero() -> None:
+    a = raw([0, 1, 2], [0.2, 0.5, 0.6])
+    b = raw([0, 1, 2, 3], [0.1, 0.2, 0.3, 0.4])
+    assert overlap(a, b) == Overlap(start_a=0, start_b=1, length=3)  # 0.2 >= 0.2 at index 1
+    c = raw([0, 1, 2], [0.2, 0.1, 0.9])
+    assert overlap(a, c) == Overlap(start_a=0, start_b=0, length=3)
+    assert overlap(c, a) == Overlap(start_a=0, start_b=0, length=3)
+
+
+def test_overlap_none_when_the_other_curve_never_reaches_the_start() -> None:
+    high = raw([0, 1, 2], [0.8, 0.9, 1.0])
+    low = raw([0, 1, 2], [0.1, 0.5, 0.79])
+    assert overlap(high, low) is None
+    assert overlap(low, high) is None
+
+
+def test_overlap_on_smooth_noise_free_fitted_curves() -> None:
+    x = np.arange(0.0, 200.0, 2.0)  # 100 points
+    a = fit_curve(x, saturating(x, 0.0, 1.0, 50.0))
+    b = fit_curve(x[:30], 0.5 + 0.005 * x[:30])
+    assert np.max(np.abs(a.smoothed - a.values)) < 1e-3
+    # a reaches 0.5 at x = 50 ln 2 = 34.66 -> first grid point 36 (index 18); 100 - 18 > 30.
+    assert overlap(b, a) == Overlap(start_a=0, start_b=18, length=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# best_score_diff
+# ---------------------------------------------------------------------------------------------
+
+
+def test_flat_degenerate_curve_strictly_below_a_rising_one() -> None:
+    x = np.arange(0.0, 500.0, 10.0)
+    rising = fit_curve(x, saturating(x, 0.5, 0.3, 150.0))
+    flat = fit_curve(x, np.full(x.size, 0.1))  # e.g. degenerate weights after a bad explore
+    assert np.array_equal(flat.smoothed, flat.values)  # constant: no GP fit
+    assert overlap(rising, flat) is None
+
+    score = best_score_diff(rising, flat)
+    # Shifted down onto the flat curve, the rising one still gains its whole rise.
+    assert score == pytest.approx(rising.values.max() - rising.values[0], abs=0.01)
+    assert best_score_diff(flat, rising) == -score
+
+    fit = fitness({"flat": flat, "rising": rising})
+    assert fit == {"flat": -score, "rising": score}
+    assert max(fit, key=fit.__getitem__) == "rising"
+
+
+def test_strictly_above_but_not_improving_faster_scores_zero() -> None:
+    # A high flat curve against a low rising one: penalised down, the flat one never improves.
+    x = np.arange(20.0)
+    high_flat = raw(x, np.full(20, 0.9))
+    low_rising = raw(x, np.linspace(0.1, 0.5, 20))
+    assert best_score_diff(high_flat, low_rising) == 0.0
+    assert best_score_diff(low_rising, high_flat) == 0.0
+
+
+def test_strictly_above_and_improving_faster_picks_the_best_delta() -> None:
+    x = np.arange(10.0)
+    high = raw(x, 0.6 + 0.05 * x)  # 0.60 .. 1.05, slope 0.05
+    low = raw(x, 0.1 + 0.02 * x)  # 0.10 .. 0.28, slope 0.02
+    score = best_score_diff(high, low)
+    # Shifting high so that it starts at low's start overlaps everything: 0.45 - 0.18 = 0.27
+    # is the best possible (larger delta -> high starts lower, so shorter overlap for low).
+    assert score == pytest.approx(0.27, abs=1e-9)
+    assert best_score_diff(low, high) == -score
+
+
+def test_no_overlap_and_no_dominance_scores_zero() -> None:
+    falling = raw([0, 1, 2, 3], [0.9, 0.5, 0.2, 0.1])
+    rising = raw([0, 1, 2, 3], [0.2, 0.4, 0.6, 0.8])  # never reaches 0.9
+    assert overlap(falling, rising) is None
+    assert best_score_diff(falling, rising) == 0.0
+    assert best_score_diff(rising, falling) == 0.0
+
+
+def test_identical_curves_diff_zero_and_binom_p_one() -> None:
+    x = np.arange(0.0, 300.0, 10.0)
+    y = saturating(x, 0.2, 0.5, 100.0) + 0.01 * np.random.default_rng(1).standard_normal(x.size)
+    a, b = fit_curve(x, y), fit_curve(x, y)
+    assert best_score_diff(a, b) == 0.0
+    p, ov = binom_test(a, b)
+    assert ov == Overlap(0, 0, x.size)
+    assert p == binomtest(0, x.size, 0.5, alternative="greater").pvalue == 1.0
+
+
+def test_antisymmetry_with_overlap_and_strictly_above() -> None:
+    rng = np.random.default_rng(7)
+    x = np.arange(0.0, 400.0, 10.0)
+    fitted = [
+        fit_curve(x, saturating(x, s, g, t) + 0.01 * rng.standard_normal(x.size))
+        for s, g, t in [(0.1, 0.5, 100.0), (0.3, 0.2, 50.0), (0.2, 0.6, 300.0), (1.5, 0.3, 80.0)]
+    ]
+    overlapping = fitted[0], fitted[1]
+    assert overlap(*overlapping) is not None
+    above = fitted[3], fitted[0]
+    assert overlap(*above) is None and above[0].values.min() > above[1].values.max()
+    for a in fitted:
+        for b in fitted:
+            assert best_score_diff(a, b) == -best_score_diff(b, a)
+    assert best_score_diff(*overlapping) != 0.0
+    assert best_score_diff(*above) > 0.0
+
+
+def test_n_deltas_validated() -> None:
+    a = raw([0, 1], [0.0, 1.0])
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="n_deltas"):
+            best_score_diff(a, a, n_deltas=bad)  # type: ignore[arg-type]
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(curves_mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# binom_test
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [0, 3, 9, 12])
+def test_binom_test_counts_strict_wins_on_aligned_overlap_points(k: int) -> None:
+    # b starts higher (0.5); a reaches 0.5 at index 4, so a's section is a[4:16], b's is b[0:12].
+    n = 12
+    b_smooth = np.linspace(0.5, 0.94, n)
+    a_smooth = np.concatenate([np.linspace(0.1, 0.4, 4), b_smooth])
+    b_vals = b_smooth.copy()
+    a_vals = a_smooth.copy()
+    section = a_vals[4:]
+    section[:k] += 0.01  # strict wins at the first k aligned points
+    section[k : k + 2] -= 0.01  # losses; the remaining points tie and count for neither
+    a = Curve(np.arange(16.0), a_vals, a_smooth)
+    b = Curve(np.arange(100.0, 112.0), b_vals, b_smooth)
+    p, ov = binom_test(a, b)
+    assert ov == Overlap(start_a=4, start_b=0, length=n)
+    assert p == binomtest(k, n, 0.5, alternative="greater").pvalue
+
+
+def test_binom_test_without_overlap() -> None:
+    high = raw([0, 1, 2], [0.8, 0.9, 1.0])
+    low = raw([0, 1, 2], [0.1, 0.5, 0.79])
+    assert binom_test(high, low) == (1.0, None)
+    assert binom_test(low, high) == (1.0, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Smoothing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gp_smoothing_smooths_a_noisy_increasing_curve() -> None:
+    x = np.linspace(0.0, 5000.0, 100)
+    truth = saturating(x, 0.1, 0.8, 1500.0)
+    noisy = truth + 0.05 * np.random.default_rng(2).standard_normal(x.size)
+    c = fit_curve(x, noisy)
+    assert np.array_equal(c.values, noisy)  # raw points are kept as they are
+    rmse_raw = np.sqrt(np.mean((noisy - truth) ** 2))
+    rmse_smooth = np.sqrt(np.mean((c.smoothed - truth) ** 2))
+    assert rmse_smooth < 0.5 * rmse_raw
+
+
+def test_fit_curve_is_deterministic() -> None:
+    x = np.arange(40.0)
+    y = np.sqrt(x) + 0.3 * np.random.default_rng(5).standard_normal(x.size)
+    assert np.array_equal(fit_curve(x, y).smoothed, fit_curve(x, y).smoothed)
+
+
+def test_degenerate_curves_are_not_fitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("GP fitted on a degenerate curve")
+
+    monkeypatch.setattr(GaussianProcessRegressor, "fit", boom)
+    for steps, values in [([5], [0.3]), ([1, 2], [0.1, 0.7]), ([1, 2, 3, 4], [0.4] * 4)]:
+        c = fit_curve(steps, values)
+        assert np.array_equal(c.smoothed, np.asarray(values, dtype=float))
+
+
+def test_curve_arrays_are_read_only_copies() -> None:
+    x, y = np.arange(5.0), np.linspace(0.0, 1.0, 5)
+    c = fit_curve(x, y)
+    x[0] = -10.0
+    assert c.steps[0] == 0.0
+    with pytest.raises(ValueError):
+        c.values[0] = 3.0
+
+
+def test_fire_package_imports_without_sklearn() -> None:
+    code = "import sys, firepbt, firepbt.fire; assert 'sklearn' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitness
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fitness_is_the_sum_of_pairwise_diffs() -> None:
+    x = np.arange(0.0, 300.0, 10.0)
+    rng = np.random.default_rng(11)
+    cs = {
+        name: fit_curve(x, saturating(x, s, g, t) + 0.005 * rng.standard_normal(x.size))
+        for name, (s, g, t) in {
+            "a": (0.1, 0.6, 100.0),
+            "b": (0.3, 0.3, 60.0),
+            "c": (0.9, 0.2, 200.0),
+        }.items()
+    }
+    fit = fitness(cs)
+    for j in cs:
+        expected = sum(best_score_diff(cs[j], cs[k]) for k in cs if k != j)
+        assert fit[j] == pytest.approx(expected, abs=1e-12)
+    assert sum(fit.values()) == pytest.approx(0.0, abs=1e-12)  # antisymmetry
+    assert fitness({"only": cs["a"]}) == {"only": 0.0}
+    assert fitness({}) == {}
+
+
+def test_fitness_of_16_curves_fits_each_gp_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    calls = 0
+    original = GaussianProcessRegressor.fit
+
+    def counting_fit(self: GaussianProcessRegressor, *args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianProcessRegressor, "fit", counting_fit)
+    rng = np.random.default_rng(4)
+    x = np.arange(0.0, 500.0, 10.0)  # 50 points
+    cs = {
+        i: fit_curve(
+            x,
+            saturating(x, rng.uniform(0, 1), rng.uniform(0.1, 1), rng.uniform(50, 400))
+            + 0.01 * rng.standard_normal(x.size),
+        )
+        for i in range(16)
+    }
+    assert calls == 16
+    fit = fitness(cs)
+    assert calls == 16
+    assert set(fit) == set(range(16)) and all(np.isfinite(list(fit.values())))
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-finite values and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nan_and_inf_rank_worst_one_range_below_the_finite_minimum() -> None:
+    x = np.arange(6.0)
+    y = np.array([0.2, np.nan, 0.5, np.inf, 0.6, -np.inf])
+    c = fit_curve(x, y)
+    assert np.isfinite(c.values).all() and np.isfinite(c.smoothed).all()
+    # finite range [0.2, 0.6] -> failures at 0.2 - 0.4 = -0.2
+    assert c.values[[1, 3, 5]] == pytest.approx([-0.2, -0.2, -0.2])
+    assert c.values[[0, 2, 4]] == pytest.approx([0.2, 0.5, 0.6])
+
+
+def test_nan_fill_with_a_single_finite_value_and_explicit_worst() -> None:
+    c = fit_curve([0, 1, 2], [np.nan, 3.0, np.nan])
+    assert c.values.tolist() == [0.0, 3.0, 0.0]  # margin max(|3|, 1) = 3
+    c = fit_curve([0, 1, 2], [np.nan, 3.0, np.nan], worst=-7.0)
+    assert c.values.tolist() == [-7.0, 3.0, -7.0]
+
+
+def test_all_nan_curve_raises_unless_worst_is_given() -> None:
+    with pytest.raises(ValueError, match="no finite value"):
+        fit_curve([0, 1, 2], [np.nan, np.nan, -np.inf])
+    c = fit_curve([0, 1, 2], [np.nan, np.nan, np.nan], worst=-1.0)
+    assert c.values.tolist() == [-1.0, -1.0, -1.0] and c.smoothed.tolist() == [-1.0] * 3
+    with pytest.raises(ValueError, match="worst must be finite"):
+        fit_curve([0, 1], [np.nan, 1.0], worst=np.nan)
+
+
+def test_a_diverged_curve_loses_to_a_healthy_one() -> None:
+    x = np.arange(0.0, 300.0, 10.0)
+    healthy = fit_curve(x, saturating(x, 0.2, 0.5, 100.0))
+    y = saturating(x, 0.2, 0.5, 100.0)
+    y[10:] = np.nan  # diverged at step 100
+    diverged = fit_curve(x, y)
+    assert best_score_diff(healthy, diverged) > 0.0
+
+
+@pytest.mark.parametrize(
+    ("steps", "values", "match"),
+    [
+        ([], [], "at least 1 point"),
+        ([0, 1, 2], [0.1, 0.2], "same length"),
+        ([0, 2, 1], [0.1, 0.2, 0.3], "strictly increasing"),
+        ([0, 1, 1], [0.1, 0.2, 0.3], "strictly increasing"),
+        ([0, np.nan], [0.1, 0.2], "steps must be finite"),
+        ([[0, 1]], [[0.1, 0.2]], "1-D"),
+        (["a", "b"], [0.1, 0.2], "steps must be"),
+    ],
+)
+def test_fit_curve_validation(steps: object, values: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fit_curve(steps, values)  # type: ignore[arg-type]
+
+
+def test_curve_constructor_validation() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        Curve(np.arange(3.0), np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="finite"):
+        Curve(np.arange(2.0), np.array([0.0, np.nan]), np.zeros(2))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Curve(np.array([1.0, 0.0]), np.zeros(2), np.zeros(2))

@@ -1,0 +1,222 @@
+"""FIRE PBT as pure decisions: driven with plain data and seeded generators, no processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from firepbt import LogUniform, NoExploit, Space
+from firepbt.decisions import (
+    Assign,
+    Continue,
+    Decision,
+    Exploit,
+    Finish,
+    Handover,
+    Release,
+    Start,
+    Weights,
+)
+from firepbt.strategies import FirePBT, PopulationConfigError
+
+SPACE = Space({"lr": LogUniform(1e-3, 1.0)})
+INITIAL = [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"lr": 0.4}]
+
+
+def make(**kw) -> FirePBT:
+    options = dict(
+        population=4,
+        total_steps=100,
+        ready_every=10,
+        rng=np.random.default_rng(0),
+        subpopulations=2,
+        exploit=NoExploit(),
+        initial_hyperparameters=INITIAL,
+    )
+    options.update(kw)
+    return FirePBT(SPACE, **options)
+
+
+class Sim:
+    """Plays the runner in sync mode: runs every segment the decisions ask for, reporting a
+    score per step from ``score(worker, step)``."""
+
+    def __init__(self, fire: FirePBT, score: Callable[[int, int], float]) -> None:
+        self.fire, self.score = fire, score
+        self.running: dict[int, tuple[int, int]] = {}
+        self.log: list[list[Decision]] = []
+        self.take(fire.start())
+
+    def take(self, decisions: list[Decision]) -> None:
+        self.log.append(decisions)
+        for d in decisions:
+            if isinstance(d, Start):
+                self.running[d.member] = (0, d.until)
+            elif isinstance(d, Continue):
+                self.running[d.member] = (d.step, d.until)
+            elif isinstance(d, (Exploit, Assign, Handover)):
+                self.running[d.member] = (d.source.step, d.until)
+            elif isinstance(d, (Finish, Release)):
+                self.running.pop(d.member, None)
+
+    def round(self) -> list[Decision]:
+        jobs, self.running = self.running, {}
+        out: list[Decision] = []
+        for w, (start, until) in sorted(jobs.items()):
+            for s in range(start + 1, until + 1):
+                self.fire.report(w, s, self.score(w, s))
+        for w, (_, until) in sorted(jobs.items()):
+            out += self.fire.ready(w, until)
+        self.take(out)
+        return out
+
+
+def of(kind: type, decisions: list[Decision]) -> list:
+    return [d for d in decisions if isinstance(d, kind)]
+
+
+def test_subpopulations_and_default_evaluator_count() -> None:
+    fire = make(population=16, subpopulations=4, initial_hyperparameters=None)
+    starts = fire.start()
+    assert [d.subpopulation for d in starts] == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
+    assert fire.evaluator_ids == list(range(16, 25))  # 3/4 of the 12 parent members
+
+
+def test_evaluator_is_assigned_least_recently_evaluated_parent_and_best_child() -> None:
+    scores = {0: 0.5, 1: 0.6, 2: 0.3, 3: 0.2}
+    sim = Sim(make(), lambda w, s: scores.get(w, 0.0))
+    decisions = sim.round()
+    assert of(Assign, sim.log[0]) == []  # nothing to evaluate before parents have weights
+    (assign,) = of(Assign, decisions)
+    assert assign.member == 4 and assign.parent == 2 and assign.target == 1
+    assert assign.source == Weights(2, 10, {"lr": 0.3})
+    assert assign.hyperparameters == {"lr": 0.2}  # the target's hyperparameters
+    assert assign.until == 20
+    assert {d.member for d in of(Continue, decisions)} == {0, 1, 2, 3}
+
+
+def rising_evaluator(w: int, s: int) -> float:
+    """P1 is flat at 0.6; the evaluator starts from its parent's 0.3 and climbs past 0.9."""
+    if w == 4:
+        return min(0.3 + 0.16 * (s - 10), 0.95)
+    return {0: 0.5, 1: 0.6, 2: 0.3, 3: 0.2}[w]
+
+
+def test_evaluator_success_hands_its_weights_to_the_target() -> None:
+    sim = Sim(make(), rising_evaluator)
+    sim.round()  # round 1: evaluator 4 assigned to parent 2, target 1
+    decisions = sim.round()  # round 2: it trains from step 10 to 20 and beats member 1
+    (handover,) = of(Handover, decisions)
+    assert handover.member == 1 and handover.evaluator == 4
+    assert handover.source == Weights(4, 20, {"lr": 0.2})
+    assert handover.hyperparameters == {"lr": 0.2}  # the target keeps its hyperparameters
+    assert handover.until == 30 and "success" in handover.reason
+    releases = of(Release, decisions)
+    assert [r.member for r in releases] == [4]
+    # the handover comes before the release: the target's copy keeps the checkpoint alive
+    assert decisions.index(handover) < decisions.index(releases[0])
+    # the freed evaluator is reassigned at once, to the other parent (least recently evaluated)
+    (assign,) = of(Assign, decisions)
+    assert assign.member == 4 and assign.parent == 3
+    assert 1 not in {d.member for d in of(Continue, decisions)}
+
+
+def test_evaluator_without_progress_is_stopped_after_max_eval_steps() -> None:
+    def flat_below(w: int, s: int) -> float:
+        return 0.1 if w == 4 else {0: 0.5, 1: 0.6, 2: 0.3, 3: 0.2}[w]
+
+    sim = Sim(make(max_eval_steps=20), flat_below)
+    sim.round()
+    stopped_at = None
+    for r in range(2, 6):
+        decisions = sim.round()
+        releases = [d for d in of(Release, decisions) if d.member == 4]
+        if releases:
+            stopped_at = r
+            assert "no overlap" in releases[0].reason
+            break
+        assert [d.member for d in of(Continue, decisions) if d.member == 4] == [4]
+    # assigned after round 1: trained 10, 20 (= max, keeps going), then 30 > 20 steps: stop
+    assert stopped_at == 4
+
+
+def test_evaluator_losing_the_binomial_test_is_stopped() -> None:
+    def worse(w: int, s: int) -> float:
+        if w == 4:  # starts where the target was at step 5, improves ten times slower
+            return 0.605 + 0.0001 * (s - 10)
+        return {0: 0.5, 1: 0.6 + 0.001 * s, 2: 0.605, 3: 0.2}[w]
+
+    sim = Sim(make(max_eval_steps=10), worse)
+    sim.round()
+    decisions = sim.round()
+    (release,) = [d for d in of(Release, decisions) if d.member == 4]
+    assert "binomial p" in release.reason
+    assert of(Handover, decisions) == []
+
+
+def test_parent_losing_an_evolution_event_stops_its_evaluator() -> None:
+    from firepbt import Truncation
+
+    def score(w: int, s: int) -> float:
+        if w == 5:  # evaluator of member 3: flat
+            return 0.2
+        if w == 4:  # evaluator of member 2: improving fast
+            return 0.3 + 0.01 * (s - 10)
+        return {0: 0.5, 1: 0.6, 2: 0.3, 3: 0.2}[w]
+
+    sim = Sim(make(evaluators=2, exploit=Truncation(0.5)), score)
+    first = sim.round()
+    assigns = {d.member: d.parent for d in of(Assign, first)}
+    assert assigns == {4: 2, 5: 3}
+    # P1 already evolves on Q (member 0 is in the bottom half)
+    assert [d.member for d in of(Exploit, first)] == [0]
+    decisions = sim.round()
+    exploits = {d.member: d for d in of(Exploit, decisions)}
+    assert 3 in exploits and exploits[3].donor == 2  # parent 3's evaluator improved slower
+    released = {d.member: d.reason for d in of(Release, decisions)}
+    assert "lost an evolution event" in released[5]
+
+
+def test_members_without_an_evaluator_are_exempt_from_evolution() -> None:
+    from firepbt import Truncation
+
+    fire = make(exploit=Truncation(0.5))
+    fire.start()
+    for m, q in {0: 0.5, 1: 0.6, 2: 0.9, 3: 0.1}.items():
+        fire.report(m, 10, q)
+    decisions = []
+    for m in range(4):
+        decisions += fire.ready(m, 10)
+    assert fire.fitness(1) == {}
+    assert {d.member for d in of(Exploit, decisions)} == {0}  # only P1 evolves
+
+
+def test_last_round_finishes_members_and_releases_evaluators() -> None:
+    sim = Sim(make(total_steps=30), rising_evaluator)
+    for _ in range(2):
+        sim.round()
+    decisions = sim.round()
+    assert sorted(d.member for d in of(Finish, decisions)) == [0, 1, 2, 3]
+    assert all(isinstance(d, (Finish, Release)) for d in decisions)
+    assert sim.running == {}
+    assert sim.fire.done()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"subpopulations": 1}, "subpopulations"),
+        ({"population": 5}, "population"),
+        ({"evaluators": 0}, "evaluators"),
+        ({"p_stat": 1.5}, "p_stat"),
+        ({"min_steps_before_eval": [0, 1, 2]}, "min_steps_before_eval"),
+        ({"synchrony": "eventually"}, "synchrony"),
+    ],
+)
+def test_bad_settings_name_the_field(kwargs, match) -> None:
+    if "population" in kwargs:
+        kwargs["initial_hyperparameters"] = None
+    with pytest.raises(PopulationConfigError, match=match):
+        make(**kwargs)
