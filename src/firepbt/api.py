@@ -143,7 +143,8 @@ def _refuse_inside_worker() -> None:
     (spawn / forkserver); say so plainly instead of starting a pool from inside a worker."""
     import multiprocessing
 
-    if multiprocessing.parent_process() is not None:
+    # The same flag multiprocessing itself checks while a child imports the parent's main module.
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
         raise RuntimeError(
             "firepbt.run was called inside a worker process: the script that starts the run is "
             "imported again by each worker. Put the call under `if __name__ == '__main__':`."

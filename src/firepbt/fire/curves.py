@@ -71,7 +71,9 @@ K = TypeVar("K", bound=Hashable)
 FloatArray = npt.NDArray[np.float64]
 
 _REACH_RTOL = 1e-9
-_GP_RESTARTS = 2
+# One optimisation from a sensible start (x in [0, 1], y normalised): restarts tripled the cost
+# (52 -> 14 ms for 16 points, 72 -> 23 ms for 50) without changing a test's outcome.
+_GP_RESTARTS = 0
 _GP_SEED = 0
 
 
@@ -170,7 +172,7 @@ def _replace_non_finite(values: FloatArray, worst: float | None) -> FloatArray:
 
 
 def _gp_smooth(steps: FloatArray, values: FloatArray) -> FloatArray:
-    """GP posterior mean at ``steps``: Matérn 5/2, empirical Bayes, deterministic restarts."""
+    """GP posterior mean at ``steps``: Matérn 5/2, empirical Bayes, deterministic."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
@@ -204,7 +206,7 @@ def fit_curve(steps: npt.ArrayLike, values: npt.ArrayLike, *, worst: float | Non
 
     Kernel: ``ConstantKernel * Matern(nu=2.5) + WhiteKernel`` on steps rescaled to [0, 1], with
     ``normalize_y=True``; hyperparameters maximise the marginal likelihood (empirical Bayes) with
-    a few restarts from a fixed seed, so the result is deterministic. Curves of 1 or 2 points and
+    one optimisation from a fixed start, so the result is deterministic. Curves of 1 or 2 points and
     constant curves are not fitted: ``smoothed = values``. Non-finite values rank worst and are
     replaced before smoothing (see the module docstring); a curve with no finite value raises
     ``ValueError`` unless ``worst`` is given. Steps must be finite and strictly increasing, and
