@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Weights
-from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation, rank_key
+from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation, recent_score
 from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
 from firepbt.fire import curves
 from firepbt.space import Space
@@ -219,17 +219,19 @@ class FirePBT(Strategy):
         have none (they are exempt from evolution)."""
         members = self._live(subpopulation)
         if subpopulation == 0:
-            return {
-                m: rank_key(self._pop.members[m].scores[-1])
-                for m in members
-                if self._pop.members[m].scores
-            }
+            return self._recent(members)
         assessed = {}
         for m in members:
             e = self._evaluator_of.get(m)
             if e is not None and len(self._ev[e].curve) >= 2:
                 assessed[m] = self._fit((1, e), self._ev[e].curve)
         return curves.fitness(assessed) if len(assessed) >= 2 else {}
+
+    def _recent(self, members: list[int]) -> dict[int, float]:
+        """Q of P1 members as the exploit policy ranks it (mean of its window of scores)."""
+        window = int(getattr(self.exploit, "window", 1))
+        scores = {m: self._pop.members[m].scores for m in members}
+        return {m: recent_score(s, window) for m, s in scores.items() if s}
 
     def _live(self, subpopulation: int) -> list[int]:
         lo = subpopulation * self.size
@@ -243,6 +245,9 @@ class FirePBT(Strategy):
         state = self._pop.members[member]
         if state.step >= self._pop.total_steps or state.step < self.burn_in:
             return None
+        if self.subpopulation(member) == 0:  # P1: the policy ranks the raw scores itself
+            history = {m: view[m].scores for m in fit}
+            return self.exploit.select(member, history, self.rng)
         return self.exploit.select(member, {m: [f] for m, f in fit.items()}, self.rng)
 
     def _apply_exploit(
@@ -338,11 +343,7 @@ class FirePBT(Strategy):
     def _target_for(self, subpopulation: int) -> int | None:
         fit = self.fitness(subpopulation)
         if not fit:  # nobody assessed yet: fall back to the latest score
-            fit = {
-                m: rank_key(self._pop.members[m].scores[-1])
-                for m in self._live(subpopulation)
-                if self._pop.members[m].scores
-            }
+            fit = self._recent(self._live(subpopulation))
         candidates = [m for m in fit if not self._pop.members[m].finished]
         return max(candidates, key=lambda m: (fit[m], -m)) if candidates else None
 
