@@ -344,7 +344,10 @@ class FirePBT(Strategy):
         fit = self.fitness(subpopulation)
         if not fit:  # nobody assessed yet: fall back to the latest score
             fit = self._recent(self._live(subpopulation))
-        candidates = [m for m in fit if not self._pop.members[m].finished]
+        # A member that copied another this round only inherits its donor's score: not a target.
+        candidates = [
+            m for m in fit if not self._pop.members[m].finished and self._touched[m] != self._clock
+        ]
         return max(candidates, key=lambda m: (fit[m], -m)) if candidates else None
 
     def _assign_idle(self) -> list[Decision]:
