@@ -103,6 +103,7 @@ class RunConfig:
             "max_eval_steps",
             "p_stat",
             "min_steps_before_eval",
+            "keep_curves",
         }
         allowed = {"pbt": pbt, "fire": fire, "random": {"initial_hyperparameters"}}[self.strategy]
         unknown = sorted(set(self.strategy_options) - allowed)

@@ -87,6 +87,7 @@ class FirePBT(Strategy):
         max_eval_steps: int | None = None,
         p_stat: float = 0.01,
         min_steps_before_eval: int | Sequence[int] = 0,
+        keep_curves: bool = False,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
         check_common(population, total_steps, ready_every)
@@ -138,6 +139,10 @@ class FirePBT(Strategy):
         self._curve: dict[int, list[Point]] = {}  # member -> curve since it last copied weights
         self._touched: dict[int, int] = {}  # member -> round it was last evaluated or lost
         self._evaluator_of: dict[int, int] = {}  # parent member -> its evaluator
+        # keep_curves: a parent whose evaluator stopped keeps that curve as its fitness record
+        # until it copies weights or is evaluated again (the paper drops it: exempt again).
+        self.keep_curves = keep_curves
+        self._last_curve: dict[int, list[Point]] = {}
         self._fits: dict[tuple[int, int, int], curves.Curve] = {}
         self._clock = 0
         self._waiting: set[int] = set()
@@ -225,6 +230,8 @@ class FirePBT(Strategy):
             e = self._evaluator_of.get(m)
             if e is not None and len(self._ev[e].curve) >= 2:
                 assessed[m] = self._fit((1, e), self._ev[e].curve)
+            elif self.keep_curves and len(self._last_curve.get(m, ())) >= 2:
+                assessed[m] = self._fit((2, m), self._last_curve[m])
         return curves.fitness(assessed) if len(assessed) >= 2 else {}
 
     def _recent(self, members: list[int]) -> dict[int, float]:
@@ -258,6 +265,7 @@ class FirePBT(Strategy):
         last = donor.scores[-1] if donor.scores else float("-inf")
         self._curve[member] = [(donor.weights.step, last)]
         self._touched[member] = self._clock
+        self._last_curve.pop(member, None)  # its weights changed: the old record is void
         return [decision, *self._unlink(member, f"member {member} lost an evolution event")]
 
     def _unlink(self, member: int, why: str) -> list[Decision]:
@@ -309,6 +317,8 @@ class FirePBT(Strategy):
         ev = self._ev[e]
         if ev.parent is not None and self._evaluator_of.get(ev.parent) == e:
             del self._evaluator_of[ev.parent]
+            if len(ev.curve) >= 2:
+                self._last_curve[ev.parent] = list(ev.curve)
         was_active = ev.parent is not None
         ev.parent = ev.target = None
         ev.curve = []
