@@ -220,3 +220,26 @@ def test_bad_settings_name_the_field(kwargs, match) -> None:
         kwargs["initial_hyperparameters"] = None
     with pytest.raises(PopulationConfigError, match=match):
         make(**kwargs)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_keep_curves_keeps_a_stopped_evaluators_curve_as_fitness(keep: bool) -> None:
+    def score(w: int, s: int) -> float:
+        if w == 4:  # evaluator of member 2: flat, far below the target: stopped, no overlap
+            return 0.1
+        if w == 5:  # evaluator of member 3: rising
+            return 0.2 + 0.01 * (s - 10)
+        return {0: 0.5, 1: 0.6, 2: 0.1, 3: 0.2}[w]
+
+    sim = Sim(make(evaluators=2, max_eval_steps=10, keep_curves=keep), score)
+    for _ in range(6):
+        decisions = sim.round()
+        if any(d.member == 4 and "no overlap" in d.reason for d in of(Release, decisions)):
+            break
+    else:
+        pytest.fail("evaluator 4 was never stopped for lack of overlap")
+    fit = sim.fire.fitness(1)
+    if keep:
+        assert set(fit) == {2, 3} and fit[3] > fit[2]
+    else:
+        assert 2 not in fit
