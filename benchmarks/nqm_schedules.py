@@ -39,6 +39,16 @@ METHODS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "PBT": ("pbt", WORKERS, {}),
     "FIRE PBT, 2 sub-populations": ("fire", 12, {"subpopulations": 2, "evaluators": 4}),
     "FIRE PBT, 3 sub-populations": ("fire", 12, {"subpopulations": 3, "evaluators": 4}),
+    "FIRE PBT, 2 sub-populations, keep_curves": (
+        "fire",
+        12,
+        {"subpopulations": 2, "evaluators": 4, "keep_curves": True},
+    ),
+    "FIRE PBT, 3 sub-populations, keep_curves": (
+        "fire",
+        12,
+        {"subpopulations": 3, "evaluators": 4, "keep_curves": True},
+    ),
 }
 
 
@@ -230,7 +240,7 @@ def main() -> None:
         ctx = multiprocessing.get_context("forkserver")
         with ctx.Pool(args.processes) as pool:
             runs = pool.map(run_method, jobs, chunksize=1)
-        fire_runs = [r for r in runs if r["name"].startswith("FIRE") and r["seed"] == 0]
+        fire_runs = [r for r in runs if r["name"].endswith("keep_curves") and r["seed"] == 0]
         for r in fire_runs:
             n = 2 if "2 sub" in r["name"] else 3
             plot_lr(
@@ -272,6 +282,10 @@ def main() -> None:
             f"{statistics.mean(r['worker_steps'] for r in rs):.0f} | "
             f"{statistics.median(r['seconds'] for r in rs):.1f} |"
         )
+    lines += ["", "Expected loss of the found schedule per seed:", ""]
+    for name in METHODS:
+        per_seed = ", ".join(f"{r['expected']:.4f}" for r in runs if r["name"] == name)
+        lines.append(f"- {name}: {per_seed}")
     agree = max(abs(r["expected"] - r["tracked"]) for r in runs)
     lines += [
         "",
