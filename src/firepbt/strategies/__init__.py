@@ -2,8 +2,8 @@
 
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._fire import FirePBT
-from firepbt.strategies._pbt import PBT, Synchrony
-from firepbt.strategies._population import PopulationConfigError
+from firepbt.strategies._pbt import PBT
+from firepbt.strategies._population import PopulationConfigError, Synchrony
 from firepbt.strategies._random import RandomSearch
 
 __all__ = [

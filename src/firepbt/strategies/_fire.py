@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Weights
-from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation, recent_score
-from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
+from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
+from firepbt.explore import ExplorePolicy
 from firepbt.fire import curves
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
-from firepbt.strategies._pbt import Synchrony
 from firepbt.strategies._population import (
     Population,
     PopulationConfigError,
+    Synchrony,
     check_common,
+    evolution_settings,
     starting_hyperparameters,
 )
 
@@ -119,17 +120,12 @@ class FirePBT(Strategy):
                     f"min_steps_before_eval: give one value per sub-population "
                     f"({subpopulations}), got {len(self.min_steps_before_eval)}"
                 )
-        try:
-            self.synchrony = Synchrony(synchrony)
-        except ValueError:
-            raise PopulationConfigError(
-                f"synchrony: expected 'sync' or 'async', got {synchrony!r}"
-            ) from None
+        self.synchrony, self.exploit, self.explore = evolution_settings(
+            synchrony, burn_in, exploit, explore
+        )
         self.space = space
         self.rng = rng
         self.subpopulations = subpopulations
-        self.exploit = exploit if exploit is not None else Truncation(0.25)
-        self.explore = explore if explore is not None else chain(Perturb(), Resample(0.25))
         self.burn_in = burn_in
         self.p_stat = p_stat
         self._pop = Population(total_steps, ready_every)

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from firepbt.decisions import Decision
-from firepbt.exploit import ExploitPolicy, Truncation
-from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
+from firepbt.exploit import ExploitPolicy
+from firepbt.explore import ExplorePolicy
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
     Population,
-    PopulationConfigError,
+    Synchrony,
     check_common,
+    evolution_settings,
     starting_hyperparameters,
 )
-
-
-class Synchrony(enum.Enum):
-    """Synchronous: every member reaches the ready step, then all decide together.
-    Asynchronous: each member decides when it is ready, against the latest known scores."""
-
-    SYNC = "sync"
-    ASYNC = "async"
 
 
 class PBT(Strategy):
@@ -59,18 +51,11 @@ class PBT(Strategy):
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
         check_common(population, total_steps, ready_every)
-        if burn_in < 0:
-            raise PopulationConfigError(f"burn_in: must be >= 0 steps, got {burn_in}")
-        try:
-            self.synchrony = Synchrony(synchrony)
-        except ValueError:
-            raise PopulationConfigError(
-                f"synchrony: expected 'sync' or 'async', got {synchrony!r}"
-            ) from None
+        self.synchrony, self.exploit, self.explore = evolution_settings(
+            synchrony, burn_in, exploit, explore
+        )
         self.space = space
         self.rng = rng
-        self.exploit = exploit if exploit is not None else Truncation(0.25)
-        self.explore = explore if explore is not None else chain(Perturb(), Resample(0.25))
         self.burn_in = burn_in
         self._population = Population(total_steps, ready_every)
         self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)

@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from firepbt.decisions import Continue, Decision, Exploit, Finish, Start, Weights
-from firepbt.exploit import ExploitRecord
-from firepbt.explore import ExplorePolicy
+from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation
+from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
 from firepbt.space import Hyperparameters, Space, SpaceError
 from firepbt.strategies._base import MemberState
 
 
+class Synchrony(enum.Enum):
+    """Synchronous: every member reaches the ready step, then all decide together.
+    Asynchronous: each member decides when it is ready, against the latest known scores."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+
+
 class PopulationConfigError(ValueError):
     """A strategy setting that cannot work; the message names the field."""
+
+
+def evolution_settings(
+    synchrony: Synchrony | str,
+    burn_in: int,
+    exploit: ExploitPolicy | None,
+    explore: ExplorePolicy | None,
+) -> tuple[Synchrony, ExploitPolicy, ExplorePolicy]:
+    """Validate the settings PBT and FIRE PBT share; defaults follow the PBT paper: truncation
+    of the bottom 25 %, perturbation by 0.8 / 1.2 and resampling with probability 0.25."""
+    if burn_in < 0:
+        raise PopulationConfigError(f"burn_in: must be >= 0 steps, got {burn_in}")
+    try:
+        mode = Synchrony(synchrony)
+    except ValueError:
+        raise PopulationConfigError(
+            f"synchrony: expected 'sync' or 'async', got {synchrony!r}"
+        ) from None
+    return (
+        mode,
+        exploit if exploit is not None else Truncation(0.25),
+        explore if explore is not None else chain(Perturb(), Resample(0.25)),
+    )
 
 
 def check_common(population: int, total_steps: int, ready_every: int) -> None:
