@@ -21,18 +21,11 @@ def _initial(extra: dict[int, dict]) -> list[dict]:
     return base
 
 
-def _space(quad_space, **fixed):
-    return {**quad_space, **fixed}
-
-
 def test_raising_trainable_is_recorded_and_the_run_goes_on(tmp_path: Path, quad_space) -> None:
-    space = _space(quad_space, fail_at=10**9)
-    initial = _initial({2: {"fail_at": 6}})
-    for h in initial:
-        h.setdefault("fail_at", 10**9)
-    # fail_at is a Fixed hyperparameter, so give every member the same value except through
-    # initial_hyperparameters validation: use a Choice instead.
-    space["fail_at"] = firepbt.Choice([6, 10**9])
+    # Only member 2 raises, once it trains past step 6.
+    space = {**quad_space, "fail_at": firepbt.Choice([6, 10**9])}
+    initial = [{**h, "fail_at": 10**9} for h in _initial({})]
+    initial[2]["fail_at"] = 6
     result = firepbt.run(
         Quad,
         space,
