@@ -8,14 +8,11 @@ file concurrently (WAL mode).
 
 from __future__ import annotations
 
-import enum
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,111 +26,25 @@ from firepbt.decisions import (
     Release,
     Start,
 )
-from firepbt.segments import Point, SegmentResult
+from firepbt.segments import SegmentResult
 from firepbt.space import Hyperparameters
-
-SCHEMA_VERSION = 1
-STORE_FILE = "firepbt.sqlite"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members(
-    id INTEGER PRIMARY KEY, seed INTEGER NOT NULL, hyperparameters TEXT NOT NULL,
-    step INTEGER NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
-    role TEXT NOT NULL DEFAULT 'member', subpopulation INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS segments(
-    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, start_step INTEGER NOT NULL,
-    end_step INTEGER NOT NULL, hyperparameters TEXT NOT NULL, source_segment INTEGER,
-    source_path TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, worker TEXT,
-    queued REAL NOT NULL, started REAL, finished REAL, reused INTEGER);
-CREATE TABLE IF NOT EXISTS points(
-    member INTEGER NOT NULL, step INTEGER NOT NULL, score REAL, metrics TEXT NOT NULL,
-    segment INTEGER NOT NULL, time REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS points_member ON points(member, step);
-CREATE TABLE IF NOT EXISTS decisions(
-    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, step INTEGER NOT NULL, kind TEXT NOT NULL,
-    donor INTEGER, source_member INTEGER, source_step INTEGER, old_hyperparameters TEXT,
-    hyperparameters TEXT, changes TEXT, reason TEXT, time REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS lineage(
-    child INTEGER NOT NULL, child_step INTEGER NOT NULL, parent INTEGER NOT NULL,
-    parent_step INTEGER NOT NULL, decision INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints(
-    path TEXT PRIMARY KEY, member INTEGER NOT NULL, step INTEGER NOT NULL,
-    segment INTEGER NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
-    created REAL NOT NULL, deleted REAL);
-CREATE TABLE IF NOT EXISTS failures(
-    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, segment INTEGER, step INTEGER,
-    kind TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT NOT NULL, time REAL NOT NULL);
-"""
-
-
-class MemberStatus(enum.Enum):
-    TRAINING = "training"
-    FINISHED = "finished"
-    FAILED = "failed"
-    IDLE = "idle"  # an evaluator waiting for its next assignment
-
-
-class Role(enum.Enum):
-    MEMBER = "member"
-    EVALUATOR = "evaluator"
-
-
-class SegmentStatus(enum.Enum):
-    QUEUED = "queued"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class StoreError(RuntimeError):
-    """The run directory has no store, or a store of another version."""
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    id: int
-    seed: int
-    hyperparameters: Hyperparameters
-    step: int
-    status: MemberStatus
-    role: Role = Role.MEMBER
-    subpopulation: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentRow:
-    id: int
-    member: int
-    start_step: int
-    end_step: int
-    hyperparameters: Hyperparameters
-    source_segment: int | None
-    status: SegmentStatus
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRow:
-    id: int
-    member: int
-    step: int
-    kind: str
-    donor: int | None
-    source_step: int | None
-    hyperparameters: Hyperparameters | None
-    changes: list[str]
-    reason: str
+from firepbt.store._reads import StoreReads
+from firepbt.store._rows import (
+    _SCHEMA,
+    SCHEMA_VERSION,
+    STORE_FILE,
+    MemberStatus,
+    Role,
+    SegmentStatus,
+    StoreError,
+)
 
 
 def _json(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
-def _score(x: float | None) -> float:
-    return math.nan if x is None else float(x)  # SQLite stores NaN as NULL
-
-
-class Store:
+class Store(StoreReads):
     """A run's SQLite store: ``Store.create`` makes a new one, ``Store.open`` opens one."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
@@ -426,118 +337,3 @@ class Store:
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE checkpoints SET deleted = ? WHERE path = ?", (time.time(), path))
-
-    # -- reads ------------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def config(self) -> dict[str, Any]:
-        raw = self.meta("config")
-        return {} if raw is None else dict(json.loads(raw))
-
-    def members(self) -> list[MemberRow]:
-        rows = self._conn.execute(
-            "SELECT id, seed, hyperparameters, step, status, role, subpopulation FROM members "
-            "ORDER BY id"
-        ).fetchall()
-        return [
-            MemberRow(i, s, json.loads(h), st, MemberStatus(x), Role(r), sp)
-            for i, s, h, st, x, r, sp in rows
-        ]
-
-    def points(self, member: int | None = None) -> list[tuple[int, Point]]:
-        sql = "SELECT member, step, score, metrics FROM points"
-        args: tuple[Any, ...] = ()
-        if member is not None:
-            sql, args = sql + " WHERE member = ?", (member,)
-        rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()
-        return [(m, Point(s, _score(q), json.loads(x))) for m, s, q, x in rows]
-
-    def segment_points(self, segment: int) -> list[Point]:
-        rows = self._conn.execute(
-            "SELECT step, score, metrics FROM points WHERE segment = ? ORDER BY rowid", (segment,)
-        ).fetchall()
-        return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]
-
-    def segments(self, member: int | None = None) -> list[SegmentRow]:
-        sql = (
-            "SELECT id, member, start_step, end_step, hyperparameters, source_segment, status, "
-            "attempts FROM segments"
-        )
-        args: tuple[Any, ...] = ()
-        if member is not None:
-            sql, args = sql + " WHERE member = ?", (member,)
-        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [
-            SegmentRow(i, m, a, b, json.loads(h), src, SegmentStatus(st), n)
-            for i, m, a, b, h, src, st, n in rows
-        ]
-
-    def segment(self, segment_id: int) -> SegmentRow:
-        for row in self.segments_by_id([segment_id]):
-            return row
-        raise KeyError(segment_id)
-
-    def segments_by_id(self, ids: list[int]) -> list[SegmentRow]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        rows = self._conn.execute(
-            "SELECT id, member, start_step, end_step, hyperparameters, source_segment, status, "
-            f"attempts FROM segments WHERE id IN ({marks})",
-            ids,
-        ).fetchall()
-        return [
-            SegmentRow(i, m, a, b, json.loads(h), src, SegmentStatus(st), n)
-            for i, m, a, b, h, src, st, n in rows
-        ]
-
-    def decisions(self, member: int | None = None) -> list[DecisionRow]:
-        sql = (
-            "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, reason "
-            "FROM decisions"
-        )
-        args: tuple[Any, ...] = ()
-        if member is not None:
-            sql, args = sql + " WHERE member = ?", (member,)
-        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [
-            DecisionRow(i, m, s, k, d, ss, json.loads(h) if h else None, json.loads(ch), r)
-            for i, m, s, k, d, ss, h, ch, r in rows
-        ]
-
-    def lineage(self) -> list[tuple[int, int, int, int]]:
-        """(child, child_step, parent, parent_step) edges in the order they happened."""
-        rows = self._conn.execute(
-            "SELECT child, child_step, parent, parent_step FROM lineage ORDER BY rowid"
-        ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def failures(self) -> list[tuple[int, int | None, str, str]]:
-        """(member, step, kind, message) of every recorded failure or warning."""
-        rows = self._conn.execute(
-            "SELECT member, step, kind, message FROM failures ORDER BY id"
-        ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def live_checkpoints(self) -> list[tuple[str, int, int, str]]:
-        """(path, member, step, sha256) of checkpoints not deleted."""
-        rows = self._conn.execute(
-            "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL"
-        ).fetchall()
-        return [tuple(r) for r in rows]
-
-    def checkpoint_of_segment(self, segment: int) -> tuple[str, str] | None:
-        row = self._conn.execute(
-            "SELECT path, sha256 FROM checkpoints WHERE segment = ? AND deleted IS NULL", (segment,)
-        ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    def worker_steps(self) -> int:
-        row = self._conn.execute(
-            "SELECT COALESCE(SUM(end_step - start_step), 0) FROM segments WHERE status = ?",
-            (SegmentStatus.DONE.value,),
-        ).fetchone()
-        return int(row[0])

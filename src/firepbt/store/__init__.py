@@ -1,0 +1,33 @@
+"""The run store: one SQLite file per run directory holding members, every curve point, every
+segment, every decision with its explore record, lineage edges, checkpoints and failures.
+
+The runner is the single writer; it commits each event before acting on it, so a finished or
+killed run can be inspected, analysed and replayed. Readers (``firepbt status``) open the same
+file concurrently (WAL mode).
+"""
+
+from firepbt.store._rows import (
+    SCHEMA_VERSION,
+    STORE_FILE,
+    DecisionRow,
+    MemberRow,
+    MemberStatus,
+    Role,
+    SegmentRow,
+    SegmentStatus,
+    StoreError,
+)
+from firepbt.store._store import Store
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STORE_FILE",
+    "DecisionRow",
+    "MemberRow",
+    "MemberStatus",
+    "Role",
+    "SegmentRow",
+    "SegmentStatus",
+    "Store",
+    "StoreError",
+]

@@ -1,0 +1,141 @@
+"""Reading a run's store: members, curves, segments, decisions, lineage, checkpoints, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from typing import Any
+
+from firepbt.segments import Point
+from firepbt.store._rows import (
+    DecisionRow,
+    MemberRow,
+    MemberStatus,
+    Role,
+    SegmentRow,
+    SegmentStatus,
+)
+
+
+def _score(x: float | None) -> float:
+    return math.nan if x is None else float(x)  # SQLite stores NaN as NULL
+
+
+class StoreReads:
+    """The queries of a store; ``Store`` adds the writes."""
+
+    _conn: sqlite3.Connection
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def config(self) -> dict[str, Any]:
+        raw = self.meta("config")
+        return {} if raw is None else dict(json.loads(raw))
+
+    def members(self) -> list[MemberRow]:
+        rows = self._conn.execute(
+            "SELECT id, seed, hyperparameters, step, status, role, subpopulation FROM members "
+            "ORDER BY id"
+        ).fetchall()
+        return [
+            MemberRow(i, s, json.loads(h), st, MemberStatus(x), Role(r), sp)
+            for i, s, h, st, x, r, sp in rows
+        ]
+
+    def points(self, member: int | None = None) -> list[tuple[int, Point]]:
+        sql = "SELECT member, step, score, metrics FROM points"
+        args: tuple[Any, ...] = ()
+        if member is not None:
+            sql, args = sql + " WHERE member = ?", (member,)
+        rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()
+        return [(m, Point(s, _score(q), json.loads(x))) for m, s, q, x in rows]
+
+    def segment_points(self, segment: int) -> list[Point]:
+        rows = self._conn.execute(
+            "SELECT step, score, metrics FROM points WHERE segment = ? ORDER BY rowid", (segment,)
+        ).fetchall()
+        return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]
+
+    def segments(self, member: int | None = None) -> list[SegmentRow]:
+        sql = (
+            "SELECT id, member, start_step, end_step, hyperparameters, source_segment, status, "
+            "attempts FROM segments"
+        )
+        args: tuple[Any, ...] = ()
+        if member is not None:
+            sql, args = sql + " WHERE member = ?", (member,)
+        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [
+            SegmentRow(i, m, a, b, json.loads(h), src, SegmentStatus(st), n)
+            for i, m, a, b, h, src, st, n in rows
+        ]
+
+    def segment(self, segment_id: int) -> SegmentRow:
+        for row in self.segments_by_id([segment_id]):
+            return row
+        raise KeyError(segment_id)
+
+    def segments_by_id(self, ids: list[int]) -> list[SegmentRow]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(
+            "SELECT id, member, start_step, end_step, hyperparameters, source_segment, status, "
+            f"attempts FROM segments WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        return [
+            SegmentRow(i, m, a, b, json.loads(h), src, SegmentStatus(st), n)
+            for i, m, a, b, h, src, st, n in rows
+        ]
+
+    def decisions(self, member: int | None = None) -> list[DecisionRow]:
+        sql = (
+            "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, reason "
+            "FROM decisions"
+        )
+        args: tuple[Any, ...] = ()
+        if member is not None:
+            sql, args = sql + " WHERE member = ?", (member,)
+        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [
+            DecisionRow(i, m, s, k, d, ss, json.loads(h) if h else None, json.loads(ch), r)
+            for i, m, s, k, d, ss, h, ch, r in rows
+        ]
+
+    def lineage(self) -> list[tuple[int, int, int, int]]:
+        """(child, child_step, parent, parent_step) edges in the order they happened."""
+        rows = self._conn.execute(
+            "SELECT child, child_step, parent, parent_step FROM lineage ORDER BY rowid"
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def failures(self) -> list[tuple[int, int | None, str, str]]:
+        """(member, step, kind, message) of every recorded failure or warning."""
+        rows = self._conn.execute(
+            "SELECT member, step, kind, message FROM failures ORDER BY id"
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def live_checkpoints(self) -> list[tuple[str, int, int, str]]:
+        """(path, member, step, sha256) of checkpoints not deleted."""
+        rows = self._conn.execute(
+            "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL"
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def checkpoint_of_segment(self, segment: int) -> tuple[str, str] | None:
+        row = self._conn.execute(
+            "SELECT path, sha256 FROM checkpoints WHERE segment = ? AND deleted IS NULL", (segment,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def worker_steps(self) -> int:
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(end_step - start_step), 0) FROM segments WHERE status = ?",
+            (SegmentStatus.DONE.value,),
+        ).fetchone()
+        return int(row[0])

@@ -1,0 +1,100 @@
+"""What the store holds: the SQLite schema, member and segment states, and the rows it returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from firepbt.space import Hyperparameters
+
+SCHEMA_VERSION = 1
+STORE_FILE = "firepbt.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members(
+    id INTEGER PRIMARY KEY, seed INTEGER NOT NULL, hyperparameters TEXT NOT NULL,
+    step INTEGER NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,
+    role TEXT NOT NULL DEFAULT 'member', subpopulation INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS segments(
+    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, start_step INTEGER NOT NULL,
+    end_step INTEGER NOT NULL, hyperparameters TEXT NOT NULL, source_segment INTEGER,
+    source_path TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, worker TEXT,
+    queued REAL NOT NULL, started REAL, finished REAL, reused INTEGER);
+CREATE TABLE IF NOT EXISTS points(
+    member INTEGER NOT NULL, step INTEGER NOT NULL, score REAL, metrics TEXT NOT NULL,
+    segment INTEGER NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS points_member ON points(member, step);
+CREATE TABLE IF NOT EXISTS decisions(
+    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, step INTEGER NOT NULL, kind TEXT NOT NULL,
+    donor INTEGER, source_member INTEGER, source_step INTEGER, old_hyperparameters TEXT,
+    hyperparameters TEXT, changes TEXT, reason TEXT, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS lineage(
+    child INTEGER NOT NULL, child_step INTEGER NOT NULL, parent INTEGER NOT NULL,
+    parent_step INTEGER NOT NULL, decision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints(
+    path TEXT PRIMARY KEY, member INTEGER NOT NULL, step INTEGER NOT NULL,
+    segment INTEGER NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+    created REAL NOT NULL, deleted REAL);
+CREATE TABLE IF NOT EXISTS failures(
+    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, segment INTEGER, step INTEGER,
+    kind TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT NOT NULL, time REAL NOT NULL);
+"""
+
+
+class MemberStatus(enum.Enum):
+    TRAINING = "training"
+    FINISHED = "finished"
+    FAILED = "failed"
+    IDLE = "idle"  # an evaluator waiting for its next assignment
+
+
+class Role(enum.Enum):
+    MEMBER = "member"
+    EVALUATOR = "evaluator"
+
+
+class SegmentStatus(enum.Enum):
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class StoreError(RuntimeError):
+    """The run directory has no store, or a store of another version."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    id: int
+    seed: int
+    hyperparameters: Hyperparameters
+    step: int
+    status: MemberStatus
+    role: Role = Role.MEMBER
+    subpopulation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRow:
+    id: int
+    member: int
+    start_step: int
+    end_step: int
+    hyperparameters: Hyperparameters
+    source_segment: int | None
+    status: SegmentStatus
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    id: int
+    member: int
+    step: int
+    kind: str
+    donor: int | None
+    source_step: int | None
+    hyperparameters: Hyperparameters | None
+    changes: list[str]
+    reason: str
