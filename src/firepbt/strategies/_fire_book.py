@@ -1,0 +1,375 @@
+"""FIRE PBT's bookkeeping: sub-populations, evaluators, their curves, fitness and the moves
+(exploit, assign, hand over, release) that ``FirePBT`` (in ``_fire.py``) schedules."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Weights
+from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
+from firepbt.explore import ExplorePolicy
+from firepbt.fire import curves
+from firepbt.fire.evaluation import CurveCache, Outcome, Point, Verdict, judge
+from firepbt.space import Space
+from firepbt.strategies._base import MemberState, Strategy
+from firepbt.strategies._population import (
+    Population,
+    PopulationConfigError,
+    Synchrony,
+    check_common,
+    evolution_settings,
+    starting_hyperparameters,
+)
+
+
+@dataclass(slots=True)
+class EvaluatorState:
+    """One evaluator worker: whom it evaluates, against whom, and its curve since assignment."""
+
+    state: MemberState
+    parent: int | None = None
+    target: int | None = None
+    start_step: int = 0
+    curve: list[Point] = field(default_factory=list)
+    busy: bool = False  # a segment is running
+    stop_requested: str = ""  # async: parent or target lost an evolution event mid-segment
+    waiting: bool = False  # async: succeeded, holding its weights until the target is ready
+
+
+class FireBook(Strategy):
+    """The state FIRE PBT keeps and the moves it makes: members per sub-population, evaluators,
+    their curves and links, fitness, exploits, assignments and hand-overs. ``FirePBT`` decides
+    when to make them (a synchronous barrier or each worker when ready)."""
+
+    def __init__(
+        self,
+        space: Space,
+        population: int,
+        total_steps: int,
+        ready_every: int,
+        rng: np.random.Generator,
+        *,
+        subpopulations: int = 2,
+        evaluators: int | None = None,
+        exploit: ExploitPolicy | None = None,
+        explore: ExplorePolicy | None = None,
+        synchrony: Synchrony | str = Synchrony.SYNC,
+        burn_in: int = 0,
+        max_eval_steps: int | None = None,
+        p_stat: float = 0.01,
+        min_steps_before_eval: int | Sequence[int] = 0,
+        keep_curves: bool = False,
+        initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
+    ) -> None:
+        check_common(population, total_steps, ready_every)
+        if subpopulations < 2:
+            raise PopulationConfigError(
+                f"subpopulations: FIRE PBT needs at least 2 (P1 and a parent), got {subpopulations}"
+            )
+        if population % subpopulations or population // subpopulations < 2:
+            raise PopulationConfigError(
+                f"population: {population} members cannot form {subpopulations} equal "
+                "sub-populations of at least 2 members each"
+            )
+        self.size = population // subpopulations
+        default_evaluators = max(1, (3 * self.size * (subpopulations - 1)) // 4)
+        n_evaluators = default_evaluators if evaluators is None else evaluators
+        if n_evaluators < 1:
+            raise PopulationConfigError(f"evaluators: need at least 1, got {n_evaluators}")
+        if not 0.0 < p_stat < 1.0:
+            raise PopulationConfigError(f"p_stat: must lie in (0, 1), got {p_stat}")
+        self.max_eval_steps = 3 * ready_every if max_eval_steps is None else max_eval_steps
+        if self.max_eval_steps < 1:
+            raise PopulationConfigError(f"max_eval_steps: need at least 1, got {max_eval_steps}")
+        if isinstance(min_steps_before_eval, int):
+            self.min_steps_before_eval = [min_steps_before_eval] * subpopulations
+        else:
+            self.min_steps_before_eval = [int(x) for x in min_steps_before_eval]
+            if len(self.min_steps_before_eval) != subpopulations:
+                raise PopulationConfigError(
+                    f"min_steps_before_eval: give one value per sub-population "
+                    f"({subpopulations}), got {len(self.min_steps_before_eval)}"
+                )
+        self.synchrony, self.exploit, self.explore = evolution_settings(
+            synchrony, burn_in, exploit, explore
+        )
+        self.space = space
+        self.rng = rng
+        self.subpopulations = subpopulations
+        self.burn_in = burn_in
+        self.p_stat = p_stat
+        self._pop = Population(total_steps, ready_every)
+        self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)
+        self.evaluator_ids = list(range(population, population + n_evaluators))
+        self._ev: dict[int, EvaluatorState] = {}
+        self._curve: dict[int, list[Point]] = {}  # member -> curve since it last copied weights
+        self._touched: dict[int, int] = {}  # member -> round it was last evaluated or lost
+        self._evaluator_of: dict[int, int] = {}  # parent member -> its evaluator
+        # keep_curves: a parent whose evaluator stopped keeps that curve as its fitness record
+        # until it copies weights or is evaluated again (the paper drops it: exempt again).
+        self.keep_curves = keep_curves
+        self._last_curve: dict[int, list[Point]] = {}
+        self._fits = CurveCache()
+        self._clock = 0
+        self._waiting: set[int] = set()
+
+    # -- the contract ---------------------------------------------------------------------
+
+    @property
+    def members(self) -> dict[int, MemberState]:
+        return {**self._pop.members, **{e: ev.state for e, ev in self._ev.items()}}
+
+    def subpopulation(self, member: int) -> int:
+        """0 for P1 (greedy), i for P(i+1)."""
+        return member // self.size
+
+    def start(self) -> list[Decision]:
+        decisions = self._pop.start(self._initial, self.rng, self.subpopulation)
+        for m in self._pop.members:
+            self._curve[m] = []
+            self._touched[m] = -1
+        for e in self.evaluator_ids:
+            placeholder = Weights(e, 0, {})
+            self._ev[e] = EvaluatorState(MemberState({}, 0, placeholder, finished=True))
+        return decisions
+
+    def report(self, member: int, step: int, score: float) -> None:
+        if member in self._ev:
+            self._ev[member].curve.append((step, float(score)))
+        else:
+            self._pop.report(member, step, score)
+            self._curve[member].append((step, float(score)))
+
+    def ready(self, member: int, step: int) -> list[Decision]:
+        if member in self._ev:
+            ev = self._ev[member]
+            ev.busy = False
+            ev.state.step = step
+            ev.state.weights = Weights(member, step, ev.state.hyperparameters)
+        else:
+            self._pop.arrive(member, step)
+        if self.synchrony is Synchrony.ASYNC:
+            self._clock += 1
+            return self._decide_async(member)
+        self._waiting.add(member)
+        return self._release_barrier()
+
+    def failed(self, member: int, step: int) -> list[Decision]:
+        self._waiting.discard(member)
+        if member in self._ev:
+            ev = self._ev[member]
+            ev.busy = False
+            decisions = self._stop(member, "its segment failed")
+        else:
+            self._pop.fail(member)
+            decisions = self._unlink(member, "it failed")
+        if self.synchrony is Synchrony.SYNC:
+            return decisions + self._release_barrier()
+        return decisions + self._assign_idle()
+
+    def done(self) -> bool:
+        return all(s.finished or not s.alive for s in self._pop.members.values())
+
+    # -- fitness ----------------------------------------------------------------------------
+
+    def fitness(self, subpopulation: int) -> dict[int, float]:
+        """Fitness of the live members of a sub-population; parents without an evaluator curve
+        have none (they are exempt from evolution)."""
+        members = self._live(subpopulation)
+        if subpopulation == 0:
+            return self._recent(members)
+        assessed = {}
+        for m in members:
+            e = self._evaluator_of.get(m)
+            if e is not None and len(self._ev[e].curve) >= 2:
+                assessed[m] = self._fits.fit((1, e), self._ev[e].curve)
+            elif self.keep_curves and len(self._last_curve.get(m, ())) >= 2:
+                assessed[m] = self._fits.fit((2, m), self._last_curve[m])
+        return curves.fitness(assessed) if len(assessed) >= 2 else {}
+
+    def _recent(self, members: list[int]) -> dict[int, float]:
+        """Q of P1 members as the exploit policy ranks it (mean of its window of scores)."""
+        window = int(getattr(self.exploit, "window", 1))
+        scores = {m: self._pop.members[m].scores for m in members}
+        return {m: recent_score(s, window) for m, s in scores.items() if s}
+
+    def _live(self, subpopulation: int) -> list[int]:
+        lo = subpopulation * self.size
+        return [m for m in range(lo, lo + self.size) if self._pop.members[m].alive]
+
+    # -- evolution inside a sub-population ----------------------------------------------------
+
+    def _evolve(
+        self, member: int, fit: Mapping[int, float], view: Mapping[int, MemberState]
+    ) -> ExploitRecord | None:
+        state = self._pop.members[member]
+        if state.step >= self._pop.total_steps or state.step < self.burn_in:
+            return None
+        if self.subpopulation(member) == 0:  # P1: the policy ranks the raw scores itself
+            history = {m: view[m].scores for m in fit}
+            return self.exploit.select(member, history, self.rng)
+        return self.exploit.select(member, {m: [f] for m, f in fit.items()}, self.rng)
+
+    def _apply_exploit(
+        self, member: int, record: ExploitRecord, view: Mapping[int, MemberState]
+    ) -> list[Decision]:
+        donor = view[record.donor]
+        decision = self._pop.exploit(member, record, donor, self.explore, self.space, self.rng)
+        last = donor.scores[-1] if donor.scores else float("-inf")
+        self._curve[member] = [(donor.weights.step, last)]
+        self._touched[member] = self._clock
+        self._last_curve.pop(member, None)  # its weights changed: the old record is void
+        return [decision, *self._unlink(member, f"member {member} lost an evolution event")]
+
+    def _unlink(self, member: int, why: str) -> list[Decision]:
+        """Stop the evaluators whose parent or target is ``member``."""
+        decisions: list[Decision] = []
+        for e, ev in self._ev.items():
+            if member not in (ev.parent, ev.target):
+                continue
+            if ev.busy:
+                ev.stop_requested = why
+            elif ev.parent is not None:
+                decisions += self._stop(e, why)
+        return decisions
+
+    # -- evaluators ---------------------------------------------------------------------------
+
+    def _judge(self, e: int) -> Verdict:
+        """Success, stop or continue for an evaluator at its ready step."""
+        ev = self._ev[e]
+        assert ev.target is not None
+        child = self._curve[ev.target]
+        verdict = judge(
+            self._fits.fit((1, e), ev.curve) if len(ev.curve) >= 2 else None,
+            self._fits.fit((0, ev.target), child) if len(child) >= 2 else None,
+            ev.state.step - ev.start_step,
+            self.max_eval_steps,
+            self.p_stat,
+        )
+        if verdict.outcome is Outcome.CONTINUE and ev.state.step >= self._pop.total_steps:
+            return Verdict(Outcome.STOP, "its weights reached the step budget")
+        return verdict
+
+    def _stop(self, e: int, why: str) -> list[Decision]:
+        ev = self._ev[e]
+        if ev.parent is not None and self._evaluator_of.get(ev.parent) == e:
+            del self._evaluator_of[ev.parent]
+            if len(ev.curve) >= 2:
+                self._last_curve[ev.parent] = list(ev.curve)
+        was_active = ev.parent is not None
+        ev.parent = ev.target = None
+        ev.curve = []
+        ev.stop_requested = ""
+        ev.waiting = False
+        ev.state.finished = True
+        return [Release(e, ev.state.step, why)] if was_active else []
+
+    def _handover(self, e: int, reason: str) -> list[Decision]:
+        """The target takes the evaluator's weights and keeps its own hyperparameters."""
+        ev = self._ev[e]
+        assert ev.target is not None
+        child = self._pop.members[ev.target]
+        last = ev.curve[-1][1]
+        decision = Handover(
+            member=ev.target,
+            step=child.step,
+            evaluator=e,
+            source=ev.state.weights,
+            hyperparameters=child.hyperparameters,
+            reason=reason,
+            until=self._pop.next_ready(ev.state.weights.step),
+        )
+        child.step = ev.state.weights.step
+        child.weights = Weights(
+            ev.state.weights.member, ev.state.weights.step, child.hyperparameters
+        )
+        child.scores = [*child.scores, last]
+        self._curve[ev.target] = [(child.step, last)]
+        return [decision, *self._stop(e, f"succeeded: member {ev.target} took its weights")]
+
+    def _target_for(self, subpopulation: int) -> int | None:
+        fit = self.fitness(subpopulation)
+        if not fit:  # nobody assessed yet: fall back to the latest score
+            fit = self._recent(self._live(subpopulation))
+        # A member that copied another this round only inherits its donor's score: not a target.
+        candidates = [
+            m for m in fit if not self._pop.members[m].finished and self._touched[m] != self._clock
+        ]
+        return max(candidates, key=lambda m: (fit[m], -m)) if candidates else None
+
+    def _assign_idle(self) -> list[Decision]:
+        decisions: list[Decision] = []
+        for e in self.evaluator_ids:
+            ev = self._ev[e]
+            if ev.busy or ev.waiting or ev.parent is not None:
+                continue
+            parent = self._next_parent()
+            if parent is None:
+                break
+            target = self._target_for(self.subpopulation(parent) - 1)
+            if target is None:
+                break
+            decisions.append(self._assign(e, parent, target))
+        return decisions
+
+    def _next_parent(self) -> int | None:
+        """The parent member trained longest since it was evaluated or lost an evolution event."""
+        candidates = []
+        for m, s in self._pop.members.items():
+            i = self.subpopulation(m)
+            if (
+                i == 0
+                or not s.alive
+                or s.finished
+                or m in self._evaluator_of
+                or s.step == 0
+                or s.step >= self._pop.total_steps
+                or s.step < self.min_steps_before_eval[i]
+                or self._touched[m] == self._clock
+            ):
+                continue
+            candidates.append((self._touched[m], m))
+        return min(candidates)[1] if candidates else None
+
+    def _assign(self, e: int, parent: int, target: int) -> Decision:
+        ev = self._ev[e]
+        p = self._pop.members[parent]
+        h = dict(self._pop.members[target].hyperparameters)
+        start = p.weights.step
+        ev.parent, ev.target, ev.start_step = parent, target, start
+        ev.curve = [(start, p.scores[-1])] if p.scores else []  # the same weights' score
+        ev.busy, ev.waiting, ev.stop_requested = True, False, ""
+        ev.state.hyperparameters = h
+        ev.state.step = start
+        ev.state.weights = p.weights
+        ev.state.finished = False
+        self._evaluator_of[parent] = e
+        self._touched[parent] = self._clock
+        return Assign(
+            member=e,
+            parent=parent,
+            target=target,
+            source=p.weights,
+            hyperparameters=h,
+            seed=int(self.rng.integers(2**31 - 1)),
+            until=self._pop.next_ready(start),
+            reason=f"least recently evaluated member of P{self.subpopulation(parent) + 1}",
+        )
+
+    def _continue_evaluator(self, e: int) -> Decision:
+        ev = self._ev[e]
+        ev.busy = True
+        return Continue(e, ev.state.step, self._pop.next_ready(ev.state.step))
+
+    @abstractmethod
+    def _release_barrier(self) -> list[Decision]:
+        """Synchronous mode: decide for everyone once every busy worker is at the barrier."""
+
+    @abstractmethod
+    def _decide_async(self, worker: int) -> list[Decision]:
+        """Asynchronous mode: decide for ``worker``, which is ready now."""
