@@ -52,6 +52,40 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from firepbt.replay import replay
+    from firepbt.store import Store
+
+    store = Store.open(args.run_dir)
+    total = int(store.config().get("total_steps", 0))
+    store.close()
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        tasks: dict[int, int] = {}
+
+        def on_step(index: int, step: int) -> None:
+            if index not in tasks:
+                tasks[index] = bar.add_task(f"replay {index + 1}/{args.seeds}", total=total)
+            bar.update(tasks[index], completed=step)
+
+        result = replay(args.run_dir, args.member, args.seeds, split=args.split, on_step=on_step)
+    print(f"replayed the schedule of member {result.member} ({len(result.schedule)} stretches)")
+    for run in result.runs:
+        metrics = ", ".join(f"{k}={v:.6g}" for k, v in run.final.metrics.items())
+        print(f"  seed {run.seed}: step {run.final.step}: {metrics}")
+    return 0
+
+
+def _member(value: str) -> int | str:
+    if value == "best":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a member id or 'best', got {value!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="firepbt",
@@ -68,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="show the population of a run directory")
     s.add_argument("run_dir")
     s.set_defaults(func=_status)
+    r = sub.add_parser("replay", help="train fresh members from scratch along a found schedule")
+    r.add_argument("run_dir")
+    r.add_argument("--member", type=_member, default="best", help="member id or 'best'")
+    r.add_argument("--seeds", type=int, default=1, help="how many replays (first: same seed)")
+    r.add_argument("--split", help="data split passed to Trainable.use_split before training")
+    r.set_defaults(func=_replay)
     return parser
 
 

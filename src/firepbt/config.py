@@ -64,6 +64,7 @@ class RunConfig:
     eval_every: int | None = None
     mode: str = "max"
     metric: str | None = None
+    test_metric: str | None = None  # a recorded metric reported beside the selection metric
     seed: int = 0
     executor: str = "process"
     workers: int = 2
@@ -161,6 +162,7 @@ class RunConfig:
     def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> RunConfig:
         data = dict(data)
         known_top = {
+            "test_metric",
             "trainable",
             "space",
             "strategy",
@@ -199,6 +201,7 @@ class RunConfig:
             strategy=name,
             mode=data.get("mode", "max"),
             metric=data.get("metric"),
+            test_metric=data.get("test_metric"),
             seed=data.get("seed", 0),
             run_dir=data.get("run_dir"),
             eval_every=data.get("eval_every"),

@@ -46,6 +46,14 @@ class Trainable(ABC):
         """Take new hyperparameters without rebuilding; override to push them into an optimizer."""
         self.hyperparameters = dict(hyperparameters)
 
+    def use_split(self, name: str) -> None:
+        """Switch to another data split before training (``firepbt replay --split``), e.g. train
+        on train+validation as the FIRE paper does when it replays a schedule. Override to
+        support it; the default refuses."""
+        raise ValueError(
+            f"{type(self).__name__} has no split {name!r}: implement use_split() to replay on it"
+        )
+
     @abstractmethod
     def train(self, steps: int) -> None:
         """Advance training by ``steps`` steps with the current hyperparameters."""

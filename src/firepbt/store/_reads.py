@@ -12,6 +12,7 @@ from firepbt.store._rows import (
     DecisionRow,
     MemberRow,
     MemberStatus,
+    ReplayRow,
     Role,
     SegmentRow,
     SegmentStatus,
@@ -139,3 +140,22 @@ class StoreReads:
             (SegmentStatus.DONE.value,),
         ).fetchone()
         return int(row[0])
+
+    def replays(self) -> list[ReplayRow]:
+        """Recorded replays, oldest first; none when the store never had one."""
+        exists = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'replays'"
+        ).fetchone()
+        if exists is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT id, member, seed, split, status FROM replays ORDER BY id"
+        ).fetchall()
+        return [ReplayRow(*row) for row in rows]
+
+    def replay_points(self, replay: int) -> list[Point]:
+        rows = self._conn.execute(
+            "SELECT step, score, metrics FROM replay_points WHERE replay = ? ORDER BY rowid",
+            (replay,),
+        ).fetchall()
+        return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]

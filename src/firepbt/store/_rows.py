@@ -41,6 +41,15 @@ CREATE TABLE IF NOT EXISTS failures(
     kind TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT NOT NULL, time REAL NOT NULL);
 """
 
+# Replays of a found schedule from scratch; created on first use, so older stores gain them too.
+REPLAY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS replays(
+    id INTEGER PRIMARY KEY, member INTEGER NOT NULL, seed INTEGER NOT NULL, split TEXT,
+    created REAL NOT NULL, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replay_points(
+    replay INTEGER NOT NULL, step INTEGER NOT NULL, score REAL, metrics TEXT NOT NULL);
+"""
+
 
 class MemberStatus(enum.Enum):
     TRAINING = "training"
@@ -85,6 +94,15 @@ class SegmentRow:
     source_segment: int | None
     status: SegmentStatus
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRow:
+    id: int
+    member: int
+    seed: int
+    split: str | None
+    status: str
 
 
 @dataclass(frozen=True, slots=True)

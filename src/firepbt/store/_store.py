@@ -26,11 +26,12 @@ from firepbt.decisions import (
     Release,
     Start,
 )
-from firepbt.segments import SegmentResult
+from firepbt.segments import Point, SegmentResult
 from firepbt.space import Hyperparameters
 from firepbt.store._reads import StoreReads
 from firepbt.store._rows import (
     _SCHEMA,
+    REPLAY_SCHEMA,
     SCHEMA_VERSION,
     STORE_FILE,
     MemberStatus,
@@ -333,6 +334,27 @@ class Store(StoreReads):
             c.execute(
                 "UPDATE members SET status = ? WHERE id = ?", (MemberStatus.FAILED.value, member)
             )
+
+    def add_replay(self, member: int, seed: int, split: str | None) -> int:
+        """Start recording a replay of ``member``'s schedule; returns its id."""
+        self._conn.executescript(REPLAY_SCHEMA)
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO replays(member, seed, split, created, status) VALUES (?, ?, ?, ?, ?)",
+                (member, seed, split, time.time(), "running"),
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_replay_points(self, replay: int, points: list[Point]) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO replay_points VALUES (?, ?, ?, ?)",
+                [(replay, p.step, p.score, _json(p.metrics)) for p in points],
+            )
+
+    def replay_finished(self, replay: int, status: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE replays SET status = ? WHERE id = ?", (status, replay))
 
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:

@@ -1,0 +1,131 @@
+"""Replay a found hyperparameter schedule from scratch.
+
+PBT and FIRE PBT find a schedule, not a single setting. To judge it, the FIRE paper trains a fresh
+network from scratch following the schedule (its Table 1, "schedule replay"). ``replay`` does the
+same for any member of a run: it rebuilds the trainable, walks the member's lineage segment by
+segment with the hyperparameters each one used, evaluates on the run's grid, and records the
+curve in the run's store (tables ``replays`` and ``replay_points``).
+
+The call pattern is the one the run used (a ``set_hyperparameters`` and ``train(k)`` chunks of
+``eval_every`` per segment), so a deterministic trainable replayed with the seed its lineage
+started from reproduces the original curve exactly.
+
+>>> # result = replay("runs/nqm-pbt", member="best", seeds=3)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from firepbt.config import RunConfig
+from firepbt.lineage import ScheduleEntry, schedule, segment_chain
+from firepbt.registry import ConfigError
+from firepbt.segments import Point, extract_score
+from firepbt.store import SegmentRow, Store
+from firepbt.trainable import Trainable, import_trainable
+
+
+@dataclass(frozen=True)
+class ReplayRun:
+    """One replay: its id in the store, the seed, and the curve it produced."""
+
+    id: int
+    seed: int
+    points: list[Point]
+
+    @property
+    def final(self) -> Point:
+        return self.points[-1]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    member: int
+    schedule: list[ScheduleEntry]
+    runs: list[ReplayRun]
+
+
+def _seeds(root_seed: int, seeds: int | Sequence[int]) -> list[int]:
+    """``N`` seeds: the lineage's own first, then others derived from it; or the list given."""
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"seeds: need at least 1 replay, got {seeds}")
+        return [root_seed] + [(root_seed + 7919 * k) % (2**31 - 1) for k in range(1, seeds)]
+    return [int(s) for s in seeds]
+
+
+def replay(
+    run_dir: str | Path,
+    member: int | str = "best",
+    seeds: int | Sequence[int] = 1,
+    *,
+    trainable: type[Trainable] | None = None,
+    split: str | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Train ``seeds`` fresh trainables along ``member``'s schedule and record their curves.
+
+    ``member`` is a member id or ``"best"``; ``split`` is passed to ``Trainable.use_split``
+    before training; ``on_step(replay_index, step)`` reports progress.
+    """
+    from firepbt.api import result_from_store
+
+    store = Store.open(run_dir)
+    try:
+        config = RunConfig(**store.config())
+        if member == "best":
+            member_id = result_from_store(store, Path(run_dir)).best_member
+        else:
+            member_id = int(member)
+        chain = [s for s in segment_chain(store, member_id) if s.end_step > s.start_step]
+        if not chain:
+            raise ConfigError(f"member {member_id} has no finished segment to replay")
+        cls = trainable or import_trainable(config.trainable)
+        root_seed = next(m.seed for m in store.members() if m.id == chain[0].member)
+        runs = []
+        for index, seed in enumerate(_seeds(root_seed, seeds)):
+            replay_id = store.add_replay(member_id, seed, split)
+            try:
+                points = _train(cls, chain, seed, split, config, store, replay_id, index, on_step)
+            except BaseException:
+                store.replay_finished(replay_id, "failed")
+                raise
+            store.replay_finished(replay_id, "done")
+            runs.append(ReplayRun(replay_id, seed, points))
+        return ReplayResult(member_id, schedule(store, member_id), runs)
+    finally:
+        store.close()
+
+
+def _train(
+    cls: type[Trainable],
+    chain: list[SegmentRow],
+    seed: int,
+    split: str | None,
+    config: RunConfig,
+    store: Store,
+    replay_id: int,
+    index: int,
+    on_step: Callable[[int, int], None] | None,
+) -> list[Point]:
+    model = cls(dict(chain[0].hyperparameters), seed)
+    if split is not None:
+        model.use_split(split)
+    points: list[Point] = []
+    for seg in chain:
+        model.set_hyperparameters(dict(seg.hyperparameters))
+        step = seg.start_step
+        done: list[Point] = []
+        while step < seg.end_step:
+            k = min(config.eval_interval, seg.end_step - step)
+            model.train(k)
+            step += k
+            score, metrics = extract_score(model.evaluate(), config.metric)
+            done.append(Point(step, score, metrics))
+            if on_step is not None:
+                on_step(index, step)
+        store.add_replay_points(replay_id, done)
+        points += done
+    return points
