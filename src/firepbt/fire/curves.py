@@ -62,7 +62,6 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binomtest
 
 __all__ = ["Curve", "Overlap", "best_score_diff", "binom_test", "fit_curve", "fitness", "overlap"]
 
@@ -335,6 +334,8 @@ def binom_test(a: Curve, b: Curve) -> tuple[float, Overlap | None]:
     wins of ``a`` (ties count for neither), ``n`` is the overlap length, and the p-value is
     ``scipy.stats.binomtest(k, n, 0.5, alternative="greater").pvalue``. No overlap: ``(1.0, None)``.
     """
+    from scipy.stats import binomtest  # scipy.stats takes ~1 s to import: only when needed
+
     ov = overlap(a, b)
     if ov is None or ov.length == 0:
         return 1.0, None
