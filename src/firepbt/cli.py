@@ -35,13 +35,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from firepbt.display import status_table
+    from firepbt.display import schedule_table, status_table
     from firepbt.store import Store
 
     store = Store.open(args.run_dir)
     try:
         width = shutil.get_terminal_size((140, 24)).columns  # wide enough when piped
-        Console(width=width).print(status_table(store))
+        console = Console(width=width)
+        console.print(status_table(store))
+        best_schedule = schedule_table(store)
+        if best_schedule is not None:
+            console.print(best_schedule)
         failures = store.failures()
         if failures:
             print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")
@@ -77,6 +81,21 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from firepbt.export import export_run
+
+    for path in export_run(args.run_dir, args.format, args.out):
+        print(path)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from firepbt.report import write_report
+
+    print(write_report(args.run_dir, args.out))
+    return 0
+
+
 def _member(value: str) -> int | str:
     if value == "best":
         return value
@@ -108,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=1, help="how many replays (first: same seed)")
     r.add_argument("--split", help="data split passed to Trainable.use_split before training")
     r.set_defaults(func=_replay)
+    e = sub.add_parser("export", help="write members, curves and decisions as CSV or JSON")
+    e.add_argument("run_dir")
+    e.add_argument("--format", choices=("csv", "json"), default="csv")
+    e.add_argument("--out", help="output folder (default RUN_DIR/export)")
+    e.set_defaults(func=_export)
+    p = sub.add_parser("report", help="write an HTML report with plots (needs matplotlib)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    p.set_defaults(func=_report)
     return parser
 
 

@@ -1,16 +1,26 @@
-"""Console output: a live progress bar during a run; the population table of ``firepbt status``."""
+"""Console output: a live progress bar during a run; the population table of ``firepbt status`` and
+the schedule of the best member."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from firepbt.registry import ConfigError
 from firepbt.runner import Progress as RunProgress
-from firepbt.store import Store
+from firepbt.store import MemberRow, Role, Store
+
+if TYPE_CHECKING:
+    from firepbt.api import RunResult
+
+BEST_MARK = "★"
 
 
 class LiveProgress:
@@ -44,7 +54,11 @@ class LiveProgress:
 
 
 def status_table(store: Store) -> Table:
-    """One row per member: status, step, latest score, best score, hyperparameters, exploits."""
+    """One row per member: status, step, latest score, best score, hyperparameters, exploits.
+
+    The current best member is marked with ★; a "role" column (P1, P2, …, evaluator) appears when
+    the run has evaluators or more than one sub-population.
+    """
     config = store.config()
     mode = config.get("mode", "max")
     latest: dict[int, float] = {}
@@ -63,40 +77,82 @@ def status_table(store: Store) -> Table:
     failures: dict[int, int] = {}
     for member, *_ in store.failures():
         failures[member] = failures.get(member, 0) + 1
+    members = store.members()
+    show_role = any(m.role is Role.EVALUATOR for m in members) or (
+        len({m.subpopulation for m in members if m.role is Role.MEMBER}) > 1
+    )
+    result = best_result(store)
+    best_member = None if result is None else result.best_member
     title = (
         f"{config.get('strategy', '?')} · {config.get('trainable', '?')} · "
         f"status: {store.meta('status')} · mode {mode}"
     )
     table = Table(title=title)
-    for col in (
-        "member",
-        "status",
-        "step",
-        "latest",
-        "best",
-        "hyperparameters",
-        "exploits",
-        "failures",
-    ):
+    columns = ["member", *(["role"] if show_role else []), "status", "step", "latest", "best"]
+    columns += ["hyperparameters", "exploits", "failures"]
+    for col in columns:
         table.add_column(
-            col, justify="right" if col not in ("status", "hyperparameters") else "left"
+            col, justify="left" if col in ("role", "status", "hyperparameters") else "right"
         )
-    for m in store.members():
-        h = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in m.hyperparameters.items()
-        )
+    for m in members:
+        marker = f"{BEST_MARK} {m.id}" if m.id == best_member else str(m.id)
         table.add_row(
-            str(m.id),
+            marker,
+            *([role_label(m)] if show_role else []),
             m.status.value,
             f"{m.step}/{config.get('total_steps', '?')}",
             _num(latest.get(m.id)),
             _num(best.get(m.id)),
-            h,
+            _fmt_h(m.hyperparameters),
             str(exploits.get(m.id, 0)),
             str(failures.get(m.id, 0)),
         )
     return table
+
+
+def schedule_table(store: Store) -> Table | None:
+    """The hyperparameter schedule behind the current best member's weights: one row per range of
+    steps, with the worker that trained it ("evaluator" when an evaluator did). None while no
+    member has a finite score."""
+    result = best_result(store)
+    if result is None:
+        return None
+    roles = {m.id: m.role for m in store.members()}
+    metric = store.config().get("metric") or "score"
+    table = Table(
+        title=f"schedule of the best member (member {result.best_member})",
+        caption=f"{metric} {_num(result.best_score)} at step {result.best_step}",
+    )
+    for col in ("from step", "to step", "trained by", "hyperparameters"):
+        table.add_column(col, justify="right" if "step" in col else "left")
+    for e in result.schedule:
+        by = str(e.member)
+        if roles.get(e.member) is Role.EVALUATOR:
+            by += " (evaluator)"
+        table.add_row(str(e.from_step), str(e.to_step), by, _fmt_h(e.hyperparameters))
+    return table
+
+
+def best_result(store: Store) -> RunResult | None:
+    """The run's current best member (as ``firepbt.run`` would report it), or None while no member
+    has a finite score."""
+    from firepbt.api import result_from_store
+
+    try:
+        return result_from_store(store, store.path.parent)
+    except ConfigError:
+        return None
+
+
+def role_label(m: MemberRow) -> str:
+    """The role column of a worker: P1, P2, … by sub-population, or "evaluator"."""
+    return "evaluator" if m.role is Role.EVALUATOR else f"P{m.subpopulation + 1}"
+
+
+def _fmt_h(h: Mapping[str, Any]) -> str:
+    return escape(
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
+    )
 
 
 def _num(x: float | None) -> str:

@@ -40,14 +40,21 @@ def segment_chain(store: Store, member: int) -> list[SegmentRow]:
 def schedule(store: Store, member: int, merge: bool = True) -> list[ScheduleEntry]:
     """The hyperparameter schedule behind ``member``'s latest weights, with exact step ranges.
 
-    Consecutive ranges with equal hyperparameters are merged unless ``merge`` is False.
+    Consecutive ranges trained by the same worker with equal hyperparameters are merged unless
+    ``merge`` is False (a range an evaluator trained keeps its own entry: it used its target's
+    hyperparameters, but it is another worker's training).
     """
     entries: list[ScheduleEntry] = []
     for seg in segment_chain(store, member):
         if seg.end_step == seg.start_step:
             continue
         last = entries[-1] if entries else None
-        if merge and last is not None and last.hyperparameters == seg.hyperparameters:
+        if (
+            merge
+            and last is not None
+            and last.member == seg.member
+            and last.hyperparameters == seg.hyperparameters
+        ):
             entries[-1] = ScheduleEntry(
                 last.from_step, seg.end_step, seg.member, last.hyperparameters
             )

@@ -1,0 +1,266 @@
+"""Exporting a run's store for analysis elsewhere (pandas, R, a notebook, another tool).
+
+``export_run(run_dir, "csv")`` writes one table per file into ``<run_dir>/export/``:
+
+- ``members.csv``: id, role, subpopulation, status, step, seed, ``h_<name>`` per hyperparameter
+  (evaluators have role ``evaluator`` and sub-population ``-1``)
+- ``points.csv``: member, step, score, ``m_<name>`` per metric
+- ``decisions.csv``: id, member, step, kind, donor, source_step, reason, changes (joined with
+  ``"; "``), ``h_<name>`` (the hyperparameters the decision set; empty when it set none)
+- ``segments.csv``: id, member, start_step, end_step, source_segment, status, attempts, ``h_<name>``
+- ``lineage.csv``: child, child_step, parent, parent_step
+
+Every file has its header row, even with no rows. Hyperparameter columns are the sorted names of
+the run's space plus any other name that occurs; metric columns the sorted names that occur.
+Missing values are empty; non-finite numbers are written ``nan``, ``inf`` and ``-inf``, which
+``pandas.read_csv`` reads back as floats.
+
+``export_run(run_dir, "json")`` writes ``run.json``: the config, the run's status, the same tables
+as lists of objects, the recorded failures, and ``best`` (the best member, its score, step,
+hyperparameters and schedule, or null while no member has a finite score). Non-finite numbers
+become null, so the file is strict JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from firepbt.registry import ConfigError
+from firepbt.space import Hyperparameters
+from firepbt.store import DecisionRow, MemberRow, SegmentRow, Store
+
+FORMATS = ("csv", "json")
+EXPORT_DIR = "export"
+
+
+def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> list[Path]:
+    """Write the run in ``run_dir`` as ``fmt`` ("csv" or "json") into the directory ``out``
+    (default ``<run_dir>/export/``, created if needed) and return the paths written.
+
+    Raises ``ValueError`` for an unknown format and ``StoreError`` when ``run_dir`` holds no run.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"export format {fmt!r} is not supported; choose one of: {', '.join(FORMATS)}"
+        )
+    store = Store.open(run_dir)
+    try:
+        out_dir = Path(out) if out is not None else Path(run_dir) / EXPORT_DIR
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            return _export_csv(store, out_dir)
+        return [_export_json(store, Path(run_dir), out_dir)]
+    finally:
+        store.close()
+
+
+# -- CSV ------------------------------------------------------------------------------------------
+
+
+def _export_csv(store: Store, out_dir: Path) -> list[Path]:
+    members, segments, decisions = store.members(), store.segments(), store.decisions()
+    points = store.points()
+    names = _hyperparameter_names(store, members, segments, decisions)
+    h_cols = [f"h_{n}" for n in names]
+    metric_names = sorted({k for _, p in points for k in p.metrics})
+
+    def hcells(h: Hyperparameters | None) -> list[Any]:
+        return [_cell(h.get(n)) if h is not None else "" for n in names]
+
+    tables: list[tuple[str, list[str], Iterable[Sequence[Any]]]] = [
+        (
+            "members.csv",
+            ["id", "role", "subpopulation", "status", "step", "seed", *h_cols],
+            (
+                [m.id, m.role.value, m.subpopulation, m.status.value, m.step, m.seed]
+                + hcells(m.hyperparameters)
+                for m in members
+            ),
+        ),
+        (
+            "points.csv",
+            ["member", "step", "score", *(f"m_{n}" for n in metric_names)],
+            (
+                [member, p.step, _cell(p.score)] + [_cell(p.metrics.get(n)) for n in metric_names]
+                for member, p in points
+            ),
+        ),
+        (
+            "decisions.csv",
+            ["id", "member", "step", "kind", "donor", "source_step", "reason", "changes", *h_cols],
+            (
+                [d.id, d.member, d.step, d.kind, _cell(d.donor), _cell(d.source_step), d.reason]
+                + ["; ".join(d.changes)]
+                + hcells(d.hyperparameters)
+                for d in decisions
+            ),
+        ),
+        (
+            "segments.csv",
+            [
+                "id",
+                "member",
+                "start_step",
+                "end_step",
+                "source_segment",
+                "status",
+                "attempts",
+                *h_cols,
+            ],
+            (
+                [s.id, s.member, s.start_step, s.end_step, _cell(s.source_segment)]
+                + [s.status.value, s.attempts]
+                + hcells(s.hyperparameters)
+                for s in segments
+            ),
+        ),
+        (
+            "lineage.csv",
+            ["child", "child_step", "parent", "parent_step"],
+            (list(edge) for edge in store.lineage()),
+        ),
+    ]
+    written = []
+    for name, header, rows in tables:
+        path = out_dir / name
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        written.append(path)
+    return written
+
+
+def _hyperparameter_names(
+    store: Store,
+    members: list[MemberRow],
+    segments: list[SegmentRow],
+    decisions: list[DecisionRow],
+) -> list[str]:
+    """The space's names and every other one recorded, sorted: the same columns in every file."""
+    names = set(store.config().get("space", {}))
+    for h in (
+        *(m.hyperparameters for m in members),
+        *(s.hyperparameters for s in segments),
+        *(d.hyperparameters for d in decisions if d.hyperparameters is not None),
+    ):
+        names.update(h)
+    return sorted(names)
+
+
+def _cell(x: Any) -> Any:
+    """A CSV cell: None is empty, floats keep full precision (``nan`` / ``inf`` as Python writes
+    them), lists and mappings are written as JSON."""
+    if x is None:
+        return ""
+    if isinstance(x, float):
+        return repr(x)
+    if isinstance(x, (list, tuple, dict)):
+        return json.dumps(x, sort_keys=True, default=str)
+    return x
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
+    doc = {
+        "config": store.config(),
+        "status": store.meta("status"),
+        "members": [
+            {
+                "id": m.id,
+                "role": m.role.value,
+                "subpopulation": m.subpopulation,
+                "status": m.status.value,
+                "step": m.step,
+                "seed": m.seed,
+                "hyperparameters": m.hyperparameters,
+            }
+            for m in store.members()
+        ],
+        "points": [
+            {"member": member, "step": p.step, "score": p.score, "metrics": p.metrics}
+            for member, p in store.points()
+        ],
+        "decisions": [
+            {
+                "id": d.id,
+                "member": d.member,
+                "step": d.step,
+                "kind": d.kind,
+                "donor": d.donor,
+                "source_step": d.source_step,
+                "reason": d.reason,
+                "changes": d.changes,
+                "hyperparameters": d.hyperparameters,
+            }
+            for d in store.decisions()
+        ],
+        "segments": [
+            {
+                "id": s.id,
+                "member": s.member,
+                "start_step": s.start_step,
+                "end_step": s.end_step,
+                "source_segment": s.source_segment,
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "hyperparameters": s.hyperparameters,
+            }
+            for s in store.segments()
+        ],
+        "lineage": [
+            {"child": c, "child_step": cs, "parent": p, "parent_step": ps}
+            for c, cs, p, ps in store.lineage()
+        ],
+        "failures": [
+            {"member": member, "step": step, "kind": kind, "message": message}
+            for member, step, kind, message in store.failures()
+        ],
+        "best": _best(store, run_dir),
+    }
+    path = out_dir / "run.json"
+    text = json.dumps(_finite(doc), indent=2, allow_nan=False, ensure_ascii=False)
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def _best(store: Store, run_dir: Path) -> dict[str, Any] | None:
+    from firepbt.api import result_from_store  # api imports the runner; keep this module light
+
+    try:
+        r = result_from_store(store, run_dir)
+    except ConfigError:  # no member has a finite score yet
+        return None
+    return {
+        "member": r.best_member,
+        "score": r.best_score,
+        "step": r.best_step,
+        "hyperparameters": r.hyperparameters,
+        "schedule": [
+            {
+                "from_step": e.from_step,
+                "to_step": e.to_step,
+                "member": e.member,
+                "hyperparameters": e.hyperparameters,
+            }
+            for e in r.schedule
+        ],
+    }
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every NaN or infinite float replaced by None (strict JSON has neither)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x

@@ -1,0 +1,180 @@
+"""``firepbt status`` tables: the best member is marked, FIRE roles are shown, and the best
+member's schedule lists who trained each range of steps."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+import firepbt
+from firepbt import LogUniform, Store, Trainable, Uniform
+from firepbt.display import BEST_MARK, schedule_table, status_table
+from firepbt.examples.nqm import NQM
+from firepbt.examples.toy import Toy
+from firepbt.lineage import schedule
+from firepbt.registry import ConfigError
+from firepbt.store import Role
+
+NQM_SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 20}
+TOY_SPACE = {"h0": Uniform(0.0, 1.0, bounds=(0.0, 2.0)), "h1": Uniform(0.0, 1.0, bounds=(0.0, 2.0))}
+
+
+class NeverFinite(Trainable):
+    def train(self, steps: int) -> None:
+        pass
+
+    def evaluate(self) -> float:
+        return math.nan
+
+    def save(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _render(*renderables: Any) -> str:
+    console = Console(record=True, width=140)
+    for r in renderables:
+        console.print(r)
+    return console.export_text()
+
+
+def _row(text: str, first_cell: str) -> str:
+    """The rendered table line whose first cell is ``first_cell``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        if cells and cells[0] == first_cell:
+            return line
+    raise AssertionError(f"no row {first_cell!r} in\n{text}")
+
+
+@pytest.fixture(scope="module")
+def pbt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[firepbt.RunResult, Store]]:
+    run_dir = tmp_path_factory.mktemp("pbt") / "run"
+    result = firepbt.run(
+        Toy,
+        TOY_SPACE,
+        total_steps=40,
+        population=4,
+        ready_every=10,
+        executor="inprocess",
+        run_dir=run_dir,
+        seed=3,
+    )
+    store = Store.open(run_dir)
+    yield result, store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def fire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[firepbt.RunResult, Store]]:
+    run_dir = tmp_path_factory.mktemp("fire") / "run"
+    result = firepbt.run(
+        NQM,
+        NQM_SPACE,
+        total_steps=60,
+        population=6,
+        ready_every=10,
+        eval_every=2,
+        p_stat=0.1,
+        mode="min",
+        metric="loss",
+        strategy="fire",
+        subpopulations=2,
+        evaluators=1,
+        executor="inprocess",
+        run_dir=run_dir,
+        seed=10,
+    )
+    store = Store.open(run_dir)
+    yield result, store
+    store.close()
+
+
+def test_status_marks_the_best_member_and_shows_no_roles_for_plain_pbt(
+    pbt: tuple[firepbt.RunResult, Store],
+) -> None:
+    result, store = pbt
+    text = _render(status_table(store))
+    assert text.count(BEST_MARK) == 1
+    assert f"{BEST_MARK} {result.best_member}" in _row(text, f"{BEST_MARK} {result.best_member}")
+    for m in store.members():
+        if m.id != result.best_member:
+            assert "finished" in _row(text, str(m.id))
+    assert "role" not in text and "P1" not in text
+    assert "40/40" in text
+
+
+def test_schedule_table_lists_the_best_members_schedule(
+    pbt: tuple[firepbt.RunResult, Store],
+) -> None:
+    result, store = pbt
+    table = schedule_table(store)
+    assert table is not None
+    text = _render(table)
+    assert f"schedule of the best member (member {result.best_member})" in text
+    entries = schedule(store, result.best_member)
+    assert entries[0].from_step == 0 and entries[-1].to_step == 40
+    for e in entries:
+        line = _row(text, str(e.from_step))
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        assert cells[1] == str(e.to_step) and cells[2] == str(e.member)
+        assert f"h0={e.hyperparameters['h0']:.4g}" in cells[3]
+    assert "evaluator" not in text
+    # the same ranges of hyperparameters as the run's result, split at least as finely
+    assert {e.to_step for e in result.schedule} <= {e.to_step for e in entries}
+
+
+def test_fire_status_shows_roles_and_schedule_marks_evaluators(
+    fire: tuple[firepbt.RunResult, Store],
+) -> None:
+    result, store = fire
+    text = _render(status_table(store))
+    assert "role" in text
+    for m in store.members():
+        first = f"{BEST_MARK} {m.id}" if m.id == result.best_member else str(m.id)
+        role = "evaluator" if m.role is Role.EVALUATOR else f"P{m.subpopulation + 1}"
+        assert role in _row(text, first)
+    assert {"P1", "P2", "evaluator"} <= set(text.split())
+    assert text.count(BEST_MARK) == 1
+
+    table = schedule_table(store)
+    assert table is not None
+    sched_text = _render(table)
+    roles = {m.id: m.role for m in store.members()}
+    entries = schedule(store, result.best_member)
+    assert entries[0].from_step == 0 and entries[-1].to_step == 60
+    assert all(a.to_step == b.from_step for a, b in zip(entries, entries[1:], strict=False))
+    by_evaluator = [e for e in entries if roles[e.member] is Role.EVALUATOR]
+    assert by_evaluator, "with this seed an evaluator's weights reach the best member"
+    for e in entries:
+        line = _row(sched_text, str(e.from_step))
+        marked = f"{e.member} (evaluator)" in line
+        assert marked == (roles[e.member] is Role.EVALUATOR)
+
+
+def test_no_finite_score_means_no_schedule_and_no_mark(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        firepbt.run(
+            NeverFinite,
+            {"x": Uniform(0.0, 1.0)},
+            total_steps=10,
+            population=2,
+            ready_every=5,
+            executor="inprocess",
+            run_dir=tmp_path / "run",
+        )
+    store = Store.open(tmp_path / "run")
+    try:
+        assert schedule_table(store) is None
+        text = _render(status_table(store))
+        assert BEST_MARK not in text and "10/10" in text
+    finally:
+        store.close()
