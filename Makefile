@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   — create .venv, install firepbt, run the example experiment (PBT on the noisy
-#                 quadratic model, local worker processes + SQLite) and print its result
+#                 quadratic model, local worker processes + SQLite), print its result and write
+#                 its HTML report
 #   make test   — create .venv, install firepbt with its test dependencies, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,7 +21,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/firepbt run examples/nqm_pbt.toml --run-dir runs/nqm-pbt-$$(date +%Y%m%d-%H%M%S)
+	run=runs/nqm-pbt-$$(date +%Y%m%d-%H%M%S) && \
+	$(VENV)/bin/firepbt run examples/nqm_pbt.toml --run-dir $$run && \
+	$(VENV)/bin/firepbt report $$run
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -188,75 +188,9 @@ def controller_cost(repeats: int = 5) -> dict[str, float]:
 
 def plot_lr(run_dir: str, path: Path, title: str) -> None:
     """Figure 4a: lr of every member of each sub-population over time, best schedule on top."""
-    import matplotlib
+    from firepbt.report import plot_hyperparameters
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from firepbt import Store
-    from firepbt.api import result_from_store
-    from firepbt.lineage import ancestry
-    from firepbt.store import Role
-
-    store = Store.open(run_dir)
-    roles = {m.id: m for m in store.members()}
-    result = result_from_store(store, Path(run_dir))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple"]
-    labelled: set[int] = set()
-    for seg in store.segments():
-        m = roles[seg.member]
-        if m.role is not Role.MEMBER or seg.status.value != "done":
-            continue
-        sp = m.subpopulation
-        ax.plot(
-            [seg.start_step, seg.end_step],
-            [seg.hyperparameters["lr"]] * 2,
-            color=colours[sp % 4],
-            alpha=0.35,
-            lw=1.5,
-            label=None if sp in labelled else f"P{sp + 1}",
-        )
-        labelled.add(sp)
-    xs, ys = [], []
-    for e in result.schedule:
-        xs += [e.from_step, e.to_step]
-        ys += [e.hyperparameters["lr"]] * 2
-    ax.plot(xs, ys, color="black", lw=2.2, label="best member's schedule")
-    # Black circles: where the best lineage took an evaluator's weights (a hand-over).
-    runs = ancestry(store, result.best_member)
-    marks = [
-        (to, _lr_at(result.schedule, to))
-        for (member, _, to), _next in zip(runs, runs[1:], strict=False)
-        if roles[member].role is Role.EVALUATOR
-    ]
-    if marks:
-        ax.scatter(
-            *zip(*marks, strict=True),
-            s=70,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.5,
-            label="evaluator hand-over",
-            zorder=5,
-        )
-    store.close()
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _lr_at(schedule: list[Any], step: int) -> float:
-    """The learning rate in force just after ``step``."""
-    for e in schedule:
-        if e.from_step <= step < e.to_step:
-            return float(e.hyperparameters["lr"])
-    return float(schedule[-1].hyperparameters["lr"])
+    plot_hyperparameters(run_dir, path, name="lr", title=title)
 
 
 def _ms(xs: list[float], digits: int = 4) -> str:

@@ -188,7 +188,7 @@ class Store(StoreReads):
                     None,
                     _json(d.hyperparameters),
                     "[]",
-                    f"target {d.target}: {d.reason}",
+                    d.reason,
                 )
             elif isinstance(d, Handover):
                 c.execute("UPDATE members SET step = ? WHERE id = ?", (d.source.step, d.member))

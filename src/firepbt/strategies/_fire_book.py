@@ -358,7 +358,11 @@ class FireBook(Strategy):
             hyperparameters=h,
             seed=int(self.rng.integers(2**31 - 1)),
             until=self._pop.next_ready(start),
-            reason=f"least recently evaluated member of P{self.subpopulation(parent) + 1}",
+            reason=(
+                f"parent {parent} (P{self.subpopulation(parent) + 1}) is the least recently "
+                f"evaluated; target {target} (P{self.subpopulation(target) + 1}) is its "
+                "sub-population's best"
+            ),
         )
 
     def _continue_evaluator(self, e: int) -> Decision:
