@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from _trainables import Quad
 
 from firepbt.checkpoints import CheckpointRef
@@ -42,4 +43,28 @@ def test_schedule_follows_exploits_with_exact_steps(tmp_path: Path) -> None:
     ]
     assert len(schedule(store, 0, merge=False)) == 4
     assert schedule(store, 7) == []
+    store.close()
+
+
+def test_lineage_through_an_evaluator_hand_over_and_at_a_past_step(tmp_path: Path) -> None:
+    """P2 member 2 trains 0-20; evaluator 5 takes its weights at 20 and trains them with P1's
+    hyperparameters to 30; P1 member 0 takes the evaluator's weights at 30 and trains to 40."""
+    store = Store.create(tmp_path, {})
+    a1 = _done(store, 0, 0, 10, 0.1, None)
+    _done(store, 0, 10, 20, 0.1, a1)
+    p1 = _done(store, 2, 0, 10, 0.8, None)
+    p2 = _done(store, 2, 10, 20, 0.8, p1)
+    e1 = _done(store, 5, 20, 30, 0.1, p2)
+    _done(store, 0, 30, 40, 0.1, e1)
+    assert schedule(store, 0) == [
+        ScheduleEntry(0, 20, 2, {"lr": 0.8}),
+        ScheduleEntry(20, 30, 5, {"lr": 0.1}),  # the evaluator's range keeps its own entry
+        ScheduleEntry(30, 40, 0, {"lr": 0.1}),
+    ]
+    assert ancestry(store, 0) == [(2, 0, 20), (5, 20, 30), (0, 30, 40)]
+    # member 0 at step 20, before the hand-over, carried only its own training
+    assert schedule(store, 0, step=20) == [ScheduleEntry(0, 20, 0, {"lr": 0.1})]
+    assert ancestry(store, 0, step=20) == [(0, 0, 20)]
+    with pytest.raises(ValueError, match="never finished a segment at step 25"):
+        schedule(store, 0, step=25)
     store.close()

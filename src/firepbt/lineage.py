@@ -23,9 +23,14 @@ class ScheduleEntry:
     hyperparameters: Hyperparameters
 
 
-def segment_chain(store: Store, member: int) -> list[SegmentRow]:
-    """The segments that produced ``member``'s latest weights, oldest first."""
+def segment_chain(store: Store, member: int, step: int | None = None) -> list[SegmentRow]:
+    """The segments that produced ``member``'s latest weights (or its weights at ``step``, the
+    last time it reached that step), oldest first."""
     done = [s for s in store.segments(member) if s.status is SegmentStatus.DONE]
+    if step is not None:
+        done = [s for s in done if s.end_step == step]
+        if not done:
+            raise ValueError(f"member {member} never finished a segment at step {step}")
     if not done:
         return []
     by_id = {s.id: s for s in store.segments()}
@@ -37,15 +42,18 @@ def segment_chain(store: Store, member: int) -> list[SegmentRow]:
     return chain[::-1]
 
 
-def schedule(store: Store, member: int, merge: bool = True) -> list[ScheduleEntry]:
-    """The hyperparameter schedule behind ``member``'s latest weights, with exact step ranges.
+def schedule(
+    store: Store, member: int, merge: bool = True, step: int | None = None
+) -> list[ScheduleEntry]:
+    """The hyperparameter schedule behind ``member``'s latest weights (or its weights at
+    ``step``), with exact step ranges.
 
     Consecutive ranges trained by the same worker with equal hyperparameters are merged unless
     ``merge`` is False (a range an evaluator trained keeps its own entry: it used its target's
     hyperparameters, but it is another worker's training).
     """
     entries: list[ScheduleEntry] = []
-    for seg in segment_chain(store, member):
+    for seg in segment_chain(store, member, step):
         if seg.end_step == seg.start_step:
             continue
         last = entries[-1] if entries else None
@@ -65,10 +73,11 @@ def schedule(store: Store, member: int, merge: bool = True) -> list[ScheduleEntr
     return entries
 
 
-def ancestry(store: Store, member: int) -> list[tuple[int, int, int]]:
-    """(member, from_step, to_step): whose training the latest weights of ``member`` carry."""
+def ancestry(store: Store, member: int, step: int | None = None) -> list[tuple[int, int, int]]:
+    """(member, from_step, to_step): whose training the latest weights of ``member`` (or its
+    weights at ``step``) carry."""
     out: list[tuple[int, int, int]] = []
-    for seg in segment_chain(store, member):
+    for seg in segment_chain(store, member, step):
         if out and out[-1][0] == seg.member:
             out[-1] = (seg.member, out[-1][1], seg.end_step)
         else:
