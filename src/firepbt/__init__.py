@@ -5,7 +5,7 @@ hyperparameters while they train, and take home the best model and the schedule 
 >>> space = {"lr": firepbt.LogUniform(1e-3, 1.0)}
 """
 
-from firepbt.api import RunResult, run, run_config
+from firepbt.api import RunResult, resume, run, run_config
 from firepbt.config import RunConfig
 from firepbt.decisions import Continue, Exploit, Finish, Mode, Start
 from firepbt.exploit import BinaryTournament, KeepOwn, NoExploit, Truncation, WelchTTest
@@ -52,6 +52,7 @@ __all__ = [
     "WelchTTest",
     "chain",
     "run",
+    "resume",
     "run_config",
     "schedule",
 ]

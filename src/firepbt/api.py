@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, Runner
 from firepbt.space import Distribution, Hyperparameters
-from firepbt.store import MemberStatus, Role, Store
+from firepbt.store import MemberStatus, Role, Store, StoreError
+from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable, TrainableError, import_trainable
 
 
@@ -195,6 +198,58 @@ def run_config(
         )
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     store = Store.create(run_dir, config.to_dict())
+    if strategy_objects:
+        store.set_meta("unresumable", ", ".join(sorted(strategy_objects)))
+    return _drive(config, store, run_dir, strategy, cls, executor, progress, resume=False)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    trainable: type[Trainable] | None = None,
+    executor: Executor | None = None,
+    progress: bool | Callable[[Progress], None] = False,
+) -> RunResult:
+    """Continue a run that was killed (at any moment) from its store and checkpoints.
+
+    The strategy is rebuilt by replaying the recorded results in order into a fresh strategy
+    with the same config and seed; finished segments are not run again, segments that were
+    queued or running are. A run directory that another live process is running is refused.
+    """
+    run_dir = Path(run_dir)
+    store = Store.open(run_dir)
+    try:
+        unresumable = store.meta("unresumable")
+        if unresumable:
+            raise ConfigError(
+                f"{run_dir} was started from Python with policy objects ({unresumable}) that its "
+                "config cannot rebuild; give them by name (e.g. exploit={'name': 'truncation'}) "
+                "to make a run resumable"
+            )
+        if store.meta("status") == "finished":
+            return result_from_store(store, run_dir)
+        config = RunConfig(**store.config())
+    except BaseException:
+        store.close()
+        raise
+    cls = trainable or import_trainable(config.trainable)
+    store.set_meta("status", "running")
+    return _drive(
+        config, store, run_dir, config.build_strategy(), cls, executor, progress, resume=True
+    )
+
+
+def _drive(
+    config: RunConfig,
+    store: Store,
+    run_dir: Path,
+    strategy: Strategy,
+    cls: type[Trainable],
+    executor: Executor | None,
+    progress: bool | Callable[[Progress], None],
+    resume: bool,
+) -> RunResult:
+    """Run (or resume) a store's run to the end, holding the run directory's lock."""
     if executor is None:
         executor = (
             InProcessExecutor()
@@ -225,15 +280,50 @@ def run_config(
         on_progress=callback,
     )
     try:
-        if display is not None:
-            with display:
-                runner.run()
-        else:
-            runner.run()
+        with run_lock(run_dir):
+            if display is not None:
+                with display:
+                    runner.run(resume=resume)
+            else:
+                runner.run(resume=resume)
         store.set_meta("wall_seconds", f"{time.time() - started:.3f}")
         return result_from_store(store, run_dir)
     finally:
         store.close()
+
+
+LOCK_FILE = "firepbt.lock"
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock (a file naming this process) while a run is driven; a lock
+    left by a process that is gone (killed) is taken over."""
+    path = run_dir / LOCK_FILE
+    if path.exists():
+        try:
+            pid = int(path.read_text().strip() or 0)
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise StoreError(
+                f"{run_dir} is being run by process {pid}; wait for it to end or stop it first"
+            )
+    path.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _rng(seed: int) -> Any:

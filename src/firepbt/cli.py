@@ -11,12 +11,20 @@ from rich.console import Console
 
 from firepbt.checkpoints import CheckpointError
 from firepbt.registry import ConfigError
-from firepbt.runner import RunFailed
+from firepbt.runner import ResumeError, RunFailed
 from firepbt.space import SpaceError
 from firepbt.store import StoreError
 from firepbt.trainable import TrainableError
 
-USER_ERRORS = (ConfigError, SpaceError, TrainableError, StoreError, RunFailed, CheckpointError)
+USER_ERRORS = (
+    ConfigError,
+    SpaceError,
+    TrainableError,
+    StoreError,
+    RunFailed,
+    ResumeError,
+    CheckpointError,
+)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -30,6 +38,14 @@ def _run(args: argparse.Namespace) -> int:
     if overrides:
         config = RunConfig(**{**config.to_dict(), **overrides})
     result = run_config(config, progress=not args.quiet)
+    print(result.describe())
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from firepbt.api import resume
+
+    result = resume(args.run_dir, progress=not args.quiet)
     print(result.describe())
     return 0
 
@@ -57,7 +73,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from firepbt.replay import replay
     from firepbt.store import Store
@@ -66,7 +82,7 @@ def _replay(args: argparse.Namespace) -> int:
     total = int(store.config().get("total_steps", 0))
     store.close()
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        tasks: dict[int, int] = {}
+        tasks: dict[int, TaskID] = {}
 
         def on_step(index: int, step: int) -> None:
             if index not in tasks:
@@ -118,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
     p.set_defaults(func=_run)
+    c = sub.add_parser("resume", help="continue a run that was killed, from its run directory")
+    c.add_argument("run_dir")
+    c.add_argument("--quiet", action="store_true", help="no live progress display")
+    c.set_defaults(func=_resume)
     s = sub.add_parser("status", help="show the population of a run directory")
     s.add_argument("run_dir")
     s.set_defaults(func=_status)

@@ -8,7 +8,9 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from firepbt.checkpoints import CheckpointRef
 from firepbt.decisions import (
@@ -23,7 +25,7 @@ from firepbt.decisions import (
     Start,
 )
 from firepbt.executors import Executor
-from firepbt.segments import Segment, SegmentResult
+from firepbt.segments import Failure, Segment, SegmentResult
 from firepbt.store import Store
 from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
@@ -40,6 +42,10 @@ class Progress:
     exploits: int
     failures: int
     members: int
+
+
+class ResumeError(RuntimeError):
+    """A run cannot be resumed: its store and a replay of its strategy disagree."""
 
 
 class RunFailed(RuntimeError):
@@ -81,6 +87,11 @@ class Runner:
         self._written: dict[tuple[int, int], CheckpointRef] = {}  # latest file of (member, step)
         self._refs: Counter[str] = Counter()  # checkpoint path -> members and segments needing it
         self._steps_done = 0
+        self._replaying = False
+        self._recorded_decisions: list[Any] = []
+        self._recorded_segments: list[Any] = []
+        self._decision_cursor = 0
+        self._segment_cursor = 0
         self._isolated_running = False
         self._exploits = 0
         self._failures = 0
@@ -88,8 +99,12 @@ class Runner:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> None:
-        self._apply(self.strategy.start())
+    def run(self, resume: bool = False) -> None:
+        """Run to the end; with ``resume``, first rebuild the state a killed run had reached."""
+        if resume:
+            self._restore()
+        else:
+            self._apply(self.strategy.start())
         try:
             while self._queue or self.executor.pending():
                 self._submit()
@@ -108,6 +123,56 @@ class Runner:
             )
         self.store.set_meta("status", "finished")
 
+    # -- resume -----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Replay the recorded results, in the order the strategy saw them, into a fresh strategy
+        built from the same config and seed. It makes the same decisions (every random choice
+        comes from the seeded generator), which are checked against the recorded ones; finished
+        segments are not run again, and segments that were queued or running are."""
+        self._recorded_decisions = self.store.decisions()
+        self._recorded_segments = self.store.segments()
+        self._replaying = True
+        self._apply(self.strategy.start())
+        for kind, seg_id in self.store.events():
+            segment = self._take_queued(seg_id)
+            if kind == "done":
+                checkpoint = self.store.checkpoint_ref(seg_id)
+                if checkpoint is None:
+                    raise ResumeError(f"segment {seg_id} is recorded done but has no checkpoint")
+                points = tuple(self.store.segment_points(seg_id))
+                self._complete(SegmentResult(segment, points, checkpoint))
+            else:
+                self._failed(SegmentResult(segment, failure=Failure("replayed", "")), final=True)
+        self._replaying = False
+        if self._decision_cursor != len(self._recorded_decisions):
+            raise ResumeError(
+                f"{len(self._recorded_decisions) - self._decision_cursor} recorded decisions were "
+                "not made again by the replay; the store and the strategy disagree"
+            )
+
+    def _take_queued(self, seg_id: int) -> Segment:
+        for segment in self._queue:
+            if segment.id == seg_id:
+                self._queue.remove(segment)
+                return segment
+        raise ResumeError(f"the replay never queued segment {seg_id}, which the store records")
+
+    def _replayed(self, recorded: list[Any], cursor: str, what: Callable[[Any], bool]) -> Any:
+        """While replaying, the next recorded row (checked by ``what``), or None once the replay
+        has gone past what was recorded before the kill."""
+        position = getattr(self, cursor)
+        if not self._replaying or position >= len(recorded):
+            return None
+        row = recorded[position]
+        if not what(row):
+            raise ResumeError(
+                f"the replay made a different choice than the recorded run at {row}; "
+                "was the config, the code or the trainable changed?"
+            )
+        setattr(self, cursor, position + 1)
+        return row
+
     def _submit(self) -> None:
         """Fill free workers. A segment that was on a worker process when it died runs alone, so
         that a second death tells which segment kills its worker."""
@@ -124,7 +189,16 @@ class Runner:
 
     def _apply(self, decisions: list[Decision]) -> None:
         for d in decisions:
-            self.store.record_decision(d)
+            kind = type(d).__name__.lower()
+            if (
+                self._replayed(
+                    self._recorded_decisions,
+                    "_decision_cursor",
+                    partial(_same_decision, member=d.member, kind=kind),
+                )
+                is None
+            ):
+                self.store.record_decision(d)
             if isinstance(d, Start):
                 self._seeds[d.member] = d.seed
                 self._enqueue(d.member, 0, d.until, d.hyperparameters, None)
@@ -148,13 +222,22 @@ class Runner:
     def _enqueue(
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
     ) -> None:
-        seg_id = self.store.add_segment(
-            member,
-            start,
-            end,
-            h,
-            source.segment if source else None,
-            source.path if source else None,
+        recorded = self._replayed(
+            self._recorded_segments,
+            "_segment_cursor",
+            lambda row: bool((row.member, row.start_step, row.end_step) == (member, start, end)),
+        )
+        seg_id = (
+            recorded.id
+            if recorded is not None
+            else self.store.add_segment(
+                member,
+                start,
+                end,
+                h,
+                source.segment if source else None,
+                source.path if source else None,
+            )
         )
         path = (
             self.run_dir
@@ -190,10 +273,11 @@ class Runner:
             self._failed(r)
             return
         assert r.checkpoint is not None
-        self.store.segment_done(r)
+        if not self._replaying:
+            self.store.segment_done(r)
         self._steps_done += seg.end_step - seg.start_step
         for p in r.points:
-            if not math.isfinite(p.score):
+            if not math.isfinite(p.score) and not self._replaying:
                 self.store.record_warning(
                     seg.member,
                     seg.id,
@@ -212,10 +296,14 @@ class Runner:
         self._release(seg.source)
         self._progress()
 
-    def _failed(self, r: SegmentResult) -> None:
+    def _failed(self, r: SegmentResult, final: bool = False) -> None:
         seg, failure = r.segment, r.failure
         assert failure is not None
         self._failures += 1
+        if final:  # replaying a failure that was already recorded as final
+            self._apply(self.strategy.failed(seg.member, seg.start_step))
+            self._release(seg.source)
+            return
         if failure.kind == "worker_died" and not seg.isolated:
             # It may be a bystander of another segment's crash: re-run it alone, free of charge.
             self.store.segment_failed(r, final=False)
@@ -226,7 +314,6 @@ class Runner:
         if not final:
             self._queue.append(replace(seg, attempt=seg.attempt + 1))
             return
-        self.store.member_failed(seg.member)
         decisions = self.strategy.failed(seg.member, seg.start_step)
         self._apply(decisions)
         self._release(seg.source)
@@ -272,3 +359,7 @@ class Runner:
                 len(states),
             )
         )
+
+
+def _same_decision(row: Any, member: int, kind: str) -> bool:
+    return bool((row.member, row.kind) == (member, kind))

@@ -7,6 +7,7 @@ import math
 import sqlite3
 from typing import Any
 
+from firepbt.checkpoints import CheckpointRef
 from firepbt.segments import Point
 from firepbt.store._rows import (
     DecisionRow,
@@ -159,3 +160,16 @@ class StoreReads:
             (replay,),
         ).fetchall()
         return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]
+
+    def events(self) -> list[tuple[str, int]]:
+        """(kind, segment) of every result the strategy saw, in order: 'done' or 'failed'."""
+        rows = self._conn.execute("SELECT kind, segment FROM events ORDER BY seq").fetchall()
+        return [(str(k), int(s)) for k, s in rows]
+
+    def checkpoint_ref(self, segment: int) -> CheckpointRef | None:
+        """The checkpoint a segment wrote, deleted since or not."""
+        row = self._conn.execute(
+            "SELECT path, sha256, member, step, segment FROM checkpoints WHERE segment = ?",
+            (segment,),
+        ).fetchone()
+        return None if row is None else CheckpointRef(*row)

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(
 CREATE TABLE IF NOT EXISTS failures(
     id INTEGER PRIMARY KEY, member INTEGER NOT NULL, segment INTEGER, step INTEGER,
     kind TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, segment INTEGER NOT NULL);
 """
 
 # Replays of a found schedule from scratch; created on first use, so older stores gain them too.

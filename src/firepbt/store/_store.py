@@ -305,6 +305,8 @@ class Store(StoreReads):
                 ),
             )
             c.execute("UPDATE members SET step = ? WHERE id = ?", (seg.end_step, seg.member))
+            # The order the strategy saw results in: resuming replays it.
+            c.execute("INSERT INTO events(kind, segment) VALUES ('done', ?)", (seg.id,))
 
     def segment_failed(self, r: SegmentResult, final: bool) -> None:
         """Record a failed attempt; ``final`` marks the segment (not the member) as failed."""
@@ -320,6 +322,12 @@ class Store(StoreReads):
                 "UPDATE segments SET attempts = attempts + 1, status = ? WHERE id = ?",
                 ((SegmentStatus.FAILED if final else SegmentStatus.QUEUED).value, seg.id),
             )
+            if final:  # the member leaves the population: an event the strategy sees
+                c.execute(
+                    "UPDATE members SET status = ? WHERE id = ?",
+                    (MemberStatus.FAILED.value, seg.member),
+                )
+                c.execute("INSERT INTO events(kind, segment) VALUES ('failed', ?)", (seg.id,))
 
     def record_warning(self, member: int, segment: int, step: int, kind: str, message: str) -> None:
         with self._tx() as c:
@@ -327,12 +335,6 @@ class Store(StoreReads):
                 "INSERT INTO failures(member, segment, step, kind, message, traceback, time) "
                 "VALUES (?, ?, ?, ?, ?, '', ?)",
                 (member, segment, step, kind, message, time.time()),
-            )
-
-    def member_failed(self, member: int) -> None:
-        with self._tx() as c:
-            c.execute(
-                "UPDATE members SET status = ? WHERE id = ?", (MemberStatus.FAILED.value, member)
             )
 
     def add_replay(self, member: int, seed: int, split: str | None) -> int:
