@@ -185,3 +185,52 @@ def test_unpicklable_state_is_a_clear_failure(tmp_path: Path, quad_space) -> Non
             run_dir=tmp_path / "r",
             max_retries=0,
         )
+
+
+def test_a_hanging_segment_is_stopped_and_recorded(tmp_path: Path, quad_space) -> None:
+    space = {**quad_space, "hang_at": firepbt.Choice([5, 10**9])}
+    initial = [{"h0": 0.5, "h1": 0.5, "hang_at": 5}] + [
+        {"h0": 0.5, "h1": 0.5, "hang_at": 10**9} for _ in range(2)
+    ]
+    result = firepbt.run(
+        Quad,
+        space,
+        total_steps=12,
+        population=3,
+        ready_every=4,
+        executor="process",
+        workers=2,
+        run_dir=tmp_path / "r",
+        strategy="random",
+        initial_hyperparameters=initial,
+        max_retries=0,
+        segment_timeout=3.0,
+    )
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members()}
+    assert statuses[0] is MemberStatus.FAILED
+    assert statuses[1] is MemberStatus.FINISHED and statuses[2] is MemberStatus.FINISHED
+    kinds = [(m, kind) for m, _, kind, _ in store.failures()]
+    assert (0, "timeout") in kinds
+    assert all(kind in ("timeout", "interrupted") for _, kind in kinds)
+    store.close()
+
+
+def test_a_corrupted_checkpoint_is_caught_and_recorded(tmp_path: Path, quad_space) -> None:
+    """A checkpoint changed on disk after it was written is refused by its checksum."""
+    from firepbt.checkpoints import CheckpointRef
+    from firepbt.segments import Segment, run_segment
+
+    first = run_segment(
+        Segment(1, 0, 0, 0, 4, 4, {"h0": 0.5, "h1": 0.5}, None, str(tmp_path / "a.ckpt"), Quad)
+    )
+    assert first.checkpoint is not None
+    data = bytearray(Path(first.checkpoint.path).read_bytes())
+    data[-2] ^= 0xFF
+    Path(first.checkpoint.path).write_bytes(bytes(data))
+    source = CheckpointRef(first.checkpoint.path, first.checkpoint.sha256, 0, 4, 1)
+    second = run_segment(
+        Segment(2, 1, 0, 4, 8, 4, {"h0": 0.5, "h1": 0.5}, source, str(tmp_path / "b.ckpt"), Quad)
+    )
+    assert second.failure is not None and second.failure.kind == "checkpoint"
+    assert "corrupted" in second.failure.message

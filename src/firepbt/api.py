@@ -100,6 +100,7 @@ def run(
     workers: int = 2,
     run_dir: str | Path | None = None,
     max_retries: int = 2,
+    segment_timeout: float | None = None,
     progress: bool | Callable[[Progress], None] = False,
     **strategy_options: Any,
 ) -> RunResult:
@@ -130,6 +131,7 @@ def run(
         executor=executor if isinstance(executor, str) else "process",
         workers=workers,
         max_retries=max_retries,
+        segment_timeout=segment_timeout,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
     )
@@ -254,7 +256,7 @@ def _drive(
         executor = (
             InProcessExecutor()
             if config.executor == "inprocess"
-            else ProcessPoolExecutor(config.workers)
+            else ProcessPoolExecutor(config.workers, timeout=config.segment_timeout)
         )
     started = time.time()
     display = None

@@ -69,6 +69,7 @@ class RunConfig:
     executor: str = "process"
     workers: int = 2
     max_retries: int = 2
+    segment_timeout: float | None = None  # seconds; a longer segment is stopped (process pool)
     run_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +92,13 @@ class RunConfig:
             not isinstance(self.eval_every, int) or self.eval_every < 1
         ):
             raise ConfigError(f"eval_every: expected a positive integer, got {self.eval_every!r}")
+        if self.segment_timeout is not None and not (
+            isinstance(self.segment_timeout, (int, float)) and self.segment_timeout > 0
+        ):
+            raise ConfigError(
+                "segment_timeout: expected a positive number of seconds, "
+                f"got {self.segment_timeout!r}"
+            )
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: expected >= 0, got {self.max_retries}")
         try:
@@ -163,6 +171,7 @@ class RunConfig:
         data = dict(data)
         known_top = {
             "test_metric",
+            "segment_timeout",
             "trainable",
             "space",
             "strategy",
@@ -206,6 +215,7 @@ class RunConfig:
             run_dir=data.get("run_dir"),
             eval_every=data.get("eval_every"),
             max_retries=data.get("max_retries", 2),
+            segment_timeout=data.get("segment_timeout"),
             executor=executor.get("kind", "process"),
             workers=executor.get("workers", 2),
             strategy_options=strategy,

@@ -70,12 +70,22 @@ def _init_worker() -> None:
 
 class ProcessPoolExecutor(Executor):
     """Runs segments on ``workers`` local processes. A worker that dies is recorded as a failure
-    of the segments it held, and the pool is restarted."""
+    of the segments it held, and the pool is restarted. A segment running longer than
+    ``timeout`` seconds is stopped (the pool's processes are killed) and recorded as a timeout;
+    the other segments it interrupted run again at no cost."""
 
-    def __init__(self, workers: int = 2, start_method: str | None = None) -> None:
+    def __init__(
+        self, workers: int = 2, start_method: str | None = None, timeout: float | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers: need at least 1, got {workers}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(
+                f"segment_timeout: must be a positive number of seconds, got {timeout}"
+            )
         self.workers = workers
+        self.timeout = timeout
+        self._started: dict[cf.Future[SegmentResult], float] = {}
         methods = multiprocessing.get_all_start_methods()
         self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
         self._pool: cf.ProcessPoolExecutor | None = None
@@ -101,15 +111,23 @@ class ProcessPoolExecutor(Executor):
             self._restart()
             future = self._ensure_pool().submit(run_segment, segment)
         self._futures[future] = segment
+        self._started[future] = time.monotonic()  # never more segments than workers: they start
 
     def wait(self) -> list[SegmentResult]:
         if not self._futures:
             return []
-        done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
+        limit = None
+        if self.timeout is not None:
+            earliest = min(self._started[f] for f in self._futures)
+            limit = max(0.0, earliest + self.timeout - time.monotonic())
+        done, _ = cf.wait(list(self._futures), timeout=limit, return_when=cf.FIRST_COMPLETED)
+        if not done:
+            return self._stop_hung()
         results = []
         broken = False
         for future in done:
             segment = self._futures.pop(future)
+            self._started.pop(future, None)
             try:
                 results.append(future.result())
             except cf.process.BrokenProcessPool as e:
@@ -129,7 +147,30 @@ class ProcessPoolExecutor(Executor):
             for segment in list(self._futures.values()):
                 results.append(_died(segment, "its worker pool broke while it ran"))
             self._futures.clear()
+            self._started.clear()
             self._restart()
+        return results
+
+    def _stop_hung(self) -> list[SegmentResult]:
+        """Kill the pool's processes to stop segments past the timeout; the others it ran are
+        reported as interrupted (the runner queues them again without counting an attempt)."""
+        assert self.timeout is not None
+        now = time.monotonic()
+        results = []
+        for future, segment in self._futures.items():
+            if now - self._started[future] >= self.timeout:
+                message = f"the segment ran past the {self.timeout:g} s segment_timeout"
+                results.append(_died(segment, message, kind="timeout"))
+            else:
+                message = "stopped with a hung segment's worker pool; it runs again"
+                results.append(_died(segment, message, kind="interrupted"))
+        if self._pool is not None:
+            # concurrent.futures has no way to stop one task: end the pool's processes.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+        self._futures.clear()
+        self._started.clear()
+        self._restart()
         return results
 
     def pending(self) -> int:

@@ -304,6 +304,10 @@ class Runner:
             self._apply(self.strategy.failed(seg.member, seg.start_step))
             self._release(seg.source)
             return
+        if failure.kind == "interrupted":  # stopped with another segment's worker pool
+            self.store.segment_failed(r, final=False)
+            self._queue.appendleft(seg)
+            return
         if failure.kind == "worker_died" and not seg.isolated:
             # It may be a bystander of another segment's crash: re-run it alone, free of charge.
             self.store.segment_failed(r, final=False)
