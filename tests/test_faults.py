@@ -234,3 +234,31 @@ def test_a_corrupted_checkpoint_is_caught_and_recorded(tmp_path: Path, quad_spac
     )
     assert second.failure is not None and second.failure.kind == "checkpoint"
     assert "corrupted" in second.failure.message
+
+
+def test_a_failing_member_is_replaced_by_an_exploit(tmp_path: Path, quad_space) -> None:
+    space = {**quad_space, "fail_at": firepbt.Choice([6, 10**9])}
+    initial = [{"h0": 0.5, "h1": 0.5, "fail_at": 10**9} for _ in range(4)]
+    initial[2]["fail_at"] = 6
+    result = firepbt.run(
+        Quad,
+        space,
+        total_steps=20,
+        population=4,
+        ready_every=4,
+        executor="inprocess",
+        run_dir=tmp_path / "r",
+        initial_hyperparameters=initial,
+        max_retries=0,
+        replace_failed=1,
+        explore=firepbt.NoExplore(),
+        exploit=firepbt.NoExploit(),
+    )
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members()}
+    assert statuses == {i: MemberStatus.FINISHED for i in range(4)}
+    (replaced,) = [d for d in store.decisions() if d.kind == "exploit"]
+    assert replaced.member == 2 and "replaces failed member 2" in replaced.reason
+    assert replaced.hyperparameters["fail_at"] == 10**9  # it took the donor's settings
+    assert [kind for m, _, kind, _ in store.failures()] == ["raised"]
+    store.close()

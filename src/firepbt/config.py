@@ -106,7 +106,9 @@ class RunConfig:
         except SpaceError as e:
             raise ConfigError(str(e)) from None
         pbt = {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"}
-        fire = pbt | {
+        fire = set(pbt)
+        pbt.add("replace_failed")
+        fire = fire | {
             "subpopulations",
             "evaluators",
             "max_eval_steps",

@@ -160,8 +160,13 @@ class Store(StoreReads):
                     d.reason,
                 )
                 c.execute(
-                    "UPDATE members SET hyperparameters = ?, step = ? WHERE id = ?",
-                    (_json(d.hyperparameters), d.source.step, d.member),
+                    "UPDATE members SET hyperparameters = ?, step = ?, status = ? WHERE id = ?",
+                    (
+                        _json(d.hyperparameters),
+                        d.source.step,
+                        MemberStatus.TRAINING.value,
+                        d.member,
+                    ),
                 )
             elif isinstance(d, Assign):
                 c.execute(

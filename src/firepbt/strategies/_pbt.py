@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from firepbt.decisions import Decision
-from firepbt.exploit import ExploitPolicy
+from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
 from firepbt.explore import ExplorePolicy
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
     Population,
+    PopulationConfigError,
     Synchrony,
     check_common,
     evolution_settings,
@@ -48,6 +49,7 @@ class PBT(Strategy):
         explore: ExplorePolicy | None = None,
         synchrony: Synchrony | str = Synchrony.SYNC,
         burn_in: int = 0,
+        replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
         check_common(population, total_steps, ready_every)
@@ -57,6 +59,10 @@ class PBT(Strategy):
         self.space = space
         self.rng = rng
         self.burn_in = burn_in
+        if replace_failed < 0:
+            raise PopulationConfigError(f"replace_failed: must be >= 0, got {replace_failed}")
+        self.replace_failed = replace_failed
+        self._replaced: dict[int, int] = {}
         self._population = Population(total_steps, ready_every)
         self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)
         self._waiting: set[int] = set()  # sync mode: members at the barrier
@@ -79,9 +85,33 @@ class PBT(Strategy):
         return self._release()
 
     def failed(self, member: int, step: int) -> list[Decision]:
-        self._population.fail(member)
+        """A member that failed for good is replaced by an exploit of the best member (at most
+        ``replace_failed`` times); otherwise it leaves the population."""
         self._waiting.discard(member)
+        donor = self._best_other(member)
+        if donor is not None and self._replaced.get(member, 0) < self.replace_failed:
+            self._replaced[member] = self._replaced.get(member, 0) + 1
+            record = ExploitRecord(
+                donor,
+                f"replaces failed member {member} "
+                f"({self._replaced[member]} of {self.replace_failed} replacements)",
+            )
+            view = self._population.snapshot()
+            return [
+                self._population.exploit(
+                    member, record, view[donor], self.explore, self.space, self.rng
+                )
+            ]
+        self._population.fail(member)
         return self._release() if self.synchrony is Synchrony.SYNC else []
+
+    def _best_other(self, member: int) -> int | None:
+        scored = {
+            m: recent_score(s.scores)
+            for m, s in self.members.items()
+            if m != member and s.alive and s.scores and s.weights.step > 0
+        }
+        return max(scored, key=lambda m: (scored[m], -m)) if scored else None
 
     def _release(self) -> list[Decision]:
         """Sync mode: once every live member waits at the barrier, decide for all of them on one
