@@ -572,6 +572,7 @@ def test_async_failure_returns_nothing_and_blocks_nobody() -> None:
     assert pbt.failed(2, 5) == []
     pbt.report(0, 5, 0.0)
     pbt.report(1, 5, 1.0)
+    assert pbt.ready(1, 5) == [Continue(1, 5, 10)]  # a donor needs saved weights
     (d,) = pbt.ready(0, 5)
     assert isinstance(d, Exploit) and d.donor == 1  # the dead member's record no longer counts
 
@@ -759,3 +760,15 @@ def test_same_seed_same_decisions(synchrony: str) -> None:
 @pytest.mark.parametrize("synchrony", ["sync", "async"])
 def test_different_seed_different_decisions(synchrony: str) -> None:
     assert _decisions(11, synchrony) != _decisions(12, synchrony)
+
+
+def test_async_never_rewinds_to_a_donor_whose_weights_are_behind() -> None:
+    """A donor that just copied an older checkpoint is not copied by a member ahead of it:
+    members copying each other's past could otherwise loop forever without progress."""
+    pbt = make(lrs=(0.1, 0.2), total_steps=100, ready_every=5, synchrony="async")
+    pbt.start()
+    pbt.report(1, 5, 1.0)
+    assert pbt.ready(1, 5) == [Continue(1, 5, 10)]
+    pbt.report(0, 10, 0.0)  # member 0 reaches step 10 while member 1 holds step-5 weights
+    (d,) = pbt.ready(0, 10)
+    assert d == Continue(0, 10, 15)  # member 1 (better) holds weights of step 5 only: no copy

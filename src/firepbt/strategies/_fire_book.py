@@ -211,8 +211,12 @@ class FireBook(Strategy):
             return None
         if self.subpopulation(member) == 0:  # P1: the policy ranks the raw scores itself
             history = {m: view[m].scores for m in fit}
-            return self.exploit.select(member, history, self.rng)
-        return self.exploit.select(member, {m: [f] for m, f in fit.items()}, self.rng)
+            record = self.exploit.select(member, history, self.rng)
+        else:
+            record = self.exploit.select(member, {m: [f] for m, f in fit.items()}, self.rng)
+        if record is not None and view[record.donor].weights.step < state.step:
+            return None  # never rewind to a donor's older weights (see PBT._decide)
+        return record
 
     def _apply_exploit(
         self, member: int, record: ExploitRecord, view: Mapping[int, MemberState]

@@ -130,6 +130,9 @@ class PBT(Strategy):
             return pop.continue_or_finish(member)
         scores = {m: s.scores for m, s in view.items() if s.alive}
         record = self.exploit.select(member, scores, self.rng)
-        if record is None:
+        if record is None or view[record.donor].weights.step < state.step:
+            # Never rewind: in async mode a donor whose saved weights are behind this member's
+            # (it has just copied someone) is not copied, or members could copy each other's
+            # past forever without making progress.
             return pop.continue_or_finish(member)
         return pop.exploit(member, record, view[record.donor], self.explore, self.space, self.rng)
