@@ -73,7 +73,6 @@ def test_nan_metric_ranks_worst_and_is_recorded(tmp_path: Path, quad_space) -> N
     # member 0 led before its score became NaN; at step 8 it ranks worst and copies a donor
     exploits = [d for d in store.decisions() if d.kind == "exploit" and d.member == 0]
     assert exploits and exploits[0].step == 8
-    assert result.best_member != 0 or result.best_score == result.best_score  # finite best
     import math
 
     assert math.isfinite(result.best_score)

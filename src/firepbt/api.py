@@ -187,17 +187,7 @@ def run_config(
 ) -> RunResult:
     """Run a validated config (what ``firepbt run CONFIG`` does)."""
     cls = trainable or import_trainable(config.trainable)
-    strategy = config.build_strategy()
-    if strategy_objects:  # policy objects given from Python replace the config's defaults
-        opts = {**config.strategy_options, **strategy_objects}
-        strategy = type(strategy)(  # type: ignore[call-arg]
-            config.build_space(),
-            config.population,
-            config.total_steps,
-            config.ready_every,
-            _rng(config.seed),
-            **opts,
-        )
+    strategy = config.build_strategy(strategy_objects)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     store = Store.create(run_dir, config.to_dict())
     if strategy_objects:
@@ -326,12 +316,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _rng(seed: int) -> Any:
-    import numpy as np
-
-    return np.random.default_rng(seed)
 
 
 def result_from_store(store: Store, run_dir: Path) -> RunResult:

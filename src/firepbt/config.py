@@ -48,6 +48,20 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 STRATEGIES = ("pbt", "fire", "random")
+_EVOLUTION = {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"}
+STRATEGY_OPTIONS: dict[str, set[str]] = {
+    "pbt": _EVOLUTION | {"replace_failed"},
+    "fire": _EVOLUTION
+    | {
+        "subpopulations",
+        "evaluators",
+        "max_eval_steps",
+        "p_stat",
+        "min_steps_before_eval",
+        "keep_curves",
+    },
+    "random": {"initial_hyperparameters"},
+}
 EXECUTORS = ("process", "inprocess")
 
 
@@ -105,24 +119,6 @@ class RunConfig:
             Space.from_dict(self.space)
         except SpaceError as e:
             raise ConfigError(str(e)) from None
-        pbt = {"exploit", "explore", "synchrony", "burn_in", "initial_hyperparameters"}
-        fire = set(pbt)
-        pbt.add("replace_failed")
-        fire = fire | {
-            "subpopulations",
-            "evaluators",
-            "max_eval_steps",
-            "p_stat",
-            "min_steps_before_eval",
-            "keep_curves",
-        }
-        allowed = {"pbt": pbt, "fire": fire, "random": {"initial_hyperparameters"}}[self.strategy]
-        unknown = sorted(set(self.strategy_options) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"strategy: unknown option(s) {unknown} for {self.strategy!r}; "
-                f"it takes {sorted(allowed)}"
-            )
         self.build_strategy()  # validates the options
 
     @property
@@ -136,18 +132,28 @@ class RunConfig:
     def build_space(self) -> Space:
         return Space.from_dict(self.space)
 
-    def build_strategy(self) -> Strategy:
+    def build_strategy(self, objects: Mapping[str, Any] | None = None) -> Strategy:
+        """The configured strategy; ``objects`` are options given from Python as objects (e.g.
+        an exploit policy instance), used as they are instead of being built by name."""
+        objects = dict(objects or {})
+        opts = {**self.strategy_options, **objects}
+        allowed = STRATEGY_OPTIONS[self.strategy]
+        unknown = sorted(set(opts) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"strategy: unknown option(s) {unknown} for {self.strategy!r}; "
+                f"it takes {sorted(allowed)}"
+            )
         rng = np.random.default_rng(self.seed)
-        opts = dict(self.strategy_options)
         space = self.build_space()
         try:
             if self.strategy == "random":
                 return RandomSearch(
                     space, self.population, self.total_steps, self.ready_every, rng, **opts
                 )
-            if "exploit" in opts:
+            if "exploit" in opts and "exploit" not in objects:
                 opts["exploit"] = EXPLOITS.build(opts["exploit"], "strategy.exploit")
-            if "explore" in opts:
+            if "explore" in opts and "explore" not in objects:
                 opts["explore"] = build_explore(opts["explore"])
             cls = FirePBT if self.strategy == "fire" else PBT
             return cls(space, self.population, self.total_steps, self.ready_every, rng, **opts)
