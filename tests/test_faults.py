@@ -9,8 +9,10 @@ import pytest
 from _trainables import BadMetric, Quad
 
 import firepbt
-from firepbt import ConfigError, Store
+from firepbt import ConfigError, Store, segments
+from firepbt.executors import InProcessExecutor
 from firepbt.runner import RunFailed
+from firepbt.segments import SegmentResult
 from firepbt.store import MemberStatus
 
 
@@ -231,7 +233,7 @@ def test_a_corrupted_checkpoint_is_caught_and_recorded(tmp_path: Path, quad_spac
     second = run_segment(
         Segment(2, 1, 0, 4, 8, 4, {"h0": 0.5, "h1": 0.5}, source, str(tmp_path / "b.ckpt"), Quad)
     )
-    assert second.failure is not None and second.failure.kind == "checkpoint"
+    assert second.failure is not None and second.failure.kind == "source_unreadable"
     assert "corrupted" in second.failure.message
 
 
@@ -259,5 +261,102 @@ def test_a_failing_member_is_replaced_by_an_exploit(tmp_path: Path, quad_space) 
     (replaced,) = [d for d in store.decisions() if d.kind == "exploit"]
     assert replaced.member == 2 and "replaces failed member 2" in replaced.reason
     assert replaced.hyperparameters["fail_at"] == 10**9  # it took the donor's settings
+    assert [kind for m, _, kind, _ in store.failures()] == ["raised"]
+    store.close()
+
+
+class _Corrupting(InProcessExecutor):
+    """Flips a byte of the checkpoints named by (member, step) once they are written (with
+    ``siblings``, of every other checkpoint of that member too), and forgets the trainables kept
+    alive, as if the member continued on another worker."""
+
+    def __init__(self, targets: set[tuple[int, int]], siblings: bool = False) -> None:
+        super().__init__()
+        self.targets = targets
+        self.siblings = siblings
+
+    def wait(self) -> list[SegmentResult]:
+        results = super().wait()
+        for r in results:
+            ck = r.checkpoint
+            if ck is None or r.segment.repair or (ck.member, ck.step) not in self.targets:
+                continue
+            self.targets.discard((ck.member, ck.step))
+            files = list(Path(ck.path).parent.glob("*.ckpt")) if self.siblings else [ck.path]
+            for file in files:
+                data = bytearray(Path(file).read_bytes())
+                data[-2] ^= 0xFF
+                Path(file).write_bytes(bytes(data))
+            segments._ALIVE.clear()
+        return results
+
+
+def _corrupt_run(
+    path: Path, quad_space, targets: set[tuple[int, int]], siblings: bool = False, **kw
+) -> firepbt.RunResult:
+    options: dict = dict(total_steps=20, population=4, ready_every=4, run_dir=path, seed=2)
+    options.update(kw)
+    return firepbt.run(Quad, quad_space, executor=_Corrupting(targets, siblings), **options)
+
+
+def test_a_corrupted_checkpoint_is_trained_again_from_its_parent(tmp_path: Path, quad_space):
+    clean = _corrupt_run(tmp_path / "clean", quad_space, set())
+    result = _corrupt_run(tmp_path / "bad", quad_space, {(1, 8)})
+    # Quad is deterministic: the repaired run is the clean run, point for point.
+    assert result.best_member == clean.best_member and result.best_score == clean.best_score
+    assert result.schedule == clean.schedule
+    store, clean_store = Store.open(result.run_dir), Store.open(clean.run_dir)
+    assert store.points() == clean_store.points()
+    kinds = [kind for _, _, kind, _ in store.failures()]
+    assert kinds == ["source_unreadable", "repaired"]
+    assert {m.status for m in store.members()} == {MemberStatus.FINISHED}
+    # the store's checksum of the rewritten file is the one on disk
+    assert all(Path(p).exists() for p, *_ in store.live_checkpoints())
+    clean_store.close()
+    store.close()
+
+
+def test_a_checkpoint_and_its_parent_both_corrupted_fail_the_member(tmp_path: Path, quad_space):
+    result = _corrupt_run(tmp_path / "r", quad_space, {(1, 8)}, True, exploit=firepbt.NoExploit())
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status.value for m in store.members()}
+    assert statuses == {0: "finished", 1: "failed", 2: "finished", 3: "finished"}
+    failures = [(member, kind, message) for member, _, kind, message in store.failures()]
+    assert [kind for _, kind, _ in failures] == ["source_unreadable", "source_unreadable"]
+    assert all(member == 1 for member, _, _ in failures)
+    assert "could not be trained again" in failures[-1][2]
+    store.close()
+
+
+@pytest.mark.parametrize("synchrony", ["sync", "async"])
+def test_fire_replaces_a_failing_member_from_its_own_subpopulation(
+    tmp_path: Path, quad_space, synchrony: str
+) -> None:
+    space = {**quad_space, "fail_at": firepbt.Choice([6, 10**9])}
+    initial = [{"h0": 0.5, "h1": 0.5, "fail_at": 10**9} for _ in range(4)]
+    initial[3]["fail_at"] = 6  # member 3 is in P2 (members 2 and 3)
+    result = firepbt.run(
+        Quad,
+        space,
+        strategy="fire",
+        total_steps=24,
+        population=4,
+        subpopulations=2,
+        evaluators=1,
+        ready_every=4,
+        executor="inprocess",
+        run_dir=tmp_path / "r",
+        initial_hyperparameters=initial,
+        synchrony=synchrony,
+        max_retries=0,
+        replace_failed=1,
+        explore=firepbt.NoExplore(),
+    )
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members() if m.id < 4}
+    assert statuses == {i: MemberStatus.FINISHED for i in range(4)}
+    (replaced,) = [d for d in store.decisions() if "replaces failed" in (d.reason or "")]
+    assert replaced.member == 3 and replaced.donor == 2  # the other member of P2
+    assert replaced.hyperparameters["fail_at"] == 10**9
     assert [kind for m, _, kind, _ in store.failures()] == ["raised"]
     store.close()

@@ -53,6 +53,7 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
     "pbt": _EVOLUTION | {"replace_failed"},
     "fire": _EVOLUTION
     | {
+        "replace_failed",
         "subpopulations",
         "evaluators",
         "max_eval_steps",

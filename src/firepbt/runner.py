@@ -86,6 +86,13 @@ class Runner:
         self._current: dict[int, CheckpointRef] = {}  # where each member's weights live
         self._written: dict[tuple[int, int], CheckpointRef] = {}  # latest file of (member, step)
         self._refs: Counter[str] = Counter()  # checkpoint path -> members and segments needing it
+        # Repairing a corrupted checkpoint: the segment that wrote each file, the file it was
+        # trained from (kept until the new one has been read once), new checksums after repairs.
+        self._producers: dict[str, Segment] = {}
+        self._parents: dict[str, CheckpointRef] = {}
+        self._rewritten: dict[str, CheckpointRef] = {}
+        self._awaiting: dict[str, list[Segment]] = {}  # corrupted path -> segments waiting on it
+        self._repair_tried: set[str] = set()
         self._steps_done = 0
         self._replaying = False
         self._recorded_decisions: list[Any] = []
@@ -182,6 +189,8 @@ class Runner:
             if self._queue[0].isolated and self.executor.pending() > 0:
                 return
             segment = self._queue.popleft()
+            if segment.source is not None and segment.source.path in self._rewritten:
+                segment = replace(segment, source=self._rewritten[segment.source.path])
             self.executor.submit(segment)
             self._isolated_running = segment.isolated
 
@@ -217,7 +226,10 @@ class Runner:
             elif isinstance(d, Release):
                 self._release(self._current.pop(d.member, None))
             elif isinstance(d, Finish):
-                pass
+                # Its final checkpoint will not be trained from again: its parent may go.
+                current = self._current.get(d.member)
+                if current is not None:
+                    self._release(self._parents.pop(current.path, None))
 
     def _enqueue(
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
@@ -269,6 +281,9 @@ class Runner:
         seg = r.segment
         if seg.isolated:
             self._isolated_running = False
+        if seg.repair:
+            self._repaired(r)
+            return
         if r.failure is not None:
             self._failed(r)
             return
@@ -291,6 +306,13 @@ class Runner:
             if math.isfinite(score):
                 self._best = max(self._best, score)
         self._written[(seg.member, seg.end_step)] = r.checkpoint
+        self._producers[r.checkpoint.path] = seg
+        if seg.source is not None:
+            # The source was read without trouble, so the file it was trained from may go; the
+            # new checkpoint keeps the source until it is read in turn (to repair it from).
+            self._release(self._parents.pop(seg.source.path, None))
+            self._parents[r.checkpoint.path] = seg.source
+            self._refs[seg.source.path] += 1
         self._set_current(seg.member, r.checkpoint)
         self._apply(self.strategy.ready(seg.member, seg.end_step))
         self._release(seg.source)
@@ -313,7 +335,12 @@ class Runner:
             self.store.segment_failed(r, final=False)
             self._queue.appendleft(replace(seg, isolated=True))
             return
-        final = seg.attempt >= self.max_retries or failure.kind == "bad_metric"
+        if failure.kind == "source_unreadable" and self._repair(seg):
+            self.store.segment_failed(r, final=False)
+            return
+        # A source that cannot be repaired would fail the same way again.
+        hopeless = failure.kind in ("bad_metric", "source_unreadable")
+        final = seg.attempt >= self.max_retries or hopeless
         self.store.segment_failed(r, final)
         if not final:
             self._queue.append(replace(seg, attempt=seg.attempt + 1))
@@ -322,6 +349,57 @@ class Runner:
         self._apply(decisions)
         self._release(seg.source)
         self._progress()
+
+    # -- repairing corrupted checkpoints ----------------------------------------------------
+
+    def _repair(self, seg: Segment) -> bool:
+        """``seg``'s source is missing or corrupted: queue a re-run of the segment that wrote it,
+        from the checkpoint that one started from (same hyperparameters, seed and steps), and let
+        ``seg`` wait for it. False when it cannot be repaired: tried already, or its parent was
+        released once the file had been read successfully."""
+        assert seg.source is not None
+        path = seg.source.path
+        if path in self._awaiting:
+            self._awaiting[path].append(seg)
+            return True
+        producer = self._producers.get(path)
+        if producer is None or path in self._repair_tried:
+            return False
+        parent = self._parents.get(path)
+        if producer.source is not None and parent is None:
+            return False
+        self._repair_tried.add(path)
+        self._awaiting[path] = [seg]
+        if parent is not None:
+            self._refs[parent.path] += 1
+        repair = replace(producer, source=parent, attempt=0, isolated=False, repair=True)
+        self._queue.appendleft(repair)
+        return True
+
+    def _repaired(self, r: SegmentResult) -> None:
+        seg = r.segment
+        path = seg.checkpoint_path
+        waiting = self._awaiting.pop(path, [])
+        self._release(seg.source)
+        if r.failure is None and r.checkpoint is not None:
+            self._rewritten[path] = r.checkpoint
+            self.store.checkpoint_rewritten(r.checkpoint, r.checkpoint_bytes)
+            self.store.record_warning(
+                seg.member,
+                seg.id,
+                seg.end_step,
+                "repaired",
+                f"checkpoint {path} was unreadable; it was trained again from step "
+                f"{seg.start_step} with the same hyperparameters and seed",
+            )
+            for s in waiting:
+                self._queue.appendleft(replace(s, attempt=s.attempt + 1))
+            return
+        message = f"its source {path} is unreadable and could not be trained again"
+        if r.failure is not None:
+            message += f" ({r.failure.kind}: {r.failure.message})"
+        for s in waiting:
+            self._failed(SegmentResult(s, failure=Failure("source_unreadable", message)))
 
     # -- checkpoint references --------------------------------------------------------------
 
@@ -337,8 +415,12 @@ class Runner:
         self._refs[ref.path] -= 1
         if self._refs[ref.path] <= 0:
             del self._refs[ref.path]
-            if self._written.get((ref.member, ref.step)) == ref:
+            written = self._written.get((ref.member, ref.step))
+            if written is not None and written.path == ref.path:
                 del self._written[(ref.member, ref.step)]
+            self._producers.pop(ref.path, None)
+            self._rewritten.pop(ref.path, None)
+            self._release(self._parents.pop(ref.path, None))
             Path(ref.path).unlink(missing_ok=True)
             self.store.checkpoint_deleted(ref.path)
 

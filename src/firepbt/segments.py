@@ -38,6 +38,7 @@ class Segment:
     metric: str | None = None
     attempt: int = 0
     isolated: bool = False  # run alone: it was on a worker process that died
+    repair: bool = False  # a re-run that rewrites a corrupted checkpoint (nothing else recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class Point:
 class Failure:
     """Why a segment did not finish."""
 
-    kind: str  # "raised", "bad_metric", "checkpoint", "worker_died"
+    kind: str  # "raised", "bad_metric", "checkpoint", "source_unreadable", "worker_died", …
     message: str
     traceback: str = ""
 
@@ -69,6 +70,10 @@ class SegmentResult:
     started: float = 0.0
     finished: float = 0.0
     reused_trainable: bool = field(default=False)
+
+
+class SourceUnreadable(CheckpointError):
+    """The checkpoint a segment starts from is missing or corrupted."""
 
 
 class MetricError(ValueError):
@@ -116,7 +121,11 @@ def _obtain(seg: Segment) -> tuple[Trainable, bool]:
         return cached[1], True
     trainable = seg.trainable(dict(seg.hyperparameters), seg.seed)
     if seg.source is not None:
-        trainable.load(read_checkpoint(seg.source.path, seg.source.sha256))
+        try:
+            state = read_checkpoint(seg.source.path, seg.source.sha256)
+        except CheckpointError as e:
+            raise SourceUnreadable(str(e)) from None
+        trainable.load(state)
     return trainable, False
 
 
@@ -154,6 +163,8 @@ def run_segment(seg: Segment) -> SegmentResult:
         sha, nbytes = write_checkpoint(seg.checkpoint_path, trainable.save())
     except MetricError as e:
         return _failed(seg, "bad_metric", str(e), "", worker, started, points)
+    except SourceUnreadable as e:
+        return _failed(seg, "source_unreadable", str(e), "", worker, started, points)
     except CheckpointError as e:
         return _failed(seg, "checkpoint", str(e), "", worker, started, points)
     except Exception as e:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from firepbt.checkpoints import CheckpointRef
 from firepbt.decisions import (
     Assign,
     Continue,
@@ -362,6 +363,14 @@ class Store(StoreReads):
     def replay_finished(self, replay: int, status: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE replays SET status = ? WHERE id = ?", (status, replay))
+
+    def checkpoint_rewritten(self, ref: CheckpointRef, nbytes: int) -> None:
+        """A corrupted checkpoint was trained again from its parent: its new checksum."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ? WHERE path = ?",
+                (ref.sha256, nbytes, time.time(), ref.path),
+            )
 
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:

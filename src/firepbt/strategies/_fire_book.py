@@ -63,6 +63,7 @@ class FireBook(Strategy):
         p_stat: float = 0.01,
         min_steps_before_eval: int | Sequence[int] = 0,
         keep_curves: bool = False,
+        replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
         check_common(population, total_steps, ready_every)
@@ -94,6 +95,10 @@ class FireBook(Strategy):
                     f"min_steps_before_eval: give one value per sub-population "
                     f"({subpopulations}), got {len(self.min_steps_before_eval)}"
                 )
+        if replace_failed < 0:
+            raise PopulationConfigError(f"replace_failed: must be >= 0, got {replace_failed}")
+        self.replace_failed = replace_failed
+        self._replaced: dict[int, int] = {}
         self.synchrony, self.exploit, self.explore = evolution_settings(
             synchrony, burn_in, exploit, explore
         )
@@ -165,11 +170,37 @@ class FireBook(Strategy):
             ev.busy = False
             decisions = self._stop(member, "its segment failed")
         else:
+            decisions = self._replace(member)
+            if decisions:  # it trains on from a strong member's weights: no barrier to release
+                if self.synchrony is Synchrony.ASYNC:
+                    decisions += self._assign_idle()
+                return decisions
             self._pop.fail(member)
             decisions = self._unlink(member, "it failed")
         if self.synchrony is Synchrony.SYNC:
             return decisions + self._release_barrier()
         return decisions + self._assign_idle()
+
+    def _replace(self, member: int) -> list[Decision]:
+        """A member that failed for good copies the best other member of its sub-population (at
+        most ``replace_failed`` times per member); [] when it leaves the population instead."""
+        if self._replaced.get(member, 0) >= self.replace_failed:
+            return []
+        i = self.subpopulation(member)
+        fit = self.fitness(i) or self._recent(self._live(i))
+        donors = {
+            m: f for m, f in fit.items() if m != member and self._pop.members[m].weights.step > 0
+        }
+        if not donors:
+            return []
+        donor = max(donors, key=lambda m: (donors[m], -m))
+        self._replaced[member] = self._replaced.get(member, 0) + 1
+        record = ExploitRecord(
+            donor,
+            f"replaces failed member {member} "
+            f"({self._replaced[member]} of {self.replace_failed} replacements)",
+        )
+        return self._apply_exploit(member, record, self._pop.snapshot())
 
     def done(self) -> bool:
         return all(s.finished or not s.alive for s in self._pop.members.values())
