@@ -10,18 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import nqm_run
 from rich.console import Console
 
 import firepbt
-from firepbt import LogUniform, Store, Trainable, Uniform
+from firepbt import Store, Trainable, Uniform
 from firepbt.display import BEST_MARK, schedule_table, status_table
-from firepbt.examples.nqm import NQM
 from firepbt.examples.toy import Toy
 from firepbt.lineage import schedule
 from firepbt.registry import ConfigError
 from firepbt.store import Role
 
-NQM_SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 20}
 TOY_SPACE = {"h0": Uniform(0.0, 1.0, bounds=(0.0, 2.0)), "h1": Uniform(0.0, 1.0, bounds=(0.0, 2.0))}
 
 
@@ -76,21 +75,17 @@ def pbt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[firepbt.RunR
 @pytest.fixture(scope="module")
 def fire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[firepbt.RunResult, Store]]:
     run_dir = tmp_path_factory.mktemp("fire") / "run"
-    result = firepbt.run(
-        NQM,
-        NQM_SPACE,
+    result = nqm_run(
+        run_dir,
+        dim=20,
         total_steps=60,
         population=6,
         ready_every=10,
         eval_every=2,
         p_stat=0.1,
-        mode="min",
-        metric="loss",
         strategy="fire",
         subpopulations=2,
         evaluators=1,
-        executor="inprocess",
-        run_dir=run_dir,
         seed=10,
     )
     store = Store.open(run_dir)

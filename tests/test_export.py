@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import nqm_run
 
 import firepbt
-from firepbt import LogUniform, Store, Trainable, Uniform
-from firepbt.examples.nqm import NQM
+from firepbt import Store, Trainable, Uniform
 from firepbt.export import export_run
 from firepbt.registry import ConfigError
 from firepbt.store import Role, StoreError
@@ -52,7 +52,6 @@ class AllNan(Shrink):
 
 
 SHRINK_SPACE = {"rate": Uniform(0.1, 1.0, bounds=(0.0, 2.0)), "tag": "a"}
-NQM_SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 20}
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +74,16 @@ def pbt_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def fire_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("fire") / "run"
-    firepbt.run(
-        NQM,
-        NQM_SPACE,
+    nqm_run(
+        run_dir,
+        dim=20,
         total_steps=60,
         population=4,
         ready_every=10,
         eval_every=10,
-        mode="min",
-        metric="loss",
         strategy="fire",
         subpopulations=2,
         evaluators=1,
-        executor="inprocess",
-        run_dir=run_dir,
         seed=4,
     )
     return run_dir

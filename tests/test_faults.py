@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _runs import NEVER, fault_run
 from _trainables import BadMetric, Quad
 
 import firepbt
@@ -16,29 +17,25 @@ from firepbt.segments import SegmentResult
 from firepbt.store import MemberStatus
 
 
-def _initial(extra: dict[int, dict]) -> list[dict]:
-    base = [{"h0": 0.5, "h1": 0.5} for _ in range(4)]
-    for i, e in extra.items():
-        base[i] = {**base[i], **e}
-    return base
+def _one_of_four_raises(tmp_path: Path, quad_space, member: int, **options) -> firepbt.RunResult:
+    """Four members trained in this process, of which ``member`` raises past step 6."""
+    return fault_run(
+        tmp_path / "r",
+        quad_space,
+        "fail_at",
+        6,
+        faulty=[member],
+        population=4,
+        ready_every=4,
+        executor="inprocess",
+        **options,
+    )
 
 
 def test_raising_trainable_is_recorded_and_the_run_goes_on(tmp_path: Path, quad_space) -> None:
     # Only member 2 raises, once it trains past step 6.
-    space = {**quad_space, "fail_at": firepbt.Choice([6, 10**9])}
-    initial = [{**h, "fail_at": 10**9} for h in _initial({})]
-    initial[2]["fail_at"] = 6
-    result = firepbt.run(
-        Quad,
-        space,
-        total_steps=20,
-        population=4,
-        ready_every=4,
-        executor="inprocess",
-        run_dir=tmp_path / "r",
-        strategy="random",
-        initial_hyperparameters=initial,
-        max_retries=1,
+    result = _one_of_four_raises(
+        tmp_path, quad_space, 2, total_steps=20, strategy="random", max_retries=1
     )
     store = Store.open(result.run_dir)
     statuses = {m.id: m.status for m in store.members()}
@@ -54,19 +51,17 @@ def test_raising_trainable_is_recorded_and_the_run_goes_on(tmp_path: Path, quad_
 
 
 def test_nan_metric_ranks_worst_and_is_recorded(tmp_path: Path, quad_space) -> None:
-    space = {**quad_space, "nan_at": firepbt.Choice([8, 10**9])}
-    initial = [{"h0": 0.9, "h1": 0.9, "nan_at": 8}] + [
-        {"h0": 0.2, "h1": 0.2, "nan_at": 10**9} for _ in range(3)
-    ]
-    result = firepbt.run(
-        Quad,
-        space,
+    # member 0 (h0 = h1 = 0.9, the others 0.2) leads until its score becomes NaN at step 8
+    result = fault_run(
+        tmp_path / "r",
+        quad_space,
+        "nan_at",
+        8,
+        h=[0.9, 0.2, 0.2, 0.2],
         total_steps=16,
         population=4,
         ready_every=4,
         executor="inprocess",
-        run_dir=tmp_path / "r",
-        initial_hyperparameters=initial,
         explore=firepbt.NoExplore(),
     )
     store = Store.open(result.run_dir)
@@ -99,24 +94,27 @@ def test_every_member_failing_is_a_clear_error(tmp_path: Path, quad_space) -> No
     store.close()
 
 
-def test_dying_worker_is_recorded_and_retried(tmp_path: Path, quad_space) -> None:
-    space = {**quad_space, "die_at": firepbt.Choice([5, 10**9])}
-    initial = [{"h0": 0.5, "h1": 0.5, "die_at": 5}] + [
-        {"h0": 0.5, "h1": 0.5, "die_at": 10**9} for _ in range(2)
-    ]
-    result = firepbt.run(
-        Quad,
-        space,
+def _first_of_three_on_workers(
+    tmp_path: Path, quad_space, fault: str, **options
+) -> firepbt.RunResult:
+    """Three members on two worker processes, of which member 0 meets ``fault`` at step 5."""
+    return fault_run(
+        tmp_path / "r",
+        quad_space,
+        fault,
+        5,
         total_steps=12,
         population=3,
         ready_every=4,
         executor="process",
         workers=2,
-        run_dir=tmp_path / "r",
         strategy="random",
-        initial_hyperparameters=initial,
-        max_retries=1,
+        **options,
     )
+
+
+def test_dying_worker_is_recorded_and_retried(tmp_path: Path, quad_space) -> None:
+    result = _first_of_three_on_workers(tmp_path, quad_space, "die_at", max_retries=1)
     store = Store.open(result.run_dir)
     statuses = {m.id: m.status for m in store.members()}
     assert statuses[0] is MemberStatus.FAILED
@@ -189,23 +187,8 @@ def test_unpicklable_state_is_a_clear_failure(tmp_path: Path, quad_space) -> Non
 
 
 def test_a_hanging_segment_is_stopped_and_recorded(tmp_path: Path, quad_space) -> None:
-    space = {**quad_space, "hang_at": firepbt.Choice([5, 10**9])}
-    initial = [{"h0": 0.5, "h1": 0.5, "hang_at": 5}] + [
-        {"h0": 0.5, "h1": 0.5, "hang_at": 10**9} for _ in range(2)
-    ]
-    result = firepbt.run(
-        Quad,
-        space,
-        total_steps=12,
-        population=3,
-        ready_every=4,
-        executor="process",
-        workers=2,
-        run_dir=tmp_path / "r",
-        strategy="random",
-        initial_hyperparameters=initial,
-        max_retries=0,
-        segment_timeout=3.0,
+    result = _first_of_three_on_workers(
+        tmp_path, quad_space, "hang_at", max_retries=0, segment_timeout=3.0
     )
     store = Store.open(result.run_dir)
     statuses = {m.id: m.status for m in store.members()}
@@ -238,18 +221,11 @@ def test_a_corrupted_checkpoint_is_caught_and_recorded(tmp_path: Path, quad_spac
 
 
 def test_a_failing_member_is_replaced_by_an_exploit(tmp_path: Path, quad_space) -> None:
-    space = {**quad_space, "fail_at": firepbt.Choice([6, 10**9])}
-    initial = [{"h0": 0.5, "h1": 0.5, "fail_at": 10**9} for _ in range(4)]
-    initial[2]["fail_at"] = 6
-    result = firepbt.run(
-        Quad,
-        space,
+    result = _one_of_four_raises(
+        tmp_path,
+        quad_space,
+        2,
         total_steps=20,
-        population=4,
-        ready_every=4,
-        executor="inprocess",
-        run_dir=tmp_path / "r",
-        initial_hyperparameters=initial,
         max_retries=0,
         replace_failed=1,
         explore=firepbt.NoExplore(),
@@ -260,7 +236,7 @@ def test_a_failing_member_is_replaced_by_an_exploit(tmp_path: Path, quad_space) 
     assert statuses == {i: MemberStatus.FINISHED for i in range(4)}
     (replaced,) = [d for d in store.decisions() if d.kind == "exploit"]
     assert replaced.member == 2 and "replaces failed member 2" in replaced.reason
-    assert replaced.hyperparameters["fail_at"] == 10**9  # it took the donor's settings
+    assert replaced.hyperparameters["fail_at"] == NEVER  # it took the donor's settings
     assert [kind for m, _, kind, _ in store.failures()] == ["raised"]
     store.close()
 
@@ -332,21 +308,14 @@ def test_a_checkpoint_and_its_parent_both_corrupted_fail_the_member(tmp_path: Pa
 def test_fire_replaces_a_failing_member_from_its_own_subpopulation(
     tmp_path: Path, quad_space, synchrony: str
 ) -> None:
-    space = {**quad_space, "fail_at": firepbt.Choice([6, 10**9])}
-    initial = [{"h0": 0.5, "h1": 0.5, "fail_at": 10**9} for _ in range(4)]
-    initial[3]["fail_at"] = 6  # member 3 is in P2 (members 2 and 3)
-    result = firepbt.run(
-        Quad,
-        space,
+    result = _one_of_four_raises(
+        tmp_path,
+        quad_space,
+        3,  # member 3 is in P2 (members 2 and 3)
         strategy="fire",
         total_steps=24,
-        population=4,
         subpopulations=2,
         evaluators=1,
-        ready_every=4,
-        executor="inprocess",
-        run_dir=tmp_path / "r",
-        initial_hyperparameters=initial,
         synchrony=synchrony,
         max_retries=0,
         replace_failed=1,
@@ -357,6 +326,6 @@ def test_fire_replaces_a_failing_member_from_its_own_subpopulation(
     assert statuses == {i: MemberStatus.FINISHED for i in range(4)}
     (replaced,) = [d for d in store.decisions() if "replaces failed" in (d.reason or "")]
     assert replaced.member == 3 and replaced.donor == 2  # the other member of P2
-    assert replaced.hyperparameters["fail_at"] == 10**9
+    assert replaced.hyperparameters["fail_at"] == NEVER
     assert [kind for m, _, kind, _ in store.failures()] == ["raised"]
     store.close()

@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _runs import nqm_run, nqm_toml
 
-import firepbt
-from firepbt import LogUniform, Store
-from firepbt.examples.nqm import NQM, expected_loss_of_schedule
+from firepbt import Store
+from firepbt.examples.nqm import expected_loss_of_schedule
 from firepbt.store import MemberStatus, Role
-
-SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 100}
 
 
 def _fire(tmp_path: Path, executor: str, **kw):
@@ -21,8 +19,6 @@ def _fire(tmp_path: Path, executor: str, **kw):
         population=6,
         ready_every=50,
         eval_every=10,
-        mode="min",
-        metric="loss",
         strategy="fire",
         executor=executor,
         workers=2,
@@ -32,7 +28,7 @@ def _fire(tmp_path: Path, executor: str, **kw):
         max_eval_steps=150,
     )
     options.update(kw)
-    return firepbt.run(NQM, SPACE, run_dir=tmp_path / executor, **options)
+    return nqm_run(tmp_path / executor, dim=100, **options)
 
 
 def _check_store(result) -> Store:
@@ -90,26 +86,20 @@ def test_fire_config_from_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
     config = tmp_path / "fire.toml"
     config.write_text(
-        f"""
-trainable = "firepbt.examples.nqm:NQM"
-mode = "min"
-metric = "loss"
-run_dir = "{tmp_path / "run"}"
-eval_every = 10
-[space]
-lr = {{ dist = "loguniform", low = 0.001, high = 1.9, bounds = [0.00001, 1.9] }}
-dim = 50
-[strategy]
-name = "fire"
-population = 4
-ready_every = 50
-subpopulations = 2
-max_eval_steps = 100
-[budget]
-steps = 300
-[executor]
-kind = "inprocess"
-"""
+        nqm_toml(
+            tmp_path / "run",
+            eval_every=10,
+            dim=50,
+            strategy={
+                "name": "fire",
+                "population": 4,
+                "ready_every": 50,
+                "subpopulations": 2,
+                "max_eval_steps": 100,
+            },
+            steps=300,
+            executor={"kind": "inprocess"},
+        )
     )
     assert main(["run", str(config), "--quiet"]) == 0
     assert "best member" in capsys.readouterr().out

@@ -6,30 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _runs import nqm_run
 
-import firepbt
-from firepbt import LogUniform, Store
-from firepbt.examples.nqm import NQM
+from firepbt import Store
 from firepbt.lineage import segment_chain
 from firepbt.registry import ConfigError
 from firepbt.replay import replay
 
-SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 50}
-
 
 def _run(tmp_path: Path, **kw):
-    options = dict(
-        total_steps=400,
-        population=6,
-        ready_every=50,
-        eval_every=10,
-        mode="min",
-        metric="loss",
-        executor="inprocess",
-        seed=4,
-    )
+    options = dict(total_steps=400, population=6, ready_every=50, eval_every=10, seed=4)
     options.update(kw)
-    return firepbt.run(NQM, SPACE, run_dir=tmp_path / "run", **options)
+    return nqm_run(tmp_path / "run", dim=50, **options)
 
 
 def _lineage_curve(run_dir: Path, member: int):

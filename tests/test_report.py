@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import nqm_run
 from _trainables import Quad
 
 import firepbt
-from firepbt import Choice, LogUniform, Uniform
-from firepbt.examples.nqm import NQM
+from firepbt import Choice, Uniform
 from firepbt.examples.toy import Toy, toy_space
 from firepbt.registry import ConfigError
 from firepbt.report import (
@@ -50,9 +50,9 @@ def _assert_png(path: Path) -> None:
 @pytest.fixture(scope="module")
 def fire_run(tmp_path_factory: pytest.TempPathFactory) -> firepbt.RunResult:
     run_dir = tmp_path_factory.mktemp("fire") / "run"
-    return firepbt.run(
-        NQM,
-        {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 200},
+    return nqm_run(
+        run_dir,
+        dim=200,
         total_steps=600,
         strategy="fire",
         population=4,
@@ -60,10 +60,6 @@ def fire_run(tmp_path_factory: pytest.TempPathFactory) -> firepbt.RunResult:
         evaluators=1,
         ready_every=25,
         eval_every=5,
-        mode="min",
-        metric="loss",
-        executor="inprocess",
-        run_dir=run_dir,
         seed=3,
     )
 

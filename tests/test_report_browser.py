@@ -8,9 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-import firepbt
-from firepbt import LogUniform
+from _runs import nqm_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -49,20 +47,17 @@ def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
 def test_report_renders_its_plots_in_chromium(tmp_path: Path) -> None:
     from firepbt.report import write_report
 
-    result = firepbt.run(
-        "firepbt.examples.nqm:NQM",
-        {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 50},
+    result = nqm_run(
+        tmp_path / "run",
+        dim=50,
         total_steps=400,
         population=4,
         ready_every=50,
         eval_every=10,
-        mode="min",
-        metric="loss",
         strategy="fire",
         subpopulations=2,
         evaluators=1,
-        executor="inprocess",
-        run_dir=tmp_path / "run",
+        seed=0,
     )
     html = write_report(result.run_dir)
     probe = html.with_name("probe.html")

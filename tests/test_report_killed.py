@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _runs import nqm_toml
 
 
 def test_report_of_a_run_killed_half_way(tmp_path: Path) -> None:
@@ -20,24 +21,13 @@ def test_report_of_a_run_killed_half_way(tmp_path: Path) -> None:
 
     config = tmp_path / "run.toml"
     config.write_text(
-        f"""
-trainable = "firepbt.examples.nqm:NQM"
-mode = "min"
-metric = "loss"
-run_dir = "{tmp_path / "run"}"
-eval_every = 10
-[space]
-lr = {{ dist = "loguniform", low = 0.001, high = 1.9, bounds = [0.00001, 1.9] }}
-[strategy]
-name = "pbt"
-population = 6
-ready_every = 50
-[budget]
-steps = 100000
-[executor]
-kind = "process"
-workers = 2
-"""
+        nqm_toml(
+            tmp_path / "run",
+            eval_every=10,
+            strategy={"name": "pbt", "population": 6, "ready_every": 50},
+            steps=100000,
+            executor={"kind": "process", "workers": 2},
+        )
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "firepbt.cli", "run", str(config), "--quiet"],

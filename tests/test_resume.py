@@ -13,38 +13,25 @@ import time
 from pathlib import Path
 
 import pytest
+from _runs import nqm_toml
 
 import firepbt
 from firepbt import Store
 from firepbt.store import StoreError
 
-CONFIG = """
-trainable = "firepbt.examples.nqm:NQM"
-mode = "min"
-metric = "loss"
-seed = 3
-run_dir = "{run_dir}"
-eval_every = 10
-[space]
-lr = {{ dist = "loguniform", low = 0.001, high = 1.9, bounds = [0.00001, 1.9] }}
-dim = 50
-[strategy]
-name = "{strategy}"
-population = 6
-ready_every = 50
-synchrony = "{synchrony}"
-[budget]
-steps = {steps}
-[executor]
-kind = "process"
-workers = 2
-"""
-
 
 def _config(tmp_path: Path, name: str, strategy="pbt", synchrony="sync", steps=1000) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(
-        CONFIG.format(run_dir=tmp_path / name, strategy=strategy, synchrony=synchrony, steps=steps)
+        nqm_toml(
+            tmp_path / name,
+            seed=3,
+            eval_every=10,
+            dim=50,
+            strategy={"name": strategy, "population": 6, "ready_every": 50, "synchrony": synchrony},
+            steps=steps,
+            executor={"kind": "process", "workers": 2},
+        )
     )
     return path
 

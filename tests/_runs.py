@@ -1,0 +1,110 @@
+"""Set-ups shared by the tests' small runs: the noisy quadratic model (NQM) minimising its loss, as
+a Python run or as the TOML config ``firepbt run`` reads, and Quad runs in which some members meet
+a fault.
+
+Only what all such runs share is filled in here. Each test names the sizes, seed and strategy
+options its assertions depend on (some rely on a seed producing, say, an evaluator hand-over).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from _trainables import Quad
+
+import firepbt
+from firepbt import Choice, LogUniform
+from firepbt.examples.nqm import NQM
+
+NEVER = 10**9
+"""The fault step of members without the fault: no test run gets that far."""
+
+_NQM_LR_TOML = 'lr = { dist = "loguniform", low = 0.001, high = 1.9, bounds = [0.00001, 1.9] }'
+
+
+def nqm_space(dim: int) -> dict[str, Any]:
+    """The learning rate, log-uniform in [1e-3, 1.9], of an NQM with ``dim`` dimensions."""
+    return {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": dim}
+
+
+def nqm_run(run_dir: Path, *, dim: int, **options: Any) -> firepbt.RunResult:
+    """``firepbt.run`` of the NQM minimising ``loss``, in this process unless ``options`` name
+    another executor; ``options`` are ``firepbt.run``'s."""
+    defaults: dict[str, Any] = {"mode": "min", "metric": "loss", "executor": "inprocess"}
+    return firepbt.run(NQM, nqm_space(dim), run_dir=run_dir, **{**defaults, **options})
+
+
+def _toml_lines(values: Mapping[str, Any]) -> list[str]:
+    return [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+
+
+def nqm_toml(
+    run_dir: Path,
+    *,
+    strategy: Mapping[str, Any],
+    steps: int,
+    executor: Mapping[str, Any],
+    dim: int | None = None,
+    **top: Any,
+) -> str:
+    """The TOML config of an NQM run minimising ``loss``, with the same learning-rate space as
+    :func:`nqm_space`: ``strategy`` and ``executor`` fill their tables, ``top`` adds top-level keys
+    (``seed``, ``eval_every``); without ``dim`` the NQM keeps its own."""
+    lines = [
+        'trainable = "firepbt.examples.nqm:NQM"',
+        *_toml_lines({"mode": "min", "metric": "loss", "run_dir": str(run_dir), **top}),
+        "[space]",
+        _NQM_LR_TOML,
+        *_toml_lines({} if dim is None else {"dim": dim}),
+        "[strategy]",
+        *_toml_lines(strategy),
+        "[budget]",
+        f"steps = {steps}",
+        "[executor]",
+        *_toml_lines(executor),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def faulty_initial(
+    fault: str,
+    at: int,
+    members: int,
+    faulty: Sequence[int] = (0,),
+    h: float | Sequence[float] = 0.5,
+) -> tuple[dict[str, Choice], list[dict[str, Any]]]:
+    """The space entry and initial hyperparameters of a Quad run in which the ``faulty`` members
+    set ``fault`` (``fail_at``, ``die_at``, ``hang_at``, ``nan_at``) to step ``at`` and the others
+    to :data:`NEVER`; ``h`` is each member's h0 and h1, one value for all or one per member."""
+    hs = [h] * members if isinstance(h, (int, float)) else list(h)
+    assert len(hs) == members, f"h names {len(hs)} members, not {members}"
+    initial = [{"h0": x, "h1": x, fault: at if i in faulty else NEVER} for i, x in enumerate(hs)]
+    return {fault: Choice([at, NEVER])}, initial
+
+
+def fault_run(
+    run_dir: Path,
+    quad_space: Mapping[str, Any],
+    fault: str,
+    at: int,
+    *,
+    population: int,
+    faulty: Sequence[int] = (0,),
+    h: float | Sequence[float] = 0.5,
+    **options: Any,
+) -> firepbt.RunResult:
+    """``firepbt.run`` of Quad over ``quad_space`` in which the ``faulty`` members of the
+    population meet ``fault`` at step ``at`` (see :func:`faulty_initial`); ``options`` are
+    ``firepbt.run``'s."""
+    entry, initial = faulty_initial(fault, at, population, faulty, h)
+    return firepbt.run(
+        Quad,
+        {**quad_space, **entry},
+        run_dir=run_dir,
+        population=population,
+        initial_hyperparameters=initial,
+        **options,
+    )
