@@ -3,8 +3,11 @@
 Workload (the one Ray Tune's PBT was measured on): 4 members × 40 iterations, each iteration a
 0.2 s sleep, ready every 4 iterations, 2 workers: ideal wall time 4 × 40 × 0.2 / 2 = 16 s. The
 same with 0 s iterations measures pure overhead. Busy fraction = time workers spent inside
-segments / (workers × wall time). Also the controller's decision latency for PBT at population
-10, 100 and 1,000 (median per decision, strategy only).
+segments / (workers × wall time). Each workload runs on the process pool and, when Ray is
+installed, on the Ray executor (2 actors); Ray is started once (``ray.init``) outside the timed
+runs and its start time is reported apart, while each run's time includes starting its actors.
+Also the controller's decision latency for PBT at population 10, 100 and 1,000 (median per
+decision, strategy only).
 
     python benchmarks/overhead.py [--repeats 3]
 
@@ -29,10 +32,16 @@ from firepbt.strategies import PBT
 MEMBERS, ITERATIONS, READY, WORKERS = 4, 40, 4, 2
 
 
-def one_run(seconds: float, synchrony: str, root: Path) -> tuple[float, float]:
-    """(wall seconds, worker busy fraction) of one run."""
-    run_dir = root / f"{synchrony}-{seconds}-{time.monotonic_ns()}"
+EXECUTORS = {"process": "process pool", "ray": "Ray"}
+
+
+def one_run(
+    seconds: float, synchrony: str, executor: str, root: Path
+) -> tuple[float, float, float]:
+    """(wall seconds, worker busy fraction, seconds until the first segment started) of one run."""
+    run_dir = root / f"{executor}-{synchrony}-{seconds}-{time.monotonic_ns()}"
     space = {"x": Uniform(0.0, 1.0), "seconds": seconds}
+    called = time.time()
     started = time.perf_counter()
     firepbt.run(
         Sleep,
@@ -40,18 +49,18 @@ def one_run(seconds: float, synchrony: str, root: Path) -> tuple[float, float]:
         total_steps=ITERATIONS,
         population=MEMBERS,
         ready_every=READY,
-        executor="process",
+        executor=executor,
         workers=WORKERS,
         run_dir=run_dir,
         synchrony=synchrony,
     )
     wall = time.perf_counter() - started
     store = Store.open(run_dir)
-    rows = store._conn.execute(
-        "SELECT SUM(finished - started) FROM segments WHERE status = 'done'"
+    busy, first = store._conn.execute(
+        "SELECT SUM(finished - started), MIN(started) FROM segments WHERE status = 'done'"
     ).fetchone()
     store.close()
-    return wall, float(rows[0]) / (WORKERS * wall)
+    return wall, float(busy) / (WORKERS * wall), float(first) - called
 
 
 def decision_latency(population: int, rounds: int = 20) -> float:
@@ -75,23 +84,67 @@ def decision_latency(population: int, rounds: int = 20) -> float:
     return statistics.median(per_round)
 
 
+def start_ray() -> float | None:
+    """Start a local Ray with one CPU per worker; its start time, or None without Ray."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    started = time.perf_counter()
+    ray.init(num_cpus=WORKERS, include_dashboard=False)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     ideal = MEMBERS * ITERATIONS * 0.2 / WORKERS
-    rows = []
+    workloads = [(seconds, synchrony) for seconds in (0.2, 0.0) for synchrony in ("sync", "async")]
+    measured: dict[tuple[float, str, str], list[tuple[float, float, float]]] = {}
+    ray_start = None
     with tempfile.TemporaryDirectory() as tmp:
-        for seconds in (0.2, 0.0):
-            for synchrony in ("sync", "async"):
-                runs = [one_run(seconds, synchrony, Path(tmp)) for _ in range(args.repeats)]
-                wall = statistics.median(r[0] for r in runs)
-                busy = statistics.median(r[1] for r in runs)
-                ratio = f"{wall / ideal:.3f}×" if seconds else "–"
-                rows.append(
-                    f"| {seconds} s | PBT {synchrony} | process pool | {wall:.2f} s | "
-                    f"{ratio} | {busy:.1%} |"
-                )
+        for executor in EXECUTORS:
+            if executor == "ray":
+                ray_start = start_ray()  # once, outside the timed runs; the runs join it
+                if ray_start is None:
+                    break
+            for seconds, synchrony in workloads:
+                measured[(seconds, synchrony, executor)] = [
+                    one_run(seconds, synchrony, executor, Path(tmp)) for _ in range(args.repeats)
+                ]
+    if ray_start is not None:
+        import ray
+
+        ray.shutdown()
+    rows = []
+    for seconds, synchrony in workloads:  # each workload's executors side by side
+        for executor, name in EXECUTORS.items():
+            runs = measured.get((seconds, synchrony, executor))
+            if runs is None:
+                continue
+            wall = statistics.median(r[0] for r in runs)
+            busy = statistics.median(r[1] for r in runs)
+            ratio = f"{wall / ideal:.3f}×" if seconds else "–"
+            rows.append(
+                f"| {seconds} s | PBT {synchrony} | {name} | {wall:.2f} s | {ratio} | {busy:.1%} |"
+            )
+    startup = []  # how long until workers run anything: the 0 s rows are mostly this
+    for executor, name in EXECUTORS.items():
+        delays = [r[2] for (_, _, e), runs in measured.items() if e == executor for r in runs]
+        if delays:
+            startup.append(f"{name} {statistics.median(delays):.2f} s")
+    ray_note = (
+        f"Ray: started once with `ray.init(num_cpus={WORKERS})` before the Ray runs, in "
+        f"{ray_start:.1f} s, which the table leaves out; each Ray run's wall time includes "
+        f"starting its {WORKERS} worker actors."
+        if ray_start is not None
+        else "Ray is not installed (pip install 'firepbt[ray]'): no Ray rows."
+    )
+    ray_note += (
+        " Median time from `firepbt.run` to the first segment starting (store, run directory, "
+        f"workers started): {'; '.join(startup)}."
+    )
     latency = {n: decision_latency(n) for n in (10, 100, 1000)}
     lines = [
         "# Runtime overhead",
@@ -102,6 +155,8 @@ def main() -> None:
         "| iteration | strategy | executor | wall time | wall / ideal | worker busy |",
         "|---|---|---|---|---|---|",
         *rows,
+        "",
+        ray_note,
         "",
         "Controller decision latency (PBT strategy alone, median per decision):",
         "",

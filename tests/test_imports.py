@@ -9,7 +9,7 @@ import sys
 def test_import_firepbt_stays_light() -> None:
     code = (
         "import sys, firepbt, firepbt.examples.nqm, firepbt.examples.toy; "
-        "heavy = ('scipy.stats', 'sklearn', 'torch', 'matplotlib'); "
+        "heavy = ('scipy.stats', 'sklearn', 'torch', 'matplotlib', 'ray'); "
         "heavy = [m for m in heavy if m in sys.modules]; "
         "print(','.join(heavy))"
     )

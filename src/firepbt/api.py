@@ -101,6 +101,8 @@ def run(
     run_dir: str | Path | None = None,
     max_retries: int = 2,
     segment_timeout: float | None = None,
+    address: str | None = None,
+    num_cpus_per_worker: float | None = None,
     progress: bool | Callable[[Progress], None] = False,
     **strategy_options: Any,
 ) -> RunResult:
@@ -108,7 +110,9 @@ def run(
 
     ``space`` maps names to distributions (``LogUniform(1e-4, 1e-1)``) or constants; ``strategy``
     is ``"pbt"`` or ``"random"``; PBT options (``exploit``, ``explore``, ``synchrony``,
-    ``burn_in``, ``initial_hyperparameters``) pass through.
+    ``burn_in``, ``initial_hyperparameters``) pass through. ``executor`` is ``"process"``,
+    ``"inprocess"``, ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see
+    ``firepbt.ray_executor``) or an ``Executor`` instance.
 
     >>> from firepbt.examples.toy import Toy
     >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
@@ -132,6 +136,8 @@ def run(
         workers=workers,
         max_retries=max_retries,
         segment_timeout=segment_timeout,
+        address=address,
+        num_cpus_per_worker=num_cpus_per_worker,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
     )
@@ -243,11 +249,7 @@ def _drive(
 ) -> RunResult:
     """Run (or resume) a store's run to the end, holding the run directory's lock."""
     if executor is None:
-        executor = (
-            InProcessExecutor()
-            if config.executor == "inprocess"
-            else ProcessPoolExecutor(config.workers, timeout=config.segment_timeout)
-        )
+        executor = make_executor(config)
     started = time.time()
     display = None
     callback: Callable[[Progress], None] | None = None
@@ -282,6 +284,22 @@ def _drive(
         return result_from_store(store, run_dir)
     finally:
         store.close()
+
+
+def make_executor(config: RunConfig) -> Executor:
+    """The executor a config names (Ray is imported only when it is asked for)."""
+    if config.executor == "inprocess":
+        return InProcessExecutor()
+    if config.executor == "ray":
+        from firepbt.ray_executor import RayExecutor
+
+        return RayExecutor(
+            config.workers,
+            address=config.address,
+            num_cpus_per_worker=config.num_cpus_per_worker or 1.0,
+            timeout=config.segment_timeout,
+        )
+    return ProcessPoolExecutor(config.workers, timeout=config.segment_timeout)
 
 
 LOCK_FILE = "firepbt.lock"

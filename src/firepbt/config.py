@@ -23,12 +23,15 @@ A TOML config looks like::
     steps = 400
 
     [executor]
-    kind = "process"            # or "inprocess"
+    kind = "process"            # or "inprocess", or "ray" (pip install 'firepbt[ray]')
     workers = 2
+    # address = "auto"          # ray only: join a running cluster ("auto", "ray://host:10001")
+    # num_cpus_per_worker = 1   # ray only: CPUs each worker actor reserves
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -63,7 +66,7 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
     },
     "random": {"initial_hyperparameters"},
 }
-EXECUTORS = ("process", "inprocess")
+EXECUTORS = ("process", "inprocess", "ray")
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,9 @@ class RunConfig:
     executor: str = "process"
     workers: int = 2
     max_retries: int = 2
-    segment_timeout: float | None = None  # seconds; a longer segment is stopped (process pool)
+    segment_timeout: float | None = None  # seconds; a longer segment is stopped (process, ray)
+    address: str | None = None  # ray: None starts a local Ray; "auto" / "ray://..." joins one
+    num_cpus_per_worker: float | None = None  # ray: CPUs per worker actor (default 1)
     run_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
@@ -97,6 +102,7 @@ class RunConfig:
             raise ConfigError(
                 f"executor.kind: unknown executor {self.executor!r}; choose one of {EXECUTORS}"
             )
+        self._check_ray_options()
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode: expected 'max' or 'min', got {self.mode!r}")
         for name in ("total_steps", "population", "ready_every", "workers"):
@@ -121,6 +127,30 @@ class RunConfig:
         except SpaceError as e:
             raise ConfigError(str(e)) from None
         self.build_strategy()  # validates the options
+
+    def _check_ray_options(self) -> None:
+        if self.executor != "ray":
+            for name in ("address", "num_cpus_per_worker"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"executor.{name}: only the ray executor takes it "
+                        f"(executor.kind is {self.executor!r})"
+                    )
+            return
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("executor.kind: 'ray' needs Ray; pip install 'firepbt[ray]'")
+        if self.address is not None and not (isinstance(self.address, str) and self.address):
+            raise ConfigError(
+                "executor.address: expected a Ray address such as 'auto' or "
+                f"'ray://head:10001', got {self.address!r}"
+            )
+        cpus = self.num_cpus_per_worker
+        if cpus is not None and (
+            not isinstance(cpus, (int, float)) or isinstance(cpus, bool) or not cpus > 0
+        ):
+            raise ConfigError(
+                f"executor.num_cpus_per_worker: expected a positive number, got {cpus!r}"
+            )
 
     @property
     def mode_enum(self) -> Mode:
@@ -208,8 +238,12 @@ class RunConfig:
         executor = dict(_table(data, "executor", where))
         if set(budget) - {"steps"} or "steps" not in budget:
             raise ConfigError(f"{where}: [budget] takes exactly 'steps' (steps per member)")
-        if set(executor) - {"kind", "workers"}:
-            raise ConfigError(f"{where}: [executor] takes 'kind' and 'workers'")
+        executor_keys = ("kind", "workers", "address", "num_cpus_per_worker")
+        if set(executor) - set(executor_keys):
+            raise ConfigError(
+                f"{where}: [executor] takes {', '.join(map(repr, executor_keys))}; "
+                f"unknown: {sorted(set(executor) - set(executor_keys))}"
+            )
         name = strategy.pop("name", "pbt")
         common = {k: strategy.pop(k) for k in ("population", "ready_every") if k in strategy}
         return cls(
@@ -227,6 +261,8 @@ class RunConfig:
             segment_timeout=data.get("segment_timeout"),
             executor=executor.get("kind", "process"),
             workers=executor.get("workers", 2),
+            address=executor.get("address"),
+            num_cpus_per_worker=executor.get("num_cpus_per_worker"),
             strategy_options=strategy,
             **common,
         )

@@ -61,11 +61,11 @@ class InProcessExecutor(Executor):
         return len(self._queue)
 
 
-def _init_worker() -> None:
-    """One thread per worker process: two workers on two cores must not fight over threads.
-    torch, numpy's BLAS and OpenMP read these variables when they are first imported."""
+def _init_worker(threads: int = 1) -> None:
+    """One thread per worker process (per CPU it was given): two workers on two cores must not
+    fight over threads. torch, numpy's BLAS and OpenMP read these variables when first imported."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+        os.environ.setdefault(var, str(threads))
 
 
 class ProcessPoolExecutor(Executor):

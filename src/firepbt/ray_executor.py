@@ -1,0 +1,302 @@
+"""Run segments on Ray actors, on this machine or on a Ray cluster (``pip install 'firepbt[ray]'``).
+
+Each worker is a Ray actor with a process of its own (``num_cpus_per_worker`` CPUs, default 1,
+and as many torch/OpenMP threads unless the node's environment sets them), so the trainables a
+worker keeps alive between segments (see ``firepbt.segments``) stay alive in it. A segment goes
+to the idle actor that last ran its member when there is one, so the member continues without
+reloading its checkpoint.
+
+Connection (made when the first segment is submitted): a Ray this process is already connected
+to (``ray.init`` was called) is used as it is. Otherwise ``address=None`` starts a private local
+Ray with ``workers × num_cpus_per_worker`` CPUs, and ``address="auto"`` or
+``"ray://head:10001"`` (which needs ``pip install 'ray[client]'``) joins a running cluster;
+either is closed again by ``shutdown``.
+
+On a multi-node cluster, workers read and write checkpoints under the run directory themselves
+and the controller reads and deletes them there too: the run directory must be on storage that
+the controller's machine and every node see at the same path (NFS or the like), and firepbt and
+the trainable's module must be importable on every node. Neither can be checked from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+from firepbt.executors import Executor, _died, _init_worker
+from firepbt.registry import ConfigError
+from firepbt.segments import Segment, SegmentResult, run_segment
+
+INSTALL_HINT = "pip install 'firepbt[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(f"the ray executor needs Ray ({e}); {INSTALL_HINT}") from None
+    return ray
+
+
+class _Worker:
+    """The body of a worker actor: segments run in the actor's own process, where
+    ``run_segment``'s keep-alive cache holds this worker's trainables between segments."""
+
+    def __init__(self, threads: int) -> None:
+        _init_worker(threads)  # before the trainable's module (torch, say) is first imported
+        self.name = f"{socket.gethostname()}/pid-{os.getpid()}"
+
+    def ready(self) -> str:
+        return self.name
+
+    def run(self, segment: Segment) -> SegmentResult:
+        return replace(run_segment(segment), worker=self.name)
+
+
+@dataclass(slots=True)
+class _Slot:
+    actor: Any
+    up: Any  # the reply to the actor's ready() while it has not come, then None
+    up_since: float = math.inf  # monotonic time the actor was seen up
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    slot: int
+    segment: Segment
+    submitted: float
+
+
+class RayExecutor(Executor):
+    """Runs segments on ``workers`` Ray actors, one segment per actor at a time.
+
+    An actor that dies (its process crashed, its node went away) is recorded as a
+    ``worker_died`` failure of its segment and replaced. A segment running longer than
+    ``timeout`` seconds (counted from when its actor is up) is stopped by killing its actor,
+    recorded as a ``timeout`` failure, and the actor replaced; other segments are not touched.
+
+    >>> executor = RayExecutor(workers=8, address="auto")  # doctest: +SKIP
+    >>> firepbt.run(MyModel, space, total_steps=1000, executor=executor)  # doctest: +SKIP
+
+    ``firepbt.run(..., executor="ray", address="auto")`` and ``[executor] kind = "ray"`` in a
+    config build one.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        address: str | None = None,
+        num_cpus_per_worker: float = 1.0,
+        timeout: float | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers: need at least 1, got {workers}")
+        if not num_cpus_per_worker > 0:
+            raise ValueError(f"num_cpus_per_worker: must be positive, got {num_cpus_per_worker}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(
+                f"segment_timeout: must be a positive number of seconds, got {timeout}"
+            )
+        self._ray = import_ray()
+        self.workers = workers
+        self.address = address
+        self.num_cpus_per_worker = num_cpus_per_worker
+        self.timeout = timeout
+        self._owns_ray = False  # whether this executor started (or connected) Ray
+        self._actor_class: Any = None
+        self._slots: list[_Slot] = []
+        self._running: dict[Any, _Running] = {}  # object ref of a run() -> what it runs
+        self._early: list[SegmentResult] = []  # failed at submit, handed back by the next wait
+        self._home: dict[int, int] = {}  # member -> slot of the actor that last ran it
+
+    @property
+    def capacity(self) -> int:
+        return self.workers
+
+    # -- actors -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        ray = self._ray
+        if not ray.is_initialized():
+            if self.address is None:
+                cpus = math.ceil(self.workers * self.num_cpus_per_worker)
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False)
+            else:
+                try:
+                    ray.init(address=self.address)
+                except (ConnectionError, ValueError) as e:
+                    raise ConfigError(
+                        f"executor.address: cannot connect to Ray at {self.address!r}: {e}"
+                    ) from None
+            self._owns_ray = True
+        need = self.workers * self.num_cpus_per_worker
+        have = float(ray.cluster_resources().get("CPU", 0.0))
+        if have < need:
+            warnings.warn(
+                f"the Ray cluster has {have:g} CPUs but {self.workers} workers × "
+                f"{self.num_cpus_per_worker:g} CPUs need {need:g}; the workers that do not fit "
+                "wait for CPUs (or for the autoscaler to add nodes), and so do their segments",
+                stacklevel=3,
+            )
+        # Thread limits are set in the actor rather than by a runtime_env, which would cost
+        # seconds more at every actor start.
+        self._actor_class = ray.remote(_Worker).options(
+            num_cpus=self.num_cpus_per_worker, max_restarts=0
+        )
+        self._slots = [self._new_slot() for _ in range(self.workers)]
+
+    def _new_slot(self) -> _Slot:
+        actor = self._actor_class.remote(max(1, int(self.num_cpus_per_worker)))
+        return _Slot(actor, actor.ready.remote())
+
+    def _replace(self, index: int) -> None:
+        """Kill a slot's actor (if it still lives) and put a fresh one in its place."""
+        with contextlib.suppress(self._ray.exceptions.RayError):
+            self._ray.kill(self._slots[index].actor, no_restart=True)
+        self._slots[index] = self._new_slot()
+        self._home = {m: s for m, s in self._home.items() if s != index}
+
+    def _choose(self, member: int) -> int:
+        """The idle actor that last ran ``member``; otherwise the idle actor fewest members
+        call home, so that a member moving does not push another out of its actor's cache."""
+        busy = {r.slot for r in self._running.values()}
+        idle = [i for i in range(len(self._slots)) if i not in busy]
+        if not idle:
+            raise RuntimeError(
+                f"RayExecutor: all {self.workers} workers are busy; submit at most capacity "
+                "segments at once"
+            )
+        home = self._home.get(member)
+        if home is not None and home in idle:
+            return home
+        homes = Counter(self._home.values())
+        return min(idle, key=lambda i: (homes[i], i))
+
+    # -- the Executor contract --------------------------------------------------------------
+
+    def submit(self, segment: Segment) -> None:
+        if not self._slots:  # first use, or shut down earlier (started again, like the pool)
+            self._start()
+        index = self._choose(segment.member)
+        try:
+            ref = self._slots[index].actor.run.remote(segment)
+        except Exception as e:  # e.g. the segment cannot be pickled
+            cause = e.__cause__ or e  # Ray's own message repeats the whole segment
+            message = f"it cannot be sent to a Ray worker ({type(cause).__name__}: {cause})"
+            self._early.append(_died(segment, message, kind="submit"))
+            return
+        self._running[ref] = _Running(index, segment, time.monotonic())
+
+    def wait(self) -> list[SegmentResult]:
+        results, self._early = self._early, []
+        ray = self._ray
+        while not results and self._running:
+            deadline = self._deadline()
+            limit = None if deadline is None else max(0.0, deadline - time.monotonic())
+            refs = list(self._running)
+            if self.timeout is not None:  # also wake when an actor comes up: its clock starts
+                refs += [s.up for s in self._slots if s.up is not None]
+            done, _ = ray.wait(refs, num_returns=1, timeout=limit)
+            if self.timeout is not None:
+                self._note_up()
+            if not done:
+                results += self._stop_hung()
+                continue
+            finished, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+            results += [self._collect(ref) for ref in finished]
+        return results
+
+    def pending(self) -> int:
+        return len(self._running) + len(self._early)
+
+    def shutdown(self) -> None:
+        for slot in self._slots:
+            with contextlib.suppress(self._ray.exceptions.RayError):
+                self._ray.kill(slot.actor, no_restart=True)
+        self._slots = []
+        self._running.clear()
+        self._home.clear()
+        if self._owns_ray:
+            self._ray.shutdown()
+            self._owns_ray = False
+
+    # -- results, deaths and timeouts -------------------------------------------------------
+
+    def _collect(self, ref: Any) -> SegmentResult:
+        exceptions = self._ray.exceptions
+        run = self._running.pop(ref)
+        segment = run.segment
+        try:
+            result: SegmentResult = self._ray.get(ref)
+        except exceptions.RayActorError as e:
+            self._replace(run.slot)
+            return _died(segment, f"its Ray worker died ({_first_line(e)}); it was replaced")
+        except exceptions.RayTaskError as e:
+            # run_segment never raises: the segment could not be unpickled on the worker.
+            message = (
+                f"a Ray worker could not run it ({_last_line(e)}); firepbt and the "
+                "trainable's module must be importable on every node"
+            )
+            return _died(segment, message, kind="submit")
+        except exceptions.RayError as e:  # e.g. its result was lost with a node
+            self._replace(run.slot)
+            return _died(segment, f"{type(e).__name__}: {_first_line(e)}")
+        if result.failure is None:
+            self._home[segment.member] = run.slot
+        elif self._home.get(segment.member) == run.slot:
+            del self._home[segment.member]  # the worker dropped its trainable
+        return result
+
+    def _started(self, run: _Running) -> float:
+        return max(run.submitted, self._slots[run.slot].up_since)
+
+    def _deadline(self) -> float | None:
+        if self.timeout is None or not self._running:
+            return None
+        earliest = min(self._started(r) for r in self._running.values())
+        return earliest + self.timeout if math.isfinite(earliest) else None
+
+    def _note_up(self) -> None:
+        waiting = [s.up for s in self._slots if s.up is not None]
+        if not waiting:
+            return
+        ready, _ = self._ray.wait(waiting, num_returns=len(waiting), timeout=0)
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.up is not None and slot.up in ready:
+                slot.up, slot.up_since = None, now
+
+    def _stop_hung(self) -> list[SegmentResult]:
+        """Kill the actors of segments past the timeout; their slots get fresh actors."""
+        assert self.timeout is not None
+        now = time.monotonic()
+        results = []
+        for ref, run in list(self._running.items()):
+            if now - self._started(run) >= self.timeout:
+                del self._running[ref]
+                self._replace(run.slot)
+                message = (
+                    f"the segment ran past the {self.timeout:g} s segment_timeout; "
+                    "its Ray worker was stopped"
+                )
+                results.append(_died(run.segment, message, kind="timeout"))
+        return results
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[-1] if lines else type(e).__name__

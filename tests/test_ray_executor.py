@@ -1,0 +1,182 @@
+"""RayExecutor: the same run as in-process, affinity that keeps trainables alive, a dying worker
+and a hung segment recorded as failures. One local Ray (2 CPUs) serves the whole module."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _trainables import Quad
+
+import firepbt
+from firepbt import ConfigError, RunConfig, Store
+from firepbt.ray_executor import RayExecutor
+from firepbt.segments import Segment
+from firepbt.store import MemberStatus
+
+ray = pytest.importorskip("ray")
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray() -> Iterator[None]:
+    from ray.job_config import JobConfig
+
+    # Workers import the test trainables from tests/, which is not on their path by default.
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        job_config=JobConfig(code_search_path=[str(TESTS)]),
+    )
+    yield
+    ray.shutdown()
+
+
+def _schedule(result: firepbt.RunResult) -> list[tuple[int, int, int, tuple]]:
+    return [
+        (e.member, e.from_step, e.to_step, tuple(sorted(e.hyperparameters.items())))
+        for e in result.schedule
+    ]
+
+
+def test_sync_pbt_on_ray_matches_in_process(tmp_path: Path, quad_space) -> None:
+    options = dict(total_steps=24, population=4, ready_every=4, seed=3, workers=2)
+    local = firepbt.run(Quad, quad_space, executor="inprocess", run_dir=tmp_path / "a", **options)
+    remote = firepbt.run(Quad, quad_space, executor="ray", run_dir=tmp_path / "b", **options)
+    assert remote.best_member == local.best_member
+    assert remote.best_score == local.best_score
+    assert _schedule(remote) == _schedule(local)
+    # Most segments that continue their own member's weights found the trainable alive.
+    store = Store.open(remote.run_dir)
+    rows = store._conn.execute(
+        "SELECT s.reused FROM segments s JOIN segments source ON s.source_segment = source.id "
+        "WHERE s.member = source.member AND s.status = 'done'"
+    ).fetchall()
+    store.close()
+    assert len(rows) >= 8
+    assert sum(reused for (reused,) in rows) > len(rows) / 2
+
+
+def test_affinity_sends_a_member_back_to_its_worker(tmp_path: Path) -> None:
+    h = {"h0": 0.5, "h1": 0.5}
+
+    def segment(seg_id: int, member: int, start: int, source=None) -> Segment:
+        path = str(tmp_path / f"{seg_id}.ckpt")
+        return Segment(seg_id, member, 0, start, start + 2, 2, h, source, path, Quad)
+
+    executor = RayExecutor(workers=2)
+    try:
+        executor.submit(segment(1, 0, 0))
+        executor.submit(segment(2, 1, 0))
+        first = {}
+        while executor.pending():
+            first.update({r.segment.member: r for r in executor.wait()})
+        assert first[0].worker != first[1].worker
+        # Submitted in the other order, each member still goes to the worker that holds it.
+        executor.submit(segment(3, 1, 2, first[1].checkpoint))
+        executor.submit(segment(4, 0, 2, first[0].checkpoint))
+        second = {}
+        while executor.pending():
+            second.update({r.segment.member: r for r in executor.wait()})
+    finally:
+        executor.shutdown()
+    for member in (0, 1):
+        assert second[member].failure is None
+        assert second[member].worker == first[member].worker
+        assert second[member].reused_trainable
+
+
+def test_a_segment_no_worker_can_take_is_a_recorded_failure(tmp_path: Path, monkeypatch) -> None:
+    # A trainable whose module exists only in this process cannot be unpickled by a worker.
+    ghost = types.ModuleType("firepbt_ghost_module")
+    exec("from _trainables import Quad\n\nclass Ghost(Quad):\n    pass\n", ghost.__dict__)
+    monkeypatch.setitem(sys.modules, ghost.__name__, ghost)
+    h = {"h0": 0.5, "h1": 0.5}
+
+    def segment(seg_id: int, trainable: type, **extra: object) -> Segment:
+        path = str(tmp_path / f"{seg_id}.ckpt")
+        return Segment(seg_id, 0, 0, 0, 2, 2, {**h, **extra}, None, path, trainable)
+
+    executor = RayExecutor(workers=1)
+    try:
+        results = []
+        for seg in (
+            segment(1, ghost.Ghost),
+            segment(2, Quad, lock=threading.Lock()),
+            segment(3, Quad),
+        ):
+            executor.submit(seg)
+            results += executor.wait()
+    finally:
+        executor.shutdown()
+    ghost_failure, lock_failure, fine = (r.failure for r in results)
+    assert ghost_failure is not None and ghost_failure.kind == "submit"
+    assert "firepbt_ghost_module" in ghost_failure.message
+    assert "importable on every node" in ghost_failure.message
+    assert lock_failure is not None and lock_failure.kind == "submit"
+    assert "cannot pickle '_thread.lock'" in lock_failure.message
+    assert fine is None, "the worker still runs segments after both"
+
+
+def _quad_run(tmp_path: Path, quad_space, fault: str, **options) -> Store:
+    space = {**quad_space, fault: firepbt.Choice([5, 10**9])}
+    initial = [{"h0": 0.5, "h1": 0.5, fault: 5}] + [
+        {"h0": 0.5, "h1": 0.5, fault: 10**9} for _ in range(2)
+    ]
+    result = firepbt.run(
+        Quad,
+        space,
+        total_steps=12,
+        population=3,
+        ready_every=4,
+        executor="ray",
+        workers=2,
+        run_dir=tmp_path / "r",
+        strategy="random",
+        initial_hyperparameters=initial,
+        **options,
+    )
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members()}
+    assert statuses[0] is MemberStatus.FAILED
+    assert statuses[1] is MemberStatus.FINISHED and statuses[2] is MemberStatus.FINISHED
+    assert store.worker_steps() >= 2 * 12
+    return store
+
+
+def test_a_dying_worker_is_recorded_and_the_run_completes(tmp_path: Path, quad_space) -> None:
+    store = _quad_run(tmp_path, quad_space, "die_at", max_retries=0)
+    kinds = [(m, kind) for m, _, kind, _ in store.failures()]
+    assert (0, "worker_died") in kinds
+    assert all("its Ray worker died" in message for *_, message in store.failures())
+    assert {m for m, _ in kinds} == {0}, "a crash stops only its own actor"
+    store.close()
+
+
+def test_a_hung_segment_is_stopped_at_the_timeout(tmp_path: Path, quad_space) -> None:
+    store = _quad_run(tmp_path, quad_space, "hang_at", max_retries=0, segment_timeout=2.0)
+    failures = store.failures()
+    assert [(m, kind) for m, _, kind, _ in failures] == [(0, "timeout")]
+    assert "2 s segment_timeout" in failures[0][3]
+    store.close()
+
+
+def test_ray_options_are_checked_by_the_config() -> None:
+    base = dict(trainable="firepbt.examples.toy:Toy", space={"h0": 0.5}, total_steps=4)
+    with pytest.raises(ConfigError, match="executor.address: only the ray executor"):
+        RunConfig(**base, address="auto")
+    with pytest.raises(ConfigError, match="executor.num_cpus_per_worker: expected a positive"):
+        RunConfig(**base, executor="ray", num_cpus_per_worker=0)
+    config = RunConfig.from_mapping(
+        {
+            **{k: v for k, v in base.items() if k != "total_steps"},
+            "budget": {"steps": 4},
+            "executor": {"kind": "ray", "address": "auto", "num_cpus_per_worker": 2},
+        }
+    )
+    assert (config.executor, config.address, config.num_cpus_per_worker) == ("ray", "auto", 2)
