@@ -138,3 +138,18 @@ def test_shipped_configs_are_valid(name: str) -> None:
 def test_doctests_pass() -> None:
     result = doctest.testmod(cartpole)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_greedy_test_return_is_repeatable_and_leaves_training_alone() -> None:
+    h = {"lr": 3e-3, "entropy_cost": 0.01, "envs": 2, "rollout": 32}
+    plain, tested = CartPolePPO(h, seed=3), CartPolePPO({**h, "test_episodes": 4}, seed=3)
+    for agent in (plain, tested):
+        agent.train(2)
+    first, second = tested.evaluate()["test_return"], tested.evaluate()["test_return"]
+    assert first == second and 8 <= first <= 500
+    assert "test_return" not in plain.evaluate()
+    for agent in (plain, tested):
+        agent.train(1)
+    assert plain.evaluate()["return"] == tested.evaluate()["return"]
+    for a, b in zip(plain.model.parameters(), tested.model.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -16,6 +16,11 @@ papers plot, and it draws no random numbers, so how often a run evaluates never 
 The price is a lag of about 10 episodes and the exploration noise of the sampling policy; greedy
 evaluation episodes would cost up to 500 steps each and sit at 500 for many mediocre policies.
 
+With the fixed hyperparameter ``test_episodes`` = k > 0, ``evaluate()`` also returns
+``test_return``: the mean return of k greedy episodes (always the most likely action) from fixed
+start seeds, played in lockstep with fresh environments, so it never touches training's random
+generators. It is the test score of ``benchmarks/table1.py``.
+
 Saved state is the whole agent: weights, Adam moments, the numpy generator that seeds each
 episode's start, the torch generator that samples actions and shuffles minibatches, every
 environment's physics state (CartPole's state is four numbers) and place in its episode, and the
@@ -58,6 +63,7 @@ from firepbt.space import Fixed, Hyperparameters, LogUniform, Space
 
 MAX_EPISODE_STEPS = 500  # CartPole-v1's time limit
 RETURN_WINDOW = 10  # Q averages this many most recent finished episodes
+TEST_SEED = 1_000_000  # greedy test episode k starts from env seed TEST_SEED + k
 OBS_DIM, N_ACTIONS = 4, 2
 
 LR_SCHEDULES: dict[str, Callable[[float], float]] = {
@@ -81,6 +87,7 @@ class PPOSettings:
     clip: float = 0.2
     value_cost: float = 0.5
     max_grad_norm: float = 0.5
+    test_episodes: int = 0  # > 0: evaluate() also plays this many greedy test episodes
 
     @classmethod
     def from_hyperparameters(cls, h: Mapping[str, Any]) -> PPOSettings:
@@ -166,6 +173,9 @@ class CartPolePPO(TorchTrainable):
     >>> agent.train(2)
     >>> sorted(agent.evaluate())
     ['env_steps', 'episodes', 'return']
+    >>> agent.set_hyperparameters({**agent.hyperparameters, "test_episodes": 3})
+    >>> 8 <= agent.evaluate()["test_return"] <= 500   # three greedy episodes from fixed seeds
+    True
     """
 
     model: ActorCritic
@@ -288,11 +298,35 @@ class CartPolePPO(TorchTrainable):
 
     def evaluate(self) -> dict[str, float]:
         mean_return = float(np.mean(self.finished)) if self.finished else 0.0
-        return {
+        metrics = {
             "return": mean_return,
             "episodes": float(self.episodes),
             "env_steps": float(self.env_steps),
         }
+        episodes = PPOSettings.from_hyperparameters(self.hyperparameters).test_episodes
+        if episodes > 0:
+            metrics["test_return"] = self.greedy_return(episodes)
+        return metrics
+
+    @torch.no_grad()
+    def greedy_return(self, episodes: int) -> float:
+        """Mean return of ``episodes`` greedy episodes (the most likely action) from fixed start
+        seeds, played in lockstep: a test score that draws no random numbers from training."""
+        envs = [CartPoleEnv() for _ in range(episodes)]
+        obs = np.stack([env.reset(seed=TEST_SEED + k)[0] for k, env in enumerate(envs)])
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, dtype=bool)
+        for _ in range(MAX_EPISODE_STEPS):
+            logits, _ = self.model(torch.from_numpy(obs.astype(np.float32)))
+            actions = logits.argmax(-1).numpy()
+            for k in np.flatnonzero(running):
+                next_obs, reward, terminated, _, _ = envs[k].step(int(actions[k]))  # type: ignore[no-untyped-call]
+                returns[k] += reward
+                obs[k] = next_obs
+                running[k] = not terminated
+            if not running.any():
+                break
+        return float(returns.mean())
 
     def extra_state(self) -> Any:
         return {
