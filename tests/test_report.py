@@ -330,3 +330,26 @@ def test_a_clear_error_without_matplotlib(
         write_report(pbt_run.run_dir, tmp_path)
     with pytest.raises(ImportError, match=r"firepbt\[plot\]"):
         plot_curves(pbt_run.run_dir, tmp_path / "c.png")
+
+
+def test_the_report_command_prints_table_one(
+    fire_run: firepbt.RunResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from firepbt.cli import main
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(fire_run.run_dir, run_dir, ignore=shutil.ignore_patterns("report"))
+    t = table_one(run_dir)
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(tmp_path / "out" / "report.html")
+    assert lines[1] == (
+        f"top loss: {t['top_validation']:.4g} (member {t['top_member']}, step {t['top_step']})"
+    )
+    assert lines[-1].startswith("no replay yet")
+    from firepbt.replay import replay
+
+    replay(run_dir, seeds=2)
+    main(["report", str(run_dir), "--out", str(tmp_path / "out")])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("loss of the replayed schedule: ") and last.endswith("(2 replays)")

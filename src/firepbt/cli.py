@@ -6,6 +6,7 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 
@@ -106,10 +107,33 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from firepbt.report import write_report
+    from firepbt.report import table_one, write_report
 
     print(write_report(args.run_dir, args.out))
+    print(table_one_text(table_one(args.run_dir)))
     return 0
+
+
+def table_one_text(t: dict[str, Any]) -> str:
+    """The FIRE paper's Table 1 numbers of a run, as a few lines for the terminal."""
+    if t["top_validation"] is None:
+        return "no scores recorded yet"
+    lines = [
+        f"top {t['metric']}: {t['top_validation']:.4g} "
+        f"(member {t['top_member']}, step {t['top_step']})"
+    ]
+    test = t["test_metric"]
+    if test and t["matching_test"] is not None:
+        lines.append(f"{test} at that point: {t['matching_test']:.4g}")
+    if t["replay_test"] is not None:
+        spread = f" ± {t['replay_test_std']:.2g}" if t["replay_test_std"] is not None else ""
+        lines.append(
+            f"{test or t['metric']} of the replayed schedule: {t['replay_test']:.4g}{spread} "
+            f"({t['replay_count']} replay{'s' if t['replay_count'] != 1 else ''})"
+        )
+    else:
+        lines.append("no replay yet: firepbt replay RUN_DIR adds the replayed schedule's score")
+    return "\n".join(lines)
 
 
 def _member(value: str) -> int | str:
