@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   — create .venv, install firepbt, run the example experiment (PBT on the noisy
-#                 quadratic model, local worker processes + SQLite), print its result and write
-#                 its HTML report
+#   make demo   — create .venv, install firepbt, run the example experiment (FIRE PBT on MNIST-1D,
+#                 local worker processes + SQLite), replay the schedule it found, write its HTML
+#                 report and print the result table
 #   make test   — create .venv, install firepbt with its test dependencies, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	run=runs/nqm-pbt-$$(date +%Y%m%d-%H%M%S) && \
-	$(VENV)/bin/firepbt run examples/nqm_pbt.toml --run-dir $$run && \
+	run=runs/mnist1d-fire-$$(date +%Y%m%d-%H%M%S) && \
+	$(VENV)/bin/firepbt run examples/mnist1d_fire.toml --run-dir $$run && \
+	$(VENV)/bin/firepbt replay $$run --seeds 1 && \
 	$(VENV)/bin/firepbt report $$run
 
 test: $(STAMP)
