@@ -223,9 +223,11 @@ def peer_table(task: Task, rows: list[dict[str, Any]]) -> list[str]:
         "asynchronous (its default), `reuse_actors=True`, checkpoint every perturbation "
         "interval; its wall time is `Tuner.fit()` without starting Ray "
         f"({_ms([r['tune_ray_start'] for r in rows], 1)} s more). Ours: synchronous (our "
-        "default), process pool, wall time of `firepbt.run` including starting its workers.",
+        "default), process pool, wall time of `firepbt.run` including starting its workers. "
+        "Scores are those of each side's best member at the end (the same PBT run as in the "
+        "table above, which gives bit-identical results in-process and on the process pool).",
         "",
-        "| | seeds | top validation | its test score | wall s | worker-steps |",
+        "| | seeds | best final member: validation | its test score | wall s | worker-steps |",
         "|---|---|---|---|---|---|",
         f"| firepbt PBT | {n} | {_ms([r['ours_val'] for r in rows])} | "
         f"{_ms([r['ours_test'] for r in rows])} | {_ms([r['ours_seconds'] for r in rows], 1)} | "
