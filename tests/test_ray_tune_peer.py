@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-pytest.importorskip("ray.tune")
+pytest.importorskip("ray.tune", exc_type=ImportError)  # ImportError: ray without [tune]
 
 from firepbt import Choice, Fixed, IntUniform, LogUniform, Space, Uniform  # noqa: E402
 from firepbt.examples.toy import Toy, toy_space  # noqa: E402
