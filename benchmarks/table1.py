@@ -7,7 +7,8 @@ and reported):
 * random search with a hand-tuned schedule shape (cosine for MNIST-1D, linear decay for PPO) and
   a random initial rate;
 * PBT, one population of ``WORKERS`` members;
-* FIRE PBT, 2 sub-populations of 3 members and 2 evaluators (``WORKERS`` workers in all);
+* FIRE PBT, 2 sub-populations of 3 members and 2 evaluators (``WORKERS`` workers in all; with
+  ``--workers w``, 2 × ⌊3w/8⌋ members and the rest as evaluators);
 * Ray Tune's ``PopulationBasedTraining`` (the peer), same population, steps and perturbation
   interval, ``reuse_actors=True`` (``benchmarks/ray_tune_peer.py``).
 
@@ -20,10 +21,12 @@ runs share the two cores; the peer comparison (our PBT and Ray Tune's PBT, each 
 processes, one run at a time) is measured separately so that wall times compare like with like.
 
     python benchmarks/table1.py [--tasks mnist1d cartpole] [--seeds 5] [--no-peer]
+    python benchmarks/table1.py --tasks mnist1d --workers 16 --methods shape pbt fire \
+        --no-peer --out table1_mnist1d_w16     # larger FIRE sub-populations (2 × 6 + 4)
 
-Writes ``benchmarks/results/table1.md`` (and ``table1.json`` with every run's numbers) and
-``table1_<task>_lr.png``, the learning rate of each FIRE sub-population over time with the best
-schedule on top.
+Writes ``benchmarks/results/table1.md`` (``--out`` names it otherwise), ``table1.json`` with
+every run's numbers and ``table1_<task>_lr.png``, the learning rate of each FIRE sub-population
+over time with the best schedule on top.
 """
 
 from __future__ import annotations
@@ -87,19 +90,29 @@ TASKS = {
     ),
 }
 
-FIRE_OPTIONS = {"subpopulations": 2, "evaluators": 2}
-# name -> (strategy, population, strategy options, learning-rate shape: "constant" | "schedule")
-METHODS: dict[str, tuple[str, int, dict[str, Any], str]] = {
-    "random search, constant lr": ("random", WORKERS, {}, "constant"),
-    "random search, hand-tuned shape": ("random", WORKERS, {}, "schedule"),
-    "PBT": ("pbt", WORKERS, {}, "constant"),
-    "FIRE PBT (2 × 3 + 2 evaluators)": (
-        "fire",
-        6,
-        {"subpopulations": 2, "evaluators": 2},
-        "constant",
-    ),
-}
+Method = tuple[str, int, dict[str, Any], str]
+
+
+def methods(workers: int = WORKERS) -> dict[str, Method]:
+    """name -> (strategy, population, strategy options, learning-rate shape: "constant" or
+    "schedule"). FIRE PBT gets 2 sub-populations of ⌊3w/8⌋ members and the rest of the ``w``
+    workers as evaluators (¾ of the parents' size, as the paper sets it: 3 + 3 + 2 for 8)."""
+    size = 3 * workers // 8
+    evaluators = workers - 2 * size
+    return {
+        "random search, constant lr": ("random", workers, {}, "constant"),
+        "random search, hand-tuned shape": ("random", workers, {}, "schedule"),
+        "PBT": ("pbt", workers, {}, "constant"),
+        f"FIRE PBT (2 × {size} + {evaluators} evaluators)": (
+            "fire",
+            2 * size,
+            {"subpopulations": 2, "evaluators": evaluators},
+            "constant",
+        ),
+    }
+
+
+METHOD_KEYS = ("constant", "shape", "pbt", "fire")  # --methods picks by these, in this order
 
 
 def _load(path: str) -> Any:
@@ -121,7 +134,7 @@ def task_space(task: Task, kind: str) -> dict[str, Any]:
     return space
 
 
-def run_method(job: tuple[str, str, int, str]) -> dict[str, Any]:
+def run_method(job: tuple[str, str, int, str, int]) -> dict[str, Any]:
     """One (task, method, seed) run with the in-process executor, and its replay."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -131,10 +144,11 @@ def run_method(job: tuple[str, str, int, str]) -> dict[str, Any]:
     from firepbt.report import table_one
 
     torch.set_num_threads(1)
-    task_key, name, seed, root = job
+    task_key, name, seed, root, workers = job
     task = TASKS[task_key]
-    strategy, population, options, kind = METHODS[name]
-    run_dir = Path(root) / task_key / f"{list(METHODS).index(name)}-seed{seed}"
+    table = methods(workers)
+    strategy, population, options, kind = table[name]
+    run_dir = Path(root) / task_key / f"{list(table).index(name)}-seed{seed}"
     started = time.perf_counter()
     result = firepbt.run(
         task.trainable,
@@ -241,18 +255,18 @@ def peer_table(task: Task, rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def plot_fire_lr(rows: list[dict[str, Any]], tasks: list[str]) -> None:
+def plot_fire_lr(rows: list[dict[str, Any]], tasks: list[str], out: str) -> None:
     """The FIRE paper's Figure 4a for each task's first FIRE run: the learning rate of every
     member of each sub-population over time, with the best member's schedule on top."""
     from firepbt.report import plot_hyperparameters
 
-    fire = next(name for name, (strategy, *_) in METHODS.items() if strategy == "fire")
     for t in tasks:
-        mine = sorted((r for r in rows if r["task"] == t and r["method"] == fire), key=_seed)
+        fire = [r for r in rows if r["task"] == t and r["method"].startswith("FIRE")]
+        mine = sorted(fire, key=_seed)
         if mine:
             title = f"{TASKS[t].name}: FIRE PBT, seed {mine[0]['seed']}"
             plot_hyperparameters(
-                mine[0]["run_dir"], RESULTS / f"table1_{t}_lr.png", "lr", title=title
+                mine[0]["run_dir"], RESULTS / f"{out}_{t}_lr.png", "lr", title=title
             )
 
 
@@ -267,18 +281,18 @@ def _ms(xs: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(xs):.{digits}f} ± {sd:.{digits}f}"
 
 
-def quality_table(task: Task, rows: list[dict[str, Any]]) -> list[str]:
+def quality_table(task: Task, rows: list[dict[str, Any]], workers: int) -> list[str]:
     lines = [
         f"### {task.name}",
         "",
-        f"{WORKERS} workers × {task.steps} steps each, ready every {task.ready_every}, "
+        f"{workers} workers × {task.steps} steps each, ready every {task.ready_every}, "
         f"evaluated every {task.eval_every}; Q = `{task.metric}`, test = `{task.test_metric}`.",
         "",
         "| method | seeds | top validation | its test score | replayed schedule's test | "
         "worker-steps | wall s (2 runs share 2 cores) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in METHODS:
+    for name in methods(workers):
         mine = [r for r in rows if r["method"] == name]
         if not mine:
             continue
@@ -295,17 +309,26 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--no-peer", action="store_true", help="skip the Ray Tune comparison")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="workers per method")
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHOD_KEYS, default=list(METHOD_KEYS), help="a subset"
+    )
+    parser.add_argument("--out", default="table1", help="results file name, without .md")
     args = parser.parse_args()
+    if args.workers != WORKERS and not args.no_peer:
+        parser.error("the peer comparison runs with 8 workers; add --no-peer")
+    table = methods(args.workers)
+    chosen = [name for key, name in zip(METHOD_KEYS, table, strict=True) if key in args.methods]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune prints a header per run otherwise
     started = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="table1-") as root:
         jobs = [
-            (t, name, seed, root)
+            (t, name, seed, root, args.workers)
             for t in args.tasks
             for seed in range(args.seeds)
-            for name in METHODS
+            for name in chosen
         ]
         context = multiprocessing.get_context("forkserver")
         with context.Pool(2, maxtasksperchild=1) as pool:
@@ -317,7 +340,7 @@ def main() -> None:
                     f"({row['seconds']:.0f} s)",
                     flush=True,
                 )
-        plot_fire_lr(rows, args.tasks)
+        plot_fire_lr(rows, args.tasks, args.out)
         peers = []
         if not args.no_peer:
             for t in args.tasks:
@@ -332,18 +355,19 @@ def main() -> None:
                     )
     lines = ["# Table 1 in miniature", ""]
     for t in args.tasks:
-        lines += quality_table(TASKS[t], [r for r in rows if r["task"] == t]) + [""]
+        lines += quality_table(TASKS[t], [r for r in rows if r["task"] == t], args.workers)
+        lines.append("")
         mine = [p for p in peers if p["task"] == t]
         if mine:
             lines += peer_table(TASKS[t], mine) + [""]
     total = time.perf_counter() - started
     lines += [
-        f"Command: `python benchmarks/table1.py --tasks {' '.join(args.tasks)} "
-        f"--seeds {args.seeds}`; wall time {total / 60:.1f} min on 2 cores.",
+        f"Command: `python benchmarks/table1.py {' '.join(sys.argv[1:])}`; wall time "
+        f"{total / 60:.1f} min on 2 cores.",
     ]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "table1.md").write_text(text)
-    (RESULTS / "table1.json").write_text(json.dumps({"runs": rows, "peer": peers}, indent=1))
+    (RESULTS / f"{args.out}.md").write_text(text)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"runs": rows, "peer": peers}, indent=1))
     print(text)
 
 
