@@ -140,7 +140,6 @@ def run_method(job: tuple[str, str, int, str, int]) -> dict[str, Any]:
     import torch
 
     import firepbt
-    from firepbt.replay import replay
     from firepbt.report import table_one
 
     torch.set_num_threads(1)
@@ -167,7 +166,7 @@ def run_method(job: tuple[str, str, int, str, int]) -> dict[str, Any]:
         **options,
     )
     seconds = time.perf_counter() - started
-    replay(run_dir, member="best", seeds=1)
+    firepbt.replay(run_dir, member="best", seeds=1)
     t = table_one(run_dir)  # the numbers the run's report shows
     return {
         "task": task_key,

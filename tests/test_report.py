@@ -347,9 +347,7 @@ def test_the_report_command_prints_table_one(
         f"top loss: {t['top_validation']:.4g} (member {t['top_member']}, step {t['top_step']})"
     )
     assert lines[-1].startswith("no replay yet")
-    from firepbt.replay import replay
-
-    replay(run_dir, seeds=2)
+    firepbt.replay(run_dir, seeds=2)  # exported at the top level, like run and resume
     main(["report", str(run_dir), "--out", str(tmp_path / "out")])
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("loss of the replayed schedule: ") and last.endswith("(2 replays)")

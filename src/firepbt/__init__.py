@@ -12,6 +12,7 @@ from firepbt.exploit import BinaryTournament, KeepOwn, NoExploit, Truncation, We
 from firepbt.explore import AddNoise, NoExplore, Perturb, Resample, chain
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
+from firepbt.replay import ReplayResult, replay
 from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, SpaceError, Uniform
 from firepbt.store import Store
 from firepbt.strategies import PBT, FirePBT, RandomSearch, Strategy, Synchrony
@@ -36,6 +37,7 @@ __all__ = [
     "NoExploit",
     "Perturb",
     "RandomSearch",
+    "ReplayResult",
     "Resample",
     "RunConfig",
     "RunResult",
@@ -52,6 +54,7 @@ __all__ = [
     "WelchTTest",
     "chain",
     "run",
+    "replay",
     "resume",
     "run_config",
     "schedule",
