@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
+from firepbt.examples import _schedules
 from firepbt.pytorch import TorchTrainable
 from firepbt.space import Fixed, Hyperparameters, LogUniform, Space
 
@@ -66,10 +67,7 @@ RETURN_WINDOW = 10  # Q averages this many most recent finished episodes
 TEST_SEED = 1_000_000  # greedy test episode k starts from env seed TEST_SEED + k
 OBS_DIM, N_ACTIONS = 4, 2
 
-LR_SCHEDULES: dict[str, Callable[[float], float]] = {
-    "constant": lambda p: 1.0,
-    "linear": lambda p: 1.0 - p,
-}
+LR_SCHEDULES = ("constant", "linear")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +108,7 @@ def _check(h: Mapping[str, Any]) -> None:
         )
     if "lr" not in h:
         raise ValueError("CartPolePPO: hyperparameter 'lr' is required")
-    schedule = h.get("lr_schedule", "constant")
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule: expected one of {sorted(LR_SCHEDULES)}, got {schedule!r}")
-    if schedule != "constant" and not int(h.get("total_steps", 0)) > 0:
-        raise ValueError(f"total_steps: lr_schedule {schedule!r} needs total_steps > 0")
+    _schedules.check(h, LR_SCHEDULES)
     settings = PPOSettings.from_hyperparameters(h)
     for name in ("envs", "rollout", "epochs", "minibatch"):
         if getattr(settings, name) < 1:
@@ -128,9 +122,7 @@ def lr_multiplier(shape: str, progress: float) -> float:
     >>> [lr_multiplier("linear", t / 4) for t in range(6)]
     [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
-    if shape not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule: expected one of {sorted(LR_SCHEDULES)}, got {shape!r}")
-    return LR_SCHEDULES[shape](min(max(progress, 0.0), 1.0))
+    return _schedules.multiplier(shape, progress, LR_SCHEDULES)
 
 
 def _mlp(hidden: int, out: int, head_gain: float) -> torch.nn.Sequential:

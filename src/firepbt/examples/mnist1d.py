@@ -39,7 +39,6 @@ evaluators, 47 200 worker-steps on 2 worker processes) ran in 4–5 minutes on t
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from firepbt.examples import _schedules
 from firepbt.pytorch import TorchTrainable
 from firepbt.space import Fixed, Hyperparameters, LogUniform, Space
 
@@ -61,8 +61,6 @@ N_VAL = 1000
 SPLIT_SEED = 0
 SPLITS = ("train", "train+val")
 LR_SCHEDULES = ("constant", "cosine", "step")
-STEP_BOUNDARIES = (0.5, 0.75)  # the "step" shape: ×0.1 from half the steps, ×0.01 from ¾
-STEP_FACTORS = (1.0, 0.1, 0.01)
 
 
 @dataclass(frozen=True)
@@ -131,14 +129,7 @@ def lr_multiplier(shape: str, progress: float) -> float:
     >>> lr_multiplier("cosine", 0.5), lr_multiplier("step", 0.8)
     (0.5, 0.01)
     """
-    p = min(max(progress, 0.0), 1.0)
-    if shape == "constant":
-        return 1.0
-    if shape == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * p))
-    if shape == "step":
-        return STEP_FACTORS[sum(p >= b for b in STEP_BOUNDARIES)]
-    raise ValueError(f"lr_schedule: unknown shape {shape!r}; choose one of {LR_SCHEDULES}")
+    return _schedules.multiplier(shape, progress, LR_SCHEDULES)
 
 
 @contextmanager
@@ -196,7 +187,7 @@ class MNIST1D(TorchTrainable):
         self.generator = torch.Generator().manual_seed(seed)
         self.global_step = 0
         super().__init__(hyperparameters, seed)
-        _check_schedule(self.hyperparameters)
+        _schedules.check(self.hyperparameters, LR_SCHEDULES)
 
     def build(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         model = mnist1d_cnn(int(self.hyperparameters.get("channels", DEFAULT_CHANNELS)))
@@ -208,7 +199,7 @@ class MNIST1D(TorchTrainable):
         return model, optimizer
 
     def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
-        _check_schedule(hyperparameters)
+        _schedules.check(hyperparameters, LR_SCHEDULES)
         super().set_hyperparameters(hyperparameters)
 
     def use_split(self, name: str) -> None:
@@ -263,19 +254,6 @@ class MNIST1D(TorchTrainable):
     def load_extra_state(self, state: Any) -> None:
         self.generator.set_state(state["generator"])
         self.global_step = int(state["global_step"])
-
-
-def _check_schedule(h: Hyperparameters) -> None:
-    shape = h.get("lr_schedule", "constant")
-    if shape not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule: unknown shape {shape!r}; choose one of {LR_SCHEDULES}")
-    if shape != "constant":
-        total = h.get("total_steps")
-        if not isinstance(total, (int, float)) or isinstance(total, bool) or total <= 0:
-            raise ValueError(
-                f"total_steps: lr_schedule {shape!r} needs total_steps, the length of the "
-                f"schedule in steps (a positive number), got {total!r}"
-            )
 
 
 def mnist1d_space() -> Space:
