@@ -68,6 +68,14 @@ def _init_worker(threads: int = 1) -> None:
         os.environ.setdefault(var, str(threads))
 
 
+def check_pool(workers: int, timeout: float | None) -> None:
+    """Refuse a pool without workers or a timeout that is not a positive number of seconds."""
+    if workers < 1:
+        raise ValueError(f"workers: need at least 1, got {workers}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"segment_timeout: must be a positive number of seconds, got {timeout}")
+
+
 class ProcessPoolExecutor(Executor):
     """Runs segments on ``workers`` local processes. A worker that dies is recorded as a failure
     of the segments it held, and the pool is restarted. A segment running longer than
@@ -77,12 +85,7 @@ class ProcessPoolExecutor(Executor):
     def __init__(
         self, workers: int = 2, start_method: str | None = None, timeout: float | None = None
     ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers: need at least 1, got {workers}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(
-                f"segment_timeout: must be a positive number of seconds, got {timeout}"
-            )
+        check_pool(workers, timeout)
         self.workers = workers
         self.timeout = timeout
         self._started: dict[cf.Future[SegmentResult], float] = {}

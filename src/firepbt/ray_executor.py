@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from firepbt.executors import Executor, _died, _init_worker
+from firepbt.executors import Executor, _died, _init_worker, check_pool
 from firepbt.registry import ConfigError
 from firepbt.segments import Segment, SegmentResult, run_segment
 
@@ -98,14 +98,9 @@ class RayExecutor(Executor):
         num_cpus_per_worker: float = 1.0,
         timeout: float | None = None,
     ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers: need at least 1, got {workers}")
+        check_pool(workers, timeout)
         if not num_cpus_per_worker > 0:
             raise ValueError(f"num_cpus_per_worker: must be positive, got {num_cpus_per_worker}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(
-                f"segment_timeout: must be a positive number of seconds, got {timeout}"
-            )
         self._ray = import_ray()
         self.workers = workers
         self.address = address
