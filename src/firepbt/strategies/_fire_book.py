@@ -19,6 +19,7 @@ from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
     Population,
     PopulationConfigError,
+    Replacements,
     Synchrony,
     check_common,
     evolution_settings,
@@ -95,10 +96,7 @@ class FireBook(Strategy):
                     f"min_steps_before_eval: give one value per sub-population "
                     f"({subpopulations}), got {len(self.min_steps_before_eval)}"
                 )
-        if replace_failed < 0:
-            raise PopulationConfigError(f"replace_failed: must be >= 0, got {replace_failed}")
-        self.replace_failed = replace_failed
-        self._replaced: dict[int, int] = {}
+        self._replacements = Replacements(replace_failed)
         self.synchrony, self.exploit, self.explore = evolution_settings(
             synchrony, burn_in, exploit, explore
         )
@@ -184,23 +182,14 @@ class FireBook(Strategy):
     def _replace(self, member: int) -> list[Decision]:
         """A member that failed for good copies the best other member of its sub-population (at
         most ``replace_failed`` times per member); [] when it leaves the population instead."""
-        if self._replaced.get(member, 0) >= self.replace_failed:
-            return []
         i = self.subpopulation(member)
         fit = self.fitness(i) or self._recent(self._live(i))
         donors = {
             m: f for m, f in fit.items() if m != member and self._pop.members[m].weights.step > 0
         }
-        if not donors:
-            return []
-        donor = max(donors, key=lambda m: (donors[m], -m))
-        self._replaced[member] = self._replaced.get(member, 0) + 1
-        record = ExploitRecord(
-            donor,
-            f"replaces failed member {member} "
-            f"({self._replaced[member]} of {self.replace_failed} replacements)",
-        )
-        return self._apply_exploit(member, record, self._pop.snapshot())
+        best = max(donors, key=lambda m: (donors[m], -m)) if donors else None
+        record = self._replacements.take(member, best)
+        return [] if record is None else self._apply_exploit(member, record, self._pop.snapshot())
 
     def done(self) -> bool:
         return all(s.finished or not s.alive for s in self._pop.members.values())

@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from firepbt.decisions import Decision
-from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
+from firepbt.exploit import ExploitPolicy, recent_score
 from firepbt.explore import ExplorePolicy
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
     Population,
-    PopulationConfigError,
+    Replacements,
     Synchrony,
     check_common,
     evolution_settings,
@@ -59,10 +59,7 @@ class PBT(Strategy):
         self.space = space
         self.rng = rng
         self.burn_in = burn_in
-        if replace_failed < 0:
-            raise PopulationConfigError(f"replace_failed: must be >= 0, got {replace_failed}")
-        self.replace_failed = replace_failed
-        self._replaced: dict[int, int] = {}
+        self._replacements = Replacements(replace_failed)
         self._population = Population(total_steps, ready_every)
         self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)
         self._waiting: set[int] = set()  # sync mode: members at the barrier
@@ -88,18 +85,12 @@ class PBT(Strategy):
         """A member that failed for good is replaced by an exploit of the best member (at most
         ``replace_failed`` times); otherwise it leaves the population."""
         self._waiting.discard(member)
-        donor = self._best_other(member)
-        if donor is not None and self._replaced.get(member, 0) < self.replace_failed:
-            self._replaced[member] = self._replaced.get(member, 0) + 1
-            record = ExploitRecord(
-                donor,
-                f"replaces failed member {member} "
-                f"({self._replaced[member]} of {self.replace_failed} replacements)",
-            )
+        record = self._replacements.take(member, self._best_other(member))
+        if record is not None:
             view = self._population.snapshot()
             return [
                 self._population.exploit(
-                    member, record, view[donor], self.explore, self.space, self.rng
+                    member, record, view[record.donor], self.explore, self.space, self.rng
                 )
             ]
         self._population.fail(member)

@@ -164,3 +164,25 @@ class Population:
     def recent_scores(self) -> dict[int, list[float]]:
         """Scores of every live member, for exploit policies."""
         return {m: s.scores for m, s in self.members.items() if s.alive}
+
+
+class Replacements:
+    """``replace_failed``: how many times each member that failed for good may be replaced by an
+    exploit of a strong member instead of leaving the population."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 0:
+            raise PopulationConfigError(f"replace_failed: must be >= 0, got {limit}")
+        self.limit = limit
+        self._used: dict[int, int] = {}
+
+    def take(self, member: int, donor: int | None) -> ExploitRecord | None:
+        """The exploit record replacing ``member`` by ``donor``, or None when there is no donor
+        or ``member`` has used up its replacements."""
+        used = self._used.get(member, 0)
+        if donor is None or used >= self.limit:
+            return None
+        self._used[member] = used + 1
+        return ExploitRecord(
+            donor, f"replaces failed member {member} ({used + 1} of {self.limit} replacements)"
+        )
