@@ -80,6 +80,7 @@ def _check_consistent(run_dir: Path) -> None:
     assert len(store.lineage()) == len(copies)
     for path, *_ in store.live_checkpoints():
         assert Path(path).exists(), f"the store references a missing checkpoint {path}"
+    assert store.held_checkpoints() == []  # held in memory: dropped, or written at the end
     assert store.meta("status") == "finished"
     store.close()
 
@@ -101,9 +102,16 @@ def test_sigkill_then_resume_ends_as_if_never_killed(
 ) -> None:
     proc = _start(_config(tmp_path, "run"))
     before = _kill_after(proc, tmp_path / "run" / "firepbt.sqlite", n_points)
+    store = Store.open(tmp_path / "run")
+    lost = store.held_checkpoints()  # in the killed workers' memory only
+    store.close()
     result = firepbt.resume(tmp_path / "run")
     after = _points(tmp_path / "run" / "firepbt.sqlite")
     assert after[: len(before)] == before  # nothing recorded before the kill was lost or changed
+    if lost:  # they were trained again from the last checkpoints on disk
+        store = Store.open(tmp_path / "run")
+        assert "repaired" in [kind for _, _, kind, _ in store.failures()]
+        store.close()
     assert result.best_member == reference.best_member
     assert result.best_score == reference.best_score
     assert result.schedule == reference.schedule

@@ -100,6 +100,7 @@ def run(
     workers: int = 2,
     run_dir: str | Path | None = None,
     max_retries: int = 2,
+    checkpoint_every: int | None = None,
     segment_timeout: float | None = None,
     address: str | None = None,
     num_cpus_per_worker: float | None = None,
@@ -135,6 +136,7 @@ def run(
         executor=executor if isinstance(executor, str) else "process",
         workers=workers,
         max_retries=max_retries,
+        checkpoint_every=checkpoint_every,
         segment_timeout=segment_timeout,
         address=address,
         num_cpus_per_worker=num_cpus_per_worker,
@@ -271,6 +273,7 @@ def _drive(
         mode=config.mode_enum,
         metric=config.metric,
         max_retries=config.max_retries,
+        checkpoint_every=config.checkpoint_every,
         on_progress=callback,
     )
     try:

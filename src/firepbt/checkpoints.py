@@ -1,7 +1,9 @@
 """Checkpoint files: written atomically (temporary file + rename) with a SHA-256 checksum.
 
 A checkpoint holds whatever ``Trainable.save`` returned, pickled. Readers verify the checksum, so a
-torn or corrupted file is detected instead of silently loaded.
+torn or corrupted file is detected instead of silently loaded. A checkpoint may also be *held*: its
+bytes stay in the memory of the worker that made it (``holder``) until they are written out or
+dropped (see ``firepbt.segments``).
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ class CheckpointError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class CheckpointRef:
-    """A checkpoint file of ``member`` at ``step``, written by segment ``segment``."""
+    """A checkpoint file of ``member`` at ``step``, written by segment ``segment``; with a
+    ``holder``, its bytes are in that worker's memory and not (yet) at ``path``."""
 
     path: str
     sha256: str
     member: int
     step: int
     segment: int
+    holder: str = ""
 
 
-def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int]:
-    """Pickle ``state`` to ``path`` atomically; return (sha256 hex digest, size in bytes)."""
+def dump_state(state: Any) -> tuple[bytes, str]:
+    """Pickle ``state``; return (the bytes, their sha256 hex digest)."""
     try:
         data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:  # pickling errors come in many types
@@ -39,6 +43,18 @@ def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int
             f"the state returned by save() cannot be pickled ({type(e).__name__}: {e}); "
             "return plain data, numpy arrays or tensors"
         ) from e
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int]:
+    """Pickle ``state`` to ``path`` atomically; return (sha256 hex digest, size in bytes)."""
+    data, sha = dump_state(state)
+    write_bytes(path, data)
+    return sha, len(data)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
@@ -51,7 +67,6 @@ def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:
@@ -66,4 +81,8 @@ def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:
             f"checkpoint {path} is corrupted: checksum {digest[:12]}… does not match the recorded "
             f"{sha256[:12]}…"
         )
+    return load_state(data)
+
+
+def load_state(data: bytes) -> Any:
     return pickle.loads(data)

@@ -87,6 +87,7 @@ class RunConfig:
     executor: str = "process"
     workers: int = 2
     max_retries: int = 2
+    checkpoint_every: int | None = None  # steps between checkpoints on disk; None: budget / 5
     segment_timeout: float | None = None  # seconds; a longer segment is stopped (process, ray)
     address: str | None = None  # ray: None starts a local Ray; "auto" / "ray://..." joins one
     num_cpus_per_worker: float | None = None  # ray: CPUs per worker actor (default 1)
@@ -105,6 +106,14 @@ class RunConfig:
         self._check_ray_options()
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode: expected 'max' or 'min', got {self.mode!r}")
+        if self.checkpoint_every is not None and (
+            not isinstance(self.checkpoint_every, int)
+            or isinstance(self.checkpoint_every, bool)
+            or self.checkpoint_every < 1
+        ):
+            raise ConfigError(
+                f"checkpoint_every: expected a positive integer, got {self.checkpoint_every!r}"
+            )
         for name in ("total_steps", "population", "ready_every", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -222,6 +231,7 @@ class RunConfig:
             "run_dir",
             "eval_every",
             "max_retries",
+            "checkpoint_every",
         }
         unknown = sorted(set(data) - known_top)
         if unknown:
@@ -258,6 +268,7 @@ class RunConfig:
             run_dir=data.get("run_dir"),
             eval_every=data.get("eval_every"),
             max_retries=data.get("max_retries", 2),
+            checkpoint_every=data.get("checkpoint_every"),
             segment_timeout=data.get("segment_timeout"),
             executor=executor.get("kind", "process"),
             workers=executor.get("workers", 2),

@@ -1,25 +1,46 @@
 """Executors: thin adapters that run segments somewhere and hand back their results.
 
 ``InProcessExecutor`` runs segments one by one in the calling process (deterministic; for tests
-and debugging). ``ProcessPoolExecutor`` runs them on a pool of local worker processes (the
+and debugging). ``ProcessPoolExecutor`` runs them on local worker processes of its own (the
 default). A population larger than the number of workers is time-multiplexed by the runner,
 which never submits more segments than ``capacity``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
-from firepbt.segments import Failure, Segment, SegmentResult, run_segment
+from firepbt.segments import (
+    Failure,
+    Segment,
+    SegmentResult,
+    drop_held,
+    flush_held,
+    run_segment,
+    worker_name,
+)
 
 
 class Executor(ABC):
-    """Runs segments. ``submit`` never blocks; ``wait`` blocks until at least one result."""
+    """Runs segments. ``submit`` never blocks; ``wait`` blocks until at least one result.
+
+    An executor that ``holds_state`` lets segments leave their checkpoint in the memory of the
+    worker that ran them (``CheckpointRef.holder``): it sends a segment to the worker holding its
+    source when that worker is ``idle``, writes a held checkpoint to disk on ``flush`` and
+    forgets it on ``drop``."""
+
+    holds_state = False
 
     @property
     @abstractmethod
@@ -40,9 +61,22 @@ class Executor(ABC):
     def shutdown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release workers."""
 
+    def idle(self, worker: str) -> bool:
+        """Whether ``worker`` lives and runs nothing (a segment submitted now would run there)."""
+        return False
+
+    def flush(self, worker: str, path: str) -> str:
+        """Have ``worker`` write the checkpoint it holds for ``path``; "" or why it could not."""
+        return f"this executor holds no checkpoints in memory (asked for {path})"
+
+    def drop(self, worker: str, path: str) -> None:  # noqa: B027 - nothing held by default
+        """Let ``worker`` forget the checkpoint it holds for ``path``."""
+
 
 class InProcessExecutor(Executor):
     """Runs each segment in this process when results are asked for, in submission order."""
+
+    holds_state = True
 
     def __init__(self) -> None:
         self._queue: deque[Segment] = deque()
@@ -59,6 +93,18 @@ class InProcessExecutor(Executor):
 
     def pending(self) -> int:
         return len(self._queue)
+
+    def idle(self, worker: str) -> bool:
+        return worker == worker_name() and not self._queue
+
+    def flush(self, worker: str, path: str) -> str:
+        if worker != worker_name():
+            return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+        return flush_held(path)
+
+    def drop(self, worker: str, path: str) -> None:
+        if worker == worker_name():
+            drop_held(path)
 
 
 def _init_worker(threads: int = 1) -> None:
@@ -77,10 +123,15 @@ def check_pool(workers: int, timeout: float | None) -> None:
 
 
 class ProcessPoolExecutor(Executor):
-    """Runs segments on ``workers`` local processes. A worker that dies is recorded as a failure
-    of the segments it held, and the pool is restarted. A segment running longer than
-    ``timeout`` seconds is stopped (the pool's processes are killed) and recorded as a timeout;
-    the other segments it interrupted run again at no cost."""
+    """Runs segments on ``workers`` local processes of its own, one segment per process at a
+    time. A segment whose source checkpoint a process holds in memory goes back to that process
+    when it is idle, so a member that continues there is neither written out nor read back.
+
+    A process that dies is recorded as a failure of the segment it ran and replaced; a segment
+    running longer than ``timeout`` seconds is stopped by killing its process (recorded as a
+    ``timeout``), and the other processes go on untouched."""
+
+    holds_state = True
 
     def __init__(
         self, workers: int = 2, start_method: str | None = None, timeout: float | None = None
@@ -88,106 +139,224 @@ class ProcessPoolExecutor(Executor):
         check_pool(workers, timeout)
         self.workers = workers
         self.timeout = timeout
-        self._started: dict[cf.Future[SegmentResult], float] = {}
         methods = multiprocessing.get_all_start_methods()
         self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
-        self._pool: cf.ProcessPoolExecutor | None = None
-        self._futures: dict[cf.Future[SegmentResult], Segment] = {}
+        self._procs: list[_Process] = []
+        self._early: list[SegmentResult] = []  # could not be sent; handed back by the next wait
+        self._home: dict[int, int] = {}  # member -> index of the process that last ran it
+        self._requests = 0
 
     @property
     def capacity(self) -> int:
         return self.workers
 
-    def _ensure_pool(self) -> cf.ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context(self.start_method)
-            self._pool = cf.ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_init_worker
-            )
-        return self._pool
+    # -- processes --------------------------------------------------------------------------
+
+    def _spawn(self) -> _Process:
+        context: Any = multiprocessing.get_context(self.start_method)
+        tasks, their_tasks = context.Pipe()
+        control, their_control = context.Pipe()
+        process = context.Process(
+            target=_worker_main, args=(their_tasks, their_control), daemon=True
+        )
+        process.start()
+        their_tasks.close()
+        their_control.close()
+        return _Process(process, tasks, control, f"pid-{process.pid}")
+
+    def _replace(self, index: int) -> None:
+        """Kill a process (if it still lives) and put a fresh one in its place."""
+        old = self._procs[index]
+        if old.process.is_alive():
+            old.process.kill()
+        old.process.join(5)
+        old.tasks.close()
+        old.control.close()
+        self._procs[index] = self._spawn()
+        self._home = {m: i for m, i in self._home.items() if i != index}
+
+    def _named(self, worker: str) -> _Process | None:
+        for proc in self._procs:
+            if proc.name == worker and proc.process.is_alive():
+                return proc
+        return None
+
+    # -- the Executor contract --------------------------------------------------------------
 
     def submit(self, segment: Segment) -> None:
-        pool = self._ensure_pool()
+        if not self._procs:  # first use, or shut down earlier
+            self._procs = [self._spawn() for _ in range(self.workers)]
+        idle = [i for i, p in enumerate(self._procs) if p.segment is None]
+        if not idle:
+            raise RuntimeError(
+                f"ProcessPoolExecutor: all {self.workers} workers are busy; submit at most "
+                "capacity segments at once"
+            )
+        holder = segment.source.holder if segment.source is not None else ""
+        by_name = {p.name: i for i, p in enumerate(self._procs)}
+        index = choose_worker(
+            idle, (by_name.get(holder), self._home.get(segment.member)), self._home
+        )
+        proc = self._procs[index]
         try:
-            future = pool.submit(run_segment, segment)
-        except cf.process.BrokenProcessPool:
-            self._restart()
-            future = self._ensure_pool().submit(run_segment, segment)
-        self._futures[future] = segment
-        self._started[future] = time.monotonic()  # never more segments than workers: they start
+            proc.tasks.send(segment)
+        except (OSError, ValueError):  # the process is gone: the next wait reports it
+            pass
+        except Exception as e:  # e.g. the segment could not be pickled
+            self._early.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
+            return
+        proc.segment, proc.started = segment, time.monotonic()
 
     def wait(self) -> list[SegmentResult]:
-        if not self._futures:
-            return []
-        limit = None
-        if self.timeout is not None:
-            earliest = min(self._started[f] for f in self._futures)
-            limit = max(0.0, earliest + self.timeout - time.monotonic())
-        done, _ = cf.wait(list(self._futures), timeout=limit, return_when=cf.FIRST_COMPLETED)
-        if not done:
-            return self._stop_hung()
-        results = []
-        broken = False
-        for future in done:
-            segment = self._futures.pop(future)
-            self._started.pop(future, None)
-            try:
-                results.append(future.result())
-            except cf.process.BrokenProcessPool as e:
-                broken = True
-                results.append(
-                    _died(
-                        segment,
-                        f"a worker process died ({e}); if every segment "
-                        "fails this way, check that the script calling firepbt.run "
-                        "guards it with `if __name__ == '__main__':`",
-                    )
-                )
-            except Exception as e:  # e.g. the segment could not be pickled
-                results.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
-        if broken:
-            # Every other in-flight segment of a broken pool is lost too.
-            for segment in list(self._futures.values()):
-                results.append(_died(segment, "its worker pool broke while it ran"))
-            self._futures.clear()
-            self._started.clear()
-            self._restart()
-        return results
-
-    def _stop_hung(self) -> list[SegmentResult]:
-        """Kill the pool's processes to stop segments past the timeout; the others it ran are
-        reported as interrupted (the runner queues them again without counting an attempt)."""
-        assert self.timeout is not None
-        now = time.monotonic()
-        results = []
-        for future, segment in self._futures.items():
-            if now - self._started[future] >= self.timeout:
-                message = f"the segment ran past the {self.timeout:g} s segment_timeout"
-                results.append(_died(segment, message, kind="timeout"))
-            else:
-                message = "stopped with a hung segment's worker pool; it runs again"
-                results.append(_died(segment, message, kind="interrupted"))
-        if self._pool is not None:
-            # concurrent.futures has no way to stop one task: end the pool's processes.
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.kill()
-        self._futures.clear()
-        self._started.clear()
-        self._restart()
+        results, self._early = self._early, []
+        while not results and self.pending():
+            busy = [p for p in self._procs if p.segment is not None]
+            limit = None
+            if self.timeout is not None:
+                earliest = min(p.started for p in busy)
+                limit = max(0.0, earliest + self.timeout - time.monotonic())
+            handles = [p.tasks for p in busy] + [p.process.sentinel for p in busy]
+            ready = mp_connection.wait(handles, timeout=limit)
+            if not ready:
+                results += self._stop_hung()
+                continue
+            for proc in busy:
+                if proc.tasks in ready or proc.process.sentinel in ready:
+                    results.append(self._collect(proc))
         return results
 
     def pending(self) -> int:
-        return len(self._futures)
+        return sum(p.segment is not None for p in self._procs) + len(self._early)
 
-    def _restart(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = None
+    def idle(self, worker: str) -> bool:
+        proc = self._named(worker)
+        return proc is not None and proc.segment is None
+
+    def flush(self, worker: str, path: str) -> str:
+        proc = self._named(worker)
+        if proc is None:
+            return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+        self._requests += 1
+        number = self._requests
+        try:
+            proc.control.send(("flush", path, number))
+            deadline = time.monotonic() + FLUSH_TIMEOUT
+            while proc.control.poll(max(0.0, deadline - time.monotonic())):
+                replied, error = proc.control.recv()
+                if replied == number:
+                    return str(error)
+        except (OSError, EOFError) as e:
+            return f"worker {worker} could not write checkpoint {path} ({e})"
+        return f"worker {worker} did not write checkpoint {path} within {FLUSH_TIMEOUT:g} s"
+
+    def drop(self, worker: str, path: str) -> None:
+        proc = self._named(worker)
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.control.send(("drop", path, 0))
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = None
+        for proc in self._procs:
+            with contextlib.suppress(OSError):
+                proc.tasks.send(None)
+        for proc in self._procs:
+            proc.process.join(5)
+            if proc.process.is_alive():
+                proc.process.kill()
+                proc.process.join(5)
+            proc.tasks.close()
+            proc.control.close()
+        self._procs = []
+        self._home.clear()
+
+    # -- results, deaths and timeouts -------------------------------------------------------
+
+    def _collect(self, proc: _Process) -> SegmentResult:
+        segment = proc.segment
+        assert segment is not None
+        index = self._procs.index(proc)
+        try:
+            if not proc.tasks.poll():
+                raise EOFError
+            result: SegmentResult = proc.tasks.recv()
+        except (EOFError, OSError):
+            proc.process.join(5)
+            code = proc.process.exitcode
+            self._replace(index)
+            return _died(
+                segment,
+                f"its worker process died (exit code {code}); if every segment fails this way, "
+                "check that the script calling firepbt.run guards it with "
+                "`if __name__ == '__main__':`",
+            )
+        proc.segment = None
+        if result.failure is None:
+            self._home[segment.member] = index
+        elif self._home.get(segment.member) == index:
+            del self._home[segment.member]  # the process dropped its trainable
+        return result
+
+    def _stop_hung(self) -> list[SegmentResult]:
+        """Kill the processes of segments past the timeout; each gets a fresh process."""
+        assert self.timeout is not None
+        now = time.monotonic()
+        results = []
+        for index, proc in enumerate(self._procs):
+            if proc.segment is not None and now - proc.started >= self.timeout:
+                message = f"the segment ran past the {self.timeout:g} s segment_timeout"
+                results.append(_died(proc.segment, message, kind="timeout"))
+                self._replace(index)
+        return results
+
+
+FLUSH_TIMEOUT = 60.0  # seconds a worker may take to write a held checkpoint out
+
+
+@dataclass(slots=True)
+class _Process:
+    process: BaseProcess
+    tasks: Connection  # segments out, results back
+    control: Connection  # flush and drop requests, served by a thread of the worker
+    name: str
+    segment: Segment | None = None
+    started: float = 0.0
+
+
+def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dict[int, int]) -> int:
+    """The first preferred worker that is idle; otherwise the idle worker fewest members call
+    home, so that a member moving does not push another out of its worker's memory."""
+    for choice in preferred:
+        if choice is not None and choice in idle:
+            return choice
+    count = Counter(homes.values())
+    return min(idle, key=lambda i: (count[i], i))
+
+
+def _worker_main(tasks: Connection, control: Connection) -> None:
+    """A worker process: runs the segments it is sent, one at a time, while a thread writes
+    out or drops held checkpoints when the controller asks."""
+    _init_worker()
+    threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
+    while True:
+        try:
+            segment = tasks.recv()
+        except (EOFError, OSError):  # the controller is gone
+            return
+        if segment is None:
+            return
+        tasks.send(run_segment(segment))
+
+
+def _serve_control(control: Connection) -> None:
+    while True:
+        try:
+            kind, path, number = control.recv()
+        except (EOFError, OSError):
+            return
+        if kind == "flush":
+            control.send((number, flush_held(path)))
+        else:
+            drop_held(path)
 
 
 def _died(segment: Segment, message: str, kind: str = "worker_died") -> SegmentResult:

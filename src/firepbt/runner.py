@@ -1,5 +1,13 @@
 """The runner owns the loop: it turns decisions into segments, runs them on an executor, records
 every event in the store before acting on it, and keeps each checkpoint until nobody needs it.
+
+On an executor whose workers hold checkpoints in memory, a segment writes its checkpoint to disk
+only when one is due: when it crosses a multiple of ``checkpoint_every`` steps, or at the end of
+the budget. In between, a member that continues on the worker holding its weights goes on from
+memory; weights another worker must read (an exploit's donor, an evaluator's parent) are written
+out first. Every checkpoint remembers how to make it again (``_Origin``): the last checkpoint on
+disk it descends from and the segments since, so a held checkpoint lost with its worker, or a
+corrupted file, is trained again instead of failing the member.
 """
 
 from __future__ import annotations
@@ -29,6 +37,15 @@ from firepbt.segments import Failure, Segment, SegmentResult
 from firepbt.store import Store
 from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """How a checkpoint was made: ``chain`` run in order from ``anchor`` (a checkpoint written to
+    disk when it was made; None: from scratch)."""
+
+    anchor: CheckpointRef | None
+    chain: tuple[Segment, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,7 @@ class Runner:
         mode: Mode = Mode.MAX,
         metric: str | None = None,
         max_retries: int = 2,
+        checkpoint_every: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self.strategy = strategy
@@ -80,18 +98,24 @@ class Runner:
         self.mode = mode
         self.metric = metric
         self.max_retries = max_retries
+        # Steps between checkpoints written to disk (per member; by default a fifth of the budget,
+        # the most a crash makes a member train again); every segment's without workers that
+        # hold checkpoints in memory.
+        every = checkpoint_every or max(1, total_steps // 5)
+        self.checkpoint_every = every if executor.holds_state else 1
         self.on_progress = on_progress
         self._queue: deque[Segment] = deque()
         self._seeds: dict[int, int] = {}
         self._current: dict[int, CheckpointRef] = {}  # where each member's weights live
         self._written: dict[tuple[int, int], CheckpointRef] = {}  # latest file of (member, step)
         self._refs: Counter[str] = Counter()  # checkpoint path -> members and segments needing it
-        # Repairing a corrupted checkpoint: the segment that wrote each file, the file it was
-        # trained from (kept until the new one has been read once), new checksums after repairs.
-        self._producers: dict[str, Segment] = {}
-        self._parents: dict[str, CheckpointRef] = {}
+        # How each checkpoint can be made again (its anchor is kept until a checkpoint written
+        # to disk has been read once; a held one keeps it while it lives), the worker holding
+        # each held checkpoint, and the files written since (flushed, or trained again).
+        self._origins: dict[str, _Origin] = {}
+        self._holders: dict[str, str] = {}
         self._rewritten: dict[str, CheckpointRef] = {}
-        self._awaiting: dict[str, list[Segment]] = {}  # corrupted path -> segments waiting on it
+        self._awaiting: dict[str, list[Segment]] = {}  # lost path -> segments waiting on it
         self._repair_tried: set[str] = set()
         self._steps_done = 0
         self._replaying = False
@@ -188,11 +212,50 @@ class Runner:
                 return
             if self._queue[0].isolated and self.executor.pending() > 0:
                 return
-            segment = self._queue.popleft()
-            if segment.source is not None and segment.source.path in self._rewritten:
-                segment = replace(segment, source=self._rewritten[segment.source.path])
+            segment = self._placed(self._next())
+            if segment is None:
+                continue
             self.executor.submit(segment)
             self._isolated_running = segment.isolated
+
+    def _next(self) -> Segment:
+        """The first queued segment that continues a member on the idle worker holding it in
+        memory; otherwise the first one (so that it does not take that worker)."""
+        if not self._queue[0].isolated:
+            for segment in self._queue:
+                if self._continues_in_memory(segment):
+                    self._queue.remove(segment)
+                    return segment
+        return self._queue.popleft()
+
+    def _continues_in_memory(self, segment: Segment) -> bool:
+        source = segment.source
+        return (
+            source is not None
+            and bool(source.holder)
+            and source.member == segment.member
+            and not segment.repair
+            and self.executor.idle(source.holder)
+        )
+
+    def _placed(self, segment: Segment) -> Segment | None:
+        """``segment`` with a source a worker can read: written to disk first when another
+        worker is to read it (None: it is lost and waits to be trained again)."""
+        source = segment.source
+        if source is None or self._continues_in_memory(segment):
+            return segment
+        if source.path in self._rewritten:
+            return replace(segment, source=self._rewritten[source.path])
+        if not source.holder:
+            return segment
+        error = self.executor.flush(source.holder, source.path)
+        if error:
+            self._failed(SegmentResult(segment, failure=Failure("source_unreadable", error)))
+            return None
+        written = replace(source, holder="")
+        self._rewritten[source.path] = written
+        self.store.checkpoint_flushed(source.path)
+        return replace(segment, source=written)
 
     # -- decisions -> segments --------------------------------------------------------------
 
@@ -226,10 +289,11 @@ class Runner:
             elif isinstance(d, Release):
                 self._release(self._current.pop(d.member, None))
             elif isinstance(d, Finish):
-                # Its final checkpoint will not be trained from again: its parent may go.
+                # Its final checkpoint (on disk: the budget's end is due) is not trained from
+                # again: what it was trained from may go.
                 current = self._current.get(d.member)
-                if current is not None:
-                    self._release(self._parents.pop(current.path, None))
+                if current is not None and not current.holder:
+                    self._forget_origin(current.path)
 
     def _enqueue(
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
@@ -272,8 +336,14 @@ class Runner:
                 checkpoint_path=str(path),
                 trainable=self.trainable,
                 metric=self.metric,
+                persist=self._due(start, end),
             )
         )
+
+    def _due(self, start: int, end: int) -> bool:
+        """Whether a segment from ``start`` to ``end`` writes its checkpoint to disk."""
+        every = self.checkpoint_every
+        return end >= self.total_steps or end // every > start // every
 
     # -- results ----------------------------------------------------------------------------
 
@@ -306,17 +376,34 @@ class Runner:
             if math.isfinite(score):
                 self._best = max(self._best, score)
         self._written[(seg.member, seg.end_step)] = r.checkpoint
-        self._producers[r.checkpoint.path] = seg
-        if seg.source is not None:
-            # The source was read without trouble, so the file it was trained from may go; the
-            # new checkpoint keeps the source until it is read in turn (to repair it from).
-            self._release(self._parents.pop(seg.source.path, None))
-            self._parents[r.checkpoint.path] = seg.source
-            self._refs[seg.source.path] += 1
+        self._remember_origin(seg, r.checkpoint)
         self._set_current(seg.member, r.checkpoint)
         self._apply(self.strategy.ready(seg.member, seg.end_step))
         self._release(seg.source)
         self._progress()
+
+    def _remember_origin(self, seg: Segment, checkpoint: CheckpointRef) -> None:
+        if checkpoint.holder:
+            self._holders[checkpoint.path] = checkpoint.holder
+        source = seg.source
+        parent = self._origins.get(source.path) if source is not None else None
+        if source is None:
+            origin = _Origin(None, (seg,))
+        elif parent is None or parent.chain[-1].persist:
+            origin = _Origin(source, (seg,))
+            # The source file was read without trouble, so what it was trained from may go; the
+            # new checkpoint keeps the source until it is read in turn.
+            self._forget_origin(source.path)
+        else:  # trained from a held checkpoint: from the same anchor, one segment further
+            origin = _Origin(parent.anchor, (*parent.chain, seg))
+        if origin.anchor is not None:
+            self._refs[origin.anchor.path] += 1
+        self._origins[checkpoint.path] = origin
+
+    def _forget_origin(self, path: str) -> None:
+        origin = self._origins.pop(path, None)
+        if origin is not None:
+            self._release(origin.anchor)
 
     def _failed(self, r: SegmentResult, final: bool = False) -> None:
         seg, failure = r.segment, r.failure
@@ -353,44 +440,59 @@ class Runner:
     # -- repairing corrupted checkpoints ----------------------------------------------------
 
     def _repair(self, seg: Segment) -> bool:
-        """``seg``'s source is missing or corrupted: queue a re-run of the segment that wrote it,
-        from the checkpoint that one started from (same hyperparameters, seed and steps), and let
-        ``seg`` wait for it. False when it cannot be repaired: tried already, or its parent was
-        released once the file had been read successfully."""
+        """``seg``'s source is lost (held by a worker that is gone), missing or corrupted: queue
+        the segments that made it, run again from its anchor on disk (same hyperparameters,
+        seeds and steps) and written out, and let ``seg`` wait for them. False when it cannot
+        be repaired: tried already, or its anchor was released once it had been read."""
         assert seg.source is not None
         path = seg.source.path
         if path in self._awaiting:
             self._awaiting[path].append(seg)
             return True
-        producer = self._producers.get(path)
-        if producer is None or path in self._repair_tried:
-            return False
-        parent = self._parents.get(path)
-        if producer.source is not None and parent is None:
+        origin = self._origins.get(path)
+        if origin is None or path in self._repair_tried:
             return False
         self._repair_tried.add(path)
         self._awaiting[path] = [seg]
-        if parent is not None:
-            self._refs[parent.path] += 1
-        repair = replace(producer, source=parent, attempt=0, isolated=False, repair=True)
+        if origin.anchor is not None:
+            self._refs[origin.anchor.path] += 1
+        *prelude, last = origin.chain
+        repair = replace(
+            last,
+            source=origin.anchor,
+            prelude=tuple(prelude),
+            attempt=0,
+            isolated=False,
+            repair=True,
+            persist=True,
+        )
         self._queue.appendleft(repair)
         return True
 
     def _repaired(self, r: SegmentResult) -> None:
         seg = r.segment
         path = seg.checkpoint_path
+        failure = r.failure
+        if (
+            failure is not None
+            and failure.kind not in ("bad_metric", "source_unreadable")
+            and seg.attempt < self.max_retries
+        ):  # a worker died under it, say: try again, the waiting segments still waiting
+            self._queue.appendleft(replace(seg, attempt=seg.attempt + 1))
+            return
         waiting = self._awaiting.pop(path, [])
         self._release(seg.source)
         if r.failure is None and r.checkpoint is not None:
             self._rewritten[path] = r.checkpoint
             self.store.checkpoint_rewritten(r.checkpoint, r.checkpoint_bytes)
+            start = (seg.prelude or (seg,))[0].start_step
             self.store.record_warning(
                 seg.member,
                 seg.id,
                 seg.end_step,
                 "repaired",
-                f"checkpoint {path} was unreadable; it was trained again from step "
-                f"{seg.start_step} with the same hyperparameters and seed",
+                f"checkpoint {path} was lost or unreadable; it was trained again from step "
+                f"{start} with the same hyperparameters and seeds",
             )
             for s in waiting:
                 self._queue.appendleft(replace(s, attempt=s.attempt + 1))
@@ -418,9 +520,11 @@ class Runner:
             written = self._written.get((ref.member, ref.step))
             if written is not None and written.path == ref.path:
                 del self._written[(ref.member, ref.step)]
-            self._producers.pop(ref.path, None)
             self._rewritten.pop(ref.path, None)
-            self._release(self._parents.pop(ref.path, None))
+            self._forget_origin(ref.path)
+            holder = self._holders.pop(ref.path, None)
+            if holder is not None:
+                self.executor.drop(holder, ref.path)
             Path(ref.path).unlink(missing_ok=True)
             self.store.checkpoint_deleted(ref.path)
 

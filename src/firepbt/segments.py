@@ -4,6 +4,13 @@ step a to step b, evaluating every j steps" → a new checkpoint and curve point
 ``run_segment`` is what a worker executes. It keeps a few trainables alive between segments, so a
 member that continues on the same worker is not reloaded from disk; correctness never depends on it
 (a cached trainable is used only when it is exactly at the segment's source checkpoint).
+
+A segment that is not asked to ``persist`` leaves its checkpoint *held*: pickled, in this worker's
+memory, not on disk. The runner sends the member's next segment back to this worker, which goes on
+from memory; ``flush_held`` writes a held checkpoint to its path when another worker needs it, and
+``drop_held`` forgets it once nobody does. A held checkpoint lost with its worker is trained again
+from the last checkpoint on disk: a repair segment carries the segments to run again first, in
+``prelude``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from firepbt.checkpoints import CheckpointError, CheckpointRef, read_checkpoint, write_checkpoint
+from firepbt.checkpoints import (
+    CheckpointError,
+    CheckpointRef,
+    dump_state,
+    load_state,
+    read_checkpoint,
+    write_bytes,
+)
 from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
@@ -38,7 +52,9 @@ class Segment:
     metric: str | None = None
     attempt: int = 0
     isolated: bool = False  # run alone: it was on a worker process that died
-    repair: bool = False  # a re-run that rewrites a corrupted checkpoint (nothing else recorded)
+    repair: bool = False  # a re-run that rewrites a lost checkpoint (nothing else recorded)
+    persist: bool = True  # write the checkpoint to disk; otherwise hold it in the worker's memory
+    prelude: tuple[Segment, ...] = ()  # a repair runs these first, from ``source``
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +129,78 @@ def extract_score(
 # Trainables kept alive in this worker process: member -> (checkpoint path it is at, trainable).
 _ALIVE: OrderedDict[int, tuple[str, Trainable]] = OrderedDict()
 KEEP_ALIVE = 4
+# Checkpoints held in this worker's memory: path -> pickled state.
+_HELD: dict[str, bytes] = {}
+
+
+def worker_name() -> str:
+    return f"pid-{os.getpid()}"
+
+
+def flush_held(path: str) -> str:
+    """Write a held checkpoint to its path (it stays held too); "" or why it could not be."""
+    data = _HELD.get(path)
+    if data is None:
+        return f"checkpoint {path} is not held by worker {worker_name()}"
+    try:
+        write_bytes(path, data)
+    except OSError as e:
+        return f"checkpoint {path} could not be written ({e})"
+    return ""
+
+
+def drop_held(path: str) -> None:
+    _HELD.pop(path, None)
 
 
 def _obtain(seg: Segment) -> tuple[Trainable, bool]:
-    cached = _ALIVE.pop(seg.member, None)
+    first = seg.prelude[0] if seg.prelude else seg
+    cached = _ALIVE.pop(first.member, None)
     if seg.source is not None and cached is not None and cached[0] == seg.source.path:
         return cached[1], True
-    trainable = seg.trainable(dict(seg.hyperparameters), seg.seed)
+    trainable = first.trainable(dict(first.hyperparameters), first.seed)
     if seg.source is not None:
+        held = _HELD.get(seg.source.path)
         try:
-            state = read_checkpoint(seg.source.path, seg.source.sha256)
+            if held is not None:
+                state = load_state(held)
+            else:
+                state = read_checkpoint(seg.source.path, seg.source.sha256)
         except CheckpointError as e:
             raise SourceUnreadable(str(e)) from None
         trainable.load(state)
     return trainable, False
+
+
+def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> None:
+    """Train ``seg.start_step`` → ``seg.end_step`` with its hyperparameters, evaluating every
+    ``eval_every`` steps and at the end (into ``points``)."""
+    trainable.set_hyperparameters(dict(seg.hyperparameters))
+    step = seg.start_step
+    while True:
+        k = min(seg.eval_every, seg.end_step - step)
+        if k > 0:
+            trainable.train(k)
+            step += k
+        score, metrics = extract_score(trainable.evaluate(), seg.metric)
+        points.append(Point(step, score, metrics))
+        if step >= seg.end_step:
+            return
+
+
+def _run_prelude(trainable: Trainable, seg: Segment) -> Trainable:
+    """Run a repair's earlier segments again; where the member changes (an exploit), the next
+    member's trainable is built and loaded from the state, as it was the first time."""
+    member = seg.prelude[0].member
+    for part in (*seg.prelude, seg):
+        if part.member != member:
+            state = trainable.save()
+            trainable = part.trainable(dict(part.hyperparameters), part.seed)
+            trainable.load(state)
+            member = part.member
+        if part is not seg:
+            _advance(trainable, part, [])
+    return trainable
 
 
 _THREADS_PINNED = False
@@ -145,22 +219,19 @@ def run_segment(seg: Segment) -> SegmentResult:
     """Run one segment; every error becomes a recorded ``Failure``, never an exception."""
     started = time.time()
     _pin_torch_threads()
-    worker = f"pid-{os.getpid()}"
+    worker = worker_name()
     points: list[Point] = []
     try:
         trainable, reused = _obtain(seg)
-        trainable.set_hyperparameters(dict(seg.hyperparameters))
-        step = seg.start_step
-        while True:
-            k = min(seg.eval_every, seg.end_step - step)
-            if k > 0:
-                trainable.train(k)
-                step += k
-            score, metrics = extract_score(trainable.evaluate(), seg.metric)
-            points.append(Point(step, score, metrics))
-            if step >= seg.end_step:
-                break
-        sha, nbytes = write_checkpoint(seg.checkpoint_path, trainable.save())
+        if seg.prelude:
+            trainable = _run_prelude(trainable, seg)
+        _advance(trainable, seg, points)
+        data, sha = dump_state(trainable.save())
+        if seg.persist:
+            write_bytes(seg.checkpoint_path, data)
+            _HELD.pop(seg.checkpoint_path, None)
+        else:
+            _HELD[seg.checkpoint_path] = data
     except MetricError as e:
         return _failed(seg, "bad_metric", str(e), "", worker, started, points)
     except SourceUnreadable as e:
@@ -174,9 +245,10 @@ def run_segment(seg: Segment) -> SegmentResult:
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
     while len(_ALIVE) > KEEP_ALIVE:
         _ALIVE.popitem(last=False)
-    ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id)
+    holder = "" if seg.persist else worker
+    ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id, holder)
     return SegmentResult(
-        seg, tuple(points), ref, nbytes, None, worker, started, time.time(), reused
+        seg, tuple(points), ref, len(data), None, worker, started, time.time(), reused
     )
 
 

@@ -123,15 +123,28 @@ class StoreReads:
         return [tuple(r) for r in rows]
 
     def live_checkpoints(self) -> list[tuple[str, int, int, str]]:
-        """(path, member, step, sha256) of checkpoints not deleted."""
+        """(path, member, step, sha256) of checkpoint files on disk and not deleted."""
         rows = self._conn.execute(
-            "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL"
+            "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL "
+            "AND path NOT IN (SELECT path FROM held)"
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def held_checkpoints(self) -> list[tuple[str, int, int, str]]:
+        """(path, member, step, holder) of checkpoints only in a worker's memory (a finished or
+        killed run lost them; a resumed one trains them again when they are needed)."""
+        rows = self._conn.execute(
+            "SELECT c.path, c.member, c.step, h.holder FROM checkpoints c "
+            "JOIN held h ON h.path = c.path WHERE c.deleted IS NULL"
         ).fetchall()
         return [tuple(r) for r in rows]
 
     def checkpoint_of_segment(self, segment: int) -> tuple[str, str] | None:
+        """(path, sha256) of the checkpoint file a segment wrote, if it is on disk."""
         row = self._conn.execute(
-            "SELECT path, sha256 FROM checkpoints WHERE segment = ? AND deleted IS NULL", (segment,)
+            "SELECT path, sha256 FROM checkpoints WHERE segment = ? AND deleted IS NULL "
+            "AND path NOT IN (SELECT path FROM held)",
+            (segment,),
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
 
@@ -169,7 +182,8 @@ class StoreReads:
     def checkpoint_ref(self, segment: int) -> CheckpointRef | None:
         """The checkpoint a segment wrote, deleted since or not."""
         row = self._conn.execute(
-            "SELECT path, sha256, member, step, segment FROM checkpoints WHERE segment = ?",
+            "SELECT c.path, c.sha256, c.member, c.step, c.segment, COALESCE(h.holder, '') "
+            "FROM checkpoints c LEFT JOIN held h ON h.path = c.path WHERE c.segment = ?",
             (segment,),
         ).fetchone()
         return None if row is None else CheckpointRef(*row)

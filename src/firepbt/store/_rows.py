@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS events(
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, segment INTEGER NOT NULL);
 """
 
+# Checkpoints held in a worker's memory, not on disk; stores older than it gain it when opened.
+HELD_SCHEMA = "CREATE TABLE IF NOT EXISTS held(path TEXT PRIMARY KEY, holder TEXT NOT NULL)"
+
 # Replays of a found schedule from scratch; created on first use, so older stores gain them too.
 REPLAY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS replays(

@@ -32,6 +32,7 @@ from firepbt.space import Hyperparameters
 from firepbt.store._reads import StoreReads
 from firepbt.store._rows import (
     _SCHEMA,
+    HELD_SCHEMA,
     REPLAY_SCHEMA,
     SCHEMA_VERSION,
     STORE_FILE,
@@ -64,6 +65,7 @@ class Store(StoreReads):
             )
         store = cls(path, cls._connect(path))
         store._conn.executescript(_SCHEMA)
+        store._conn.execute(HELD_SCHEMA)
         with store._tx() as c:
             c.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -87,6 +89,7 @@ class Store(StoreReads):
             raise StoreError(
                 f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}"
             )
+        store._conn.execute(HELD_SCHEMA)
         return store
 
     @staticmethod
@@ -298,6 +301,8 @@ class Store(StoreReads):
                     r.finished,
                 ),
             )
+            if ck.holder:
+                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?)", (ck.path, ck.holder))
             c.execute(
                 "UPDATE segments SET status = ?, attempts = attempts + 1, worker = ?, started = ?,"
                 " finished = ?, reused = ? WHERE id = ?",
@@ -365,13 +370,20 @@ class Store(StoreReads):
             c.execute("UPDATE replays SET status = ? WHERE id = ?", (status, replay))
 
     def checkpoint_rewritten(self, ref: CheckpointRef, nbytes: int) -> None:
-        """A corrupted checkpoint was trained again from its parent: its new checksum."""
+        """A lost or corrupted checkpoint was trained again and written: its new checksum."""
         with self._tx() as c:
             c.execute(
                 "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ? WHERE path = ?",
                 (ref.sha256, nbytes, time.time(), ref.path),
             )
+            c.execute("DELETE FROM held WHERE path = ?", (ref.path,))
+
+    def checkpoint_flushed(self, path: str) -> None:
+        """A checkpoint held in a worker's memory was written to its path."""
+        with self._tx() as c:
+            c.execute("DELETE FROM held WHERE path = ?", (path,))
 
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE checkpoints SET deleted = ? WHERE path = ?", (time.time(), path))
+            c.execute("DELETE FROM held WHERE path = ?", (path,))

@@ -1,0 +1,146 @@
+"""Checkpoints held in a worker's memory: a member continuing on the worker that holds its weights
+is neither written out nor read back; weights another worker needs are written out first; and a
+held checkpoint lost with its worker is trained again from the last checkpoint on disk, so that
+a deterministic run ends exactly as if every checkpoint had been written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _trainables import Quad
+
+import firepbt
+from firepbt import Store, segments
+from firepbt.executors import InProcessExecutor, ProcessPoolExecutor
+from firepbt.segments import SegmentResult
+
+
+class _Counting(InProcessExecutor):
+    """Counts checkpoints written and held by segments, and flushes asked for. With ``lose``,
+    the worker 'dies' after the segment of a (member, step) in it: every checkpoint it held
+    and every trainable it kept alive are gone, and the runner hears of it only when it needs
+    one of them."""
+
+    def __init__(self, lose: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.written = self.held = self.flushed = 0
+        self.lose = lose
+        self.lost: set[str] = set()
+
+    def wait(self) -> list[SegmentResult]:
+        results = super().wait()
+        for r in results:
+            if r.checkpoint is None:
+                continue
+            if r.checkpoint.holder:
+                self.held += 1
+            else:
+                self.written += 1
+            if (r.segment.member, r.segment.end_step) == self.lose and not r.segment.repair:
+                self.lose = None
+                self.lost |= set(segments._HELD)
+                segments._HELD.clear()
+                segments._ALIVE.clear()
+        return results
+
+    def idle(self, worker: str) -> bool:
+        return super().idle(worker) and not self.lost
+
+    def flush(self, worker: str, path: str) -> str:
+        self.flushed += 1
+        return super().flush(worker, path)
+
+
+def _run(path: Path, space, executor: InProcessExecutor, **kw) -> firepbt.RunResult:
+    options: dict = dict(total_steps=40, population=4, ready_every=4, seed=5, run_dir=path)
+    options.update(kw)
+    return firepbt.run(Quad, space, executor=executor, **options)
+
+
+def _same_run(a: firepbt.RunResult, b: firepbt.RunResult) -> None:
+    assert (a.best_member, a.best_score, a.schedule) == (b.best_member, b.best_score, b.schedule)
+    sa, sb = Store.open(a.run_dir), Store.open(b.run_dir)
+    # the same points (workers may take segments in another order, so they are sorted)
+    assert sorted(sa.points(), key=_key) == sorted(sb.points(), key=_key)
+    assert [d.kind for d in sa.decisions()] == [d.kind for d in sb.decisions()]
+    sa.close()
+    sb.close()
+
+
+def _key(point: tuple) -> tuple:
+    return (point[0], point[1].step, point[1].score)
+
+
+def _copies(run_dir: Path) -> int:
+    store = Store.open(run_dir)
+    n = sum(d.kind == "exploit" and d.donor != d.member for d in store.decisions())
+    store.close()
+    return n
+
+
+def test_held_checkpoints_are_written_only_when_due_or_copied(tmp_path: Path, quad_space):
+    every = _Counting()
+    every_run = _run(tmp_path / "every", quad_space, every, checkpoint_every=1)
+    held = _Counting()
+    held_run = _run(tmp_path / "held", quad_space, held, checkpoint_every=20)
+    _same_run(every_run, held_run)
+    assert every.held == 0 and every.flushed == 0 and every.written == 40
+    # Written: the segments that reach step 20 and step 40, 4 members each; the other 32 held.
+    assert held.written == 8 and held.held == 32
+    # Each exploit of another member's weights reads them from disk: written out once per donor
+    # checkpoint (never more often than there are copies), unless it was already on disk.
+    copies = _copies(held_run.run_dir)
+    assert copies > 0
+    assert 0 < held.flushed <= copies
+    store = Store.open(held_run.run_dir)
+    assert store.held_checkpoints() == []  # every held checkpoint was dropped by the end
+    live = store.live_checkpoints()
+    assert len(live) == 4 and all(Path(p).exists() for p, *_ in live)
+    store.close()
+    assert not any(str(tmp_path) in path for path in segments._HELD)
+
+
+def test_by_default_a_fifth_of_the_budget_is_between_checkpoints(tmp_path: Path, quad_space):
+    counting = _Counting()
+    _run(tmp_path / "r", quad_space, counting, exploit=firepbt.NoExploit())
+    # steps 8, 16, 24, 32, 40 are due (multiples of 40 / 5); 4, 12, 20, 28, 36 are held
+    assert (counting.written, counting.held, counting.flushed) == (20, 20, 0)
+
+
+@pytest.mark.parametrize(("every", "lose"), [(20, (1, 16)), (40, (2, 28))])
+def test_held_checkpoints_lost_with_their_worker_are_trained_again(
+    tmp_path: Path, quad_space, every: int, lose: tuple[int, int]
+) -> None:
+    """Losing a worker's memory part-way: the members' held weights are trained again from
+    their last checkpoint on disk (or from scratch), through the exploits that made them."""
+    clean = _run(tmp_path / "clean", quad_space, _Counting(), checkpoint_every=every)
+    losing = _Counting(lose=lose)
+    result = _run(tmp_path / "lost", quad_space, losing, checkpoint_every=every)
+    assert losing.lost, "the worker held checkpoints when it was lost"
+    _same_run(clean, result)
+    store = Store.open(result.run_dir)
+    kinds = [kind for _, _, kind, _ in store.failures()]
+    assert "repaired" in kinds and set(kinds) == {"source_unreadable", "repaired"}
+    assert {m.status.value for m in store.members()} == {"finished"}
+    store.close()
+
+
+def test_a_process_pool_continues_members_in_memory(tmp_path: Path, quad_space) -> None:
+    """On worker processes, members continue from memory and the run is the in-process run."""
+
+    class Pool(ProcessPoolExecutor):
+        reused = held = 0
+
+        def wait(self) -> list[SegmentResult]:
+            results = super().wait()
+            for r in results:
+                Pool.reused += r.reused_trainable
+                Pool.held += bool(r.checkpoint and r.checkpoint.holder)
+            return results
+
+    inprocess = _run(tmp_path / "in", quad_space, _Counting(), checkpoint_every=20)
+    pool = _run(tmp_path / "pool", quad_space, Pool(workers=2), checkpoint_every=20)
+    _same_run(inprocess, pool)
+    assert Pool.held == 32
+    assert Pool.reused > 0  # some members went on with the trainable their worker kept alive
