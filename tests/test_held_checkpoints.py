@@ -144,3 +144,7 @@ def test_a_process_pool_continues_members_in_memory(tmp_path: Path, quad_space) 
     _same_run(inprocess, pool)
     assert Pool.held == 32
     assert Pool.reused > 0  # some members went on with the trainable their worker kept alive
+    store = Store.open(pool.run_dir)
+    assert _copies(pool.run_dir) > 0
+    assert store.failures() == []  # every donor was written out: none had to be trained again
+    store.close()

@@ -62,6 +62,31 @@ def test_sync_pbt_on_ray_matches_in_process(tmp_path: Path, quad_space) -> None:
     assert sum(reused for (reused,) in rows) > len(rows) / 2
 
 
+def test_held_checkpoints_on_ray_match_in_process(tmp_path: Path, quad_space) -> None:
+    """Members continue from the memory of the actor that holds their weights; donors are
+    written out for the actor that copies them; the run is the in-process run."""
+
+    class Counting(RayExecutor):
+        held = 0
+
+        def wait(self):  # type: ignore[no-untyped-def]
+            results = super().wait()
+            Counting.held += sum(bool(r.checkpoint and r.checkpoint.holder) for r in results)
+            return results
+
+    options = dict(total_steps=24, population=4, ready_every=4, seed=3, checkpoint_every=12)
+    local = firepbt.run(Quad, quad_space, executor="inprocess", run_dir=tmp_path / "a", **options)
+    remote = firepbt.run(Quad, quad_space, executor=Counting(2), run_dir=tmp_path / "b", **options)
+    assert (remote.best_member, remote.best_score) == (local.best_member, local.best_score)
+    assert _schedule(remote) == _schedule(local)
+    assert Counting.held == 16  # steps 4, 8, 16 and 20 of 4 members; 12 and 24 are due
+    store = Store.open(remote.run_dir)
+    assert store.held_checkpoints() == []
+    assert any(d.kind == "exploit" and d.donor != d.member for d in store.decisions())
+    assert store.failures() == []  # every donor was written out: none had to be trained again
+    store.close()
+
+
 def test_affinity_sends_a_member_back_to_its_worker(tmp_path: Path) -> None:
     h = {"h0": 0.5, "h1": 0.5}
 

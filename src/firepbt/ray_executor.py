@@ -2,9 +2,11 @@
 
 Each worker is a Ray actor with a process of its own (``num_cpus_per_worker`` CPUs, default 1,
 and as many torch/OpenMP threads unless the node's environment sets them), so the trainables a
-worker keeps alive between segments (see ``firepbt.segments``) stay alive in it. A segment goes
-to the idle actor that last ran its member when there is one, so the member continues without
-reloading its checkpoint.
+worker keeps alive between segments, and the checkpoints it holds in memory (see
+``firepbt.segments``), stay alive in it. A segment goes to the idle actor holding its source
+checkpoint, or else to the one that last ran its member, so the member continues without its
+weights going through storage; a second thread of the actor writes a held checkpoint out when
+another worker needs it.
 
 Connection (made when the first segment is submitted): a Ray this process is already connected
 to (``ray.init`` was called) is used as it is. Otherwise ``address=None`` starts a private local
@@ -26,13 +28,19 @@ import os
 import socket
 import time
 import warnings
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
-from firepbt.executors import Executor, _died, _init_worker, check_pool
+from firepbt.executors import (
+    FLUSH_TIMEOUT,
+    Executor,
+    _died,
+    _init_worker,
+    check_pool,
+    choose_worker,
+)
 from firepbt.registry import ConfigError
-from firepbt.segments import Segment, SegmentResult, run_segment
+from firepbt.segments import Segment, SegmentResult, drop_held, flush_held, run_segment
 
 INSTALL_HINT = "pip install 'firepbt[ray]'"
 
@@ -58,7 +66,16 @@ class _Worker:
         return self.name
 
     def run(self, segment: Segment) -> SegmentResult:
-        return replace(run_segment(segment), worker=self.name)
+        result = replace(run_segment(segment), worker=self.name)
+        if result.checkpoint is not None and result.checkpoint.holder:
+            result = replace(result, checkpoint=replace(result.checkpoint, holder=self.name))
+        return result
+
+    def flush(self, path: str) -> str:
+        return flush_held(path)
+
+    def drop(self, path: str) -> None:
+        drop_held(path)
 
 
 @dataclass(slots=True)
@@ -66,6 +83,7 @@ class _Slot:
     actor: Any
     up: Any  # the reply to the actor's ready() while it has not come, then None
     up_since: float = math.inf  # monotonic time the actor was seen up
+    name: str = ""  # the worker's name, once a result from it has come back
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +107,8 @@ class RayExecutor(Executor):
     ``firepbt.run(..., executor="ray", address="auto")`` and ``[executor] kind = "ray"`` in a
     config build one.
     """
+
+    holds_state = True
 
     def __init__(
         self,
@@ -143,9 +163,9 @@ class RayExecutor(Executor):
                 stacklevel=3,
             )
         # Thread limits are set in the actor rather than by a runtime_env, which would cost
-        # seconds more at every actor start.
+        # seconds more at every actor start. A second thread serves flush() beside run().
         self._actor_class = ray.remote(_Worker).options(
-            num_cpus=self.num_cpus_per_worker, max_restarts=0
+            num_cpus=self.num_cpus_per_worker, max_restarts=0, max_concurrency=2
         )
         self._slots = [self._new_slot() for _ in range(self.workers)]
 
@@ -160,9 +180,7 @@ class RayExecutor(Executor):
         self._slots[index] = self._new_slot()
         self._home = {m: s for m, s in self._home.items() if s != index}
 
-    def _choose(self, member: int) -> int:
-        """The idle actor that last ran ``member``; otherwise the idle actor fewest members
-        call home, so that a member moving does not push another out of its actor's cache."""
+    def _choose(self, segment: Segment) -> int:
         busy = {r.slot for r in self._running.values()}
         idle = [i for i in range(len(self._slots)) if i not in busy]
         if not idle:
@@ -170,18 +188,22 @@ class RayExecutor(Executor):
                 f"RayExecutor: all {self.workers} workers are busy; submit at most capacity "
                 "segments at once"
             )
-        home = self._home.get(member)
-        if home is not None and home in idle:
-            return home
-        homes = Counter(self._home.values())
-        return min(idle, key=lambda i: (homes[i], i))
+        holder = segment.source.holder if segment.source is not None else ""
+        preferred = (self._slot_named(holder), self._home.get(segment.member))
+        return choose_worker(idle, preferred, self._home)
+
+    def _slot_named(self, worker: str) -> int | None:
+        for i, slot in enumerate(self._slots):
+            if worker and slot.name == worker:
+                return i
+        return None
 
     # -- the Executor contract --------------------------------------------------------------
 
     def submit(self, segment: Segment) -> None:
         if not self._slots:  # first use, or shut down earlier (started again, like the pool)
             self._start()
-        index = self._choose(segment.member)
+        index = self._choose(segment)
         try:
             ref = self._slots[index].actor.run.remote(segment)
         except Exception as e:  # e.g. the segment cannot be pickled
@@ -212,6 +234,26 @@ class RayExecutor(Executor):
 
     def pending(self) -> int:
         return len(self._running) + len(self._early)
+
+    def idle(self, worker: str) -> bool:
+        index = self._slot_named(worker)
+        return index is not None and all(r.slot != index for r in self._running.values())
+
+    def flush(self, worker: str, path: str) -> str:
+        index = self._slot_named(worker)
+        if index is None:
+            return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+        try:
+            reply = self._slots[index].actor.flush.remote(path)
+            return str(self._ray.get(reply, timeout=FLUSH_TIMEOUT))
+        except Exception as e:  # the actor died, or the flush timed out
+            return f"worker {worker} could not write checkpoint {path} ({_first_line(e)})"
+
+    def drop(self, worker: str, path: str) -> None:
+        index = self._slot_named(worker)
+        if index is not None:
+            with contextlib.suppress(Exception):
+                self._slots[index].actor.drop.remote(path)
 
     def shutdown(self) -> None:
         for slot in self._slots:
@@ -245,6 +287,7 @@ class RayExecutor(Executor):
         except exceptions.RayError as e:  # e.g. its result was lost with a node
             self._replace(run.slot)
             return _died(segment, f"{type(e).__name__}: {_first_line(e)}")
+        self._slots[run.slot].name = result.worker
         if result.failure is None:
             self._home[segment.member] = run.slot
         elif self._home.get(segment.member) == run.slot:
