@@ -54,6 +54,8 @@ def test_run_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert "finished" in out and "20/20" in out
     assert out.count("finished") >= 4
+    # a finished run keeps each member's final checkpoint on disk and holds none in memory
+    assert "checkpoints: 4 on disk\n" in out
 
 
 def test_unknown_key_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,27 +34,26 @@ class CheckpointRef:
     holder: str = ""
 
 
-def dump_state(state: Any) -> tuple[bytes, str]:
-    """Pickle ``state``; return (the bytes, their sha256 hex digest)."""
+def dump_state(state: Any) -> bytes:
+    """Pickle ``state``."""
     try:
-        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:  # pickling errors come in many types
         raise CheckpointError(
             f"the state returned by save() cannot be pickled ({type(e).__name__}: {e}); "
             "return plain data, numpy arrays or tensors"
         ) from e
-    return data, hashlib.sha256(data).hexdigest()
 
 
 def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int]:
     """Pickle ``state`` to ``path`` atomically; return (sha256 hex digest, size in bytes)."""
-    data, sha = dump_state(state)
-    write_bytes(path, data)
-    return sha, len(data)
+    data = dump_state(state)
+    return write_bytes(path, data), len(data)
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); return its sha256
+    hex digest."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
@@ -67,6 +66,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:

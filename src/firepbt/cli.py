@@ -63,6 +63,14 @@ def _status(args: argparse.Namespace) -> int:
         best_schedule = schedule_table(store)
         if best_schedule is not None:
             console.print(best_schedule)
+        on_disk, held = len(store.live_checkpoints()), len(store.held_checkpoints())
+        line = f"\ncheckpoints: {on_disk} on disk"
+        if held:
+            line += (
+                f", {held} held in workers' memory (if the run was stopped, resume trains them "
+                "again from the last checkpoints on disk)"
+            )
+        print(line)
         failures = store.failures()
         if failures:
             print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")

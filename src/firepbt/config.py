@@ -6,6 +6,9 @@ A TOML config looks like::
     mode = "min"
     metric = "loss"
     run_dir = "runs/nqm"
+    # checkpoint_every = 100    # steps between a member's checkpoints on disk (default: budget / 5)
+    # max_retries = 2           # tries of a failing segment before the member fails
+    # segment_timeout = 600     # seconds before a segment is stopped (process pool, ray)
 
     [space]
     lr = { dist = "loguniform", low = 1e-3, high = 2.0 }

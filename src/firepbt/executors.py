@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from firepbt.checkpoints import CheckpointError
 from firepbt.segments import (
     Failure,
     Segment,
@@ -66,8 +67,9 @@ class Executor(ABC):
         return False
 
     def flush(self, worker: str, path: str) -> str:
-        """Have ``worker`` write the checkpoint it holds for ``path``; "" or why it could not."""
-        return f"this executor holds no checkpoints in memory (asked for {path})"
+        """Have ``worker`` write the checkpoint it holds for ``path``; return its sha256, or
+        raise ``CheckpointError`` saying why it could not."""
+        raise CheckpointError(f"this executor holds no checkpoints in memory (asked for {path})")
 
     def drop(self, worker: str, path: str) -> None:  # noqa: B027 - nothing held by default
         """Let ``worker`` forget the checkpoint it holds for ``path``."""
@@ -99,7 +101,7 @@ class InProcessExecutor(Executor):
 
     def flush(self, worker: str, path: str) -> str:
         if worker != worker_name():
-            return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+            raise CheckpointError(gone(worker, path))
         return flush_held(path)
 
     def drop(self, worker: str, path: str) -> None:
@@ -235,19 +237,24 @@ class ProcessPoolExecutor(Executor):
     def flush(self, worker: str, path: str) -> str:
         proc = self._named(worker)
         if proc is None:
-            return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+            raise CheckpointError(gone(worker, path))
         self._requests += 1
         number = self._requests
         try:
             proc.control.send(("flush", path, number))
             deadline = time.monotonic() + FLUSH_TIMEOUT
             while proc.control.poll(max(0.0, deadline - time.monotonic())):
-                replied, error = proc.control.recv()
-                if replied == number:
-                    return str(error)
+                replied, sha, error = proc.control.recv()
+                if replied != number:
+                    continue  # the late reply to a request that timed out
+                if error:
+                    raise CheckpointError(error)
+                return str(sha)
         except (OSError, EOFError) as e:
-            return f"worker {worker} could not write checkpoint {path} ({e})"
-        return f"worker {worker} did not write checkpoint {path} within {FLUSH_TIMEOUT:g} s"
+            raise CheckpointError(f"worker {worker} could not write checkpoint {path} ({e})") from e
+        raise CheckpointError(
+            f"worker {worker} did not write checkpoint {path} within {FLUSH_TIMEOUT:g} s"
+        )
 
     def drop(self, worker: str, path: str) -> None:
         proc = self._named(worker)
@@ -312,6 +319,10 @@ class ProcessPoolExecutor(Executor):
 FLUSH_TIMEOUT = 60.0  # seconds a worker may take to write a held checkpoint out
 
 
+def gone(worker: str, path: str) -> str:
+    return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+
+
 @dataclass(slots=True)
 class _Process:
     process: BaseProcess
@@ -354,7 +365,10 @@ def _serve_control(control: Connection) -> None:
         except (EOFError, OSError):
             return
         if kind == "flush":
-            control.send((number, flush_held(path)))
+            try:
+                control.send((number, flush_held(path), ""))
+            except CheckpointError as e:
+                control.send((number, "", str(e)))
         else:
             drop_held(path)
 

@@ -31,6 +31,7 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
+from firepbt.checkpoints import CheckpointError
 from firepbt.executors import (
     FLUSH_TIMEOUT,
     Executor,
@@ -38,6 +39,7 @@ from firepbt.executors import (
     _init_worker,
     check_pool,
     choose_worker,
+    gone,
 )
 from firepbt.registry import ConfigError
 from firepbt.segments import Segment, SegmentResult, drop_held, flush_held, run_segment
@@ -71,8 +73,12 @@ class _Worker:
             result = replace(result, checkpoint=replace(result.checkpoint, holder=self.name))
         return result
 
-    def flush(self, path: str) -> str:
-        return flush_held(path)
+    def flush(self, path: str) -> tuple[str, str]:
+        """(sha256, "") of the held checkpoint written out, or ("", why it could not be)."""
+        try:
+            return flush_held(path), ""
+        except CheckpointError as e:
+            return "", str(e)
 
     def drop(self, path: str) -> None:
         drop_held(path)
@@ -242,12 +248,16 @@ class RayExecutor(Executor):
     def flush(self, worker: str, path: str) -> str:
         index = self._slot_named(worker)
         if index is None:
-            return f"worker {worker}, which held checkpoint {path} in memory, is gone"
+            raise CheckpointError(gone(worker, path))
         try:
             reply = self._slots[index].actor.flush.remote(path)
-            return str(self._ray.get(reply, timeout=FLUSH_TIMEOUT))
+            sha, error = self._ray.get(reply, timeout=FLUSH_TIMEOUT)
         except Exception as e:  # the actor died, or the flush timed out
-            return f"worker {worker} could not write checkpoint {path} ({_first_line(e)})"
+            message = f"worker {worker} could not write checkpoint {path} ({_first_line(e)})"
+            raise CheckpointError(message) from None
+        if error:
+            raise CheckpointError(error)
+        return str(sha)
 
     def drop(self, worker: str, path: str) -> None:
         index = self._slot_named(worker)

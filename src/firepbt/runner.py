@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from firepbt.checkpoints import CheckpointRef
+from firepbt.checkpoints import CheckpointError, CheckpointRef
 from firepbt.decisions import (
     Assign,
     Continue,
@@ -166,11 +166,19 @@ class Runner:
         self._replaying = True
         self._apply(self.strategy.start())
         for kind, seg_id in self.store.events():
+            checkpoint = self.store.checkpoint_ref(seg_id)
+            if kind == "written":  # a held checkpoint written out (or one trained again)
+                assert checkpoint is not None
+                self._rewritten[checkpoint.path] = replace(checkpoint, holder="")
+                continue
             segment = self._take_queued(seg_id)
             if kind == "done":
-                checkpoint = self.store.checkpoint_ref(seg_id)
                 if checkpoint is None:
                     raise ResumeError(f"segment {seg_id} is recorded done but has no checkpoint")
+                # held or not as it was made: a checkpoint written out later has a 'written'
+                # event of its own
+                holder = checkpoint.holder or ("" if segment.persist else "(a worker of the run)")
+                checkpoint = replace(checkpoint, holder=holder)
                 points = tuple(self.store.segment_points(seg_id))
                 self._complete(SegmentResult(segment, points, checkpoint))
             else:
@@ -248,13 +256,14 @@ class Runner:
             return replace(segment, source=self._rewritten[source.path])
         if not source.holder:
             return segment
-        error = self.executor.flush(source.holder, source.path)
-        if error:
-            self._failed(SegmentResult(segment, failure=Failure("source_unreadable", error)))
+        try:
+            sha = self.executor.flush(source.holder, source.path)
+        except CheckpointError as e:
+            self._failed(SegmentResult(segment, failure=Failure("source_unreadable", str(e))))
             return None
-        written = replace(source, holder="")
+        written = replace(source, holder="", sha256=sha)
         self._rewritten[source.path] = written
-        self.store.checkpoint_flushed(source.path)
+        self.store.checkpoint_flushed(written)
         return replace(segment, source=written)
 
     # -- decisions -> segments --------------------------------------------------------------
@@ -292,7 +301,7 @@ class Runner:
                 # Its final checkpoint (on disk: the budget's end is due) is not trained from
                 # again: what it was trained from may go.
                 current = self._current.get(d.member)
-                if current is not None and not current.holder:
+                if current is not None and self._on_disk(current):
                     self._forget_origin(current.path)
 
     def _enqueue(
@@ -389,16 +398,26 @@ class Runner:
         parent = self._origins.get(source.path) if source is not None else None
         if source is None:
             origin = _Origin(None, (seg,))
-        elif parent is None or parent.chain[-1].persist:
-            origin = _Origin(source, (seg,))
+        elif parent is None or self._on_disk(source):
+            origin = _Origin(self._rewritten.get(source.path, source), (seg,))
             # The source file was read without trouble, so what it was trained from may go; the
             # new checkpoint keeps the source until it is read in turn.
             self._forget_origin(source.path)
-        else:  # trained from a held checkpoint: from the same anchor, one segment further
+        else:  # trained from a held checkpoint: one segment further from the last file on disk
             origin = _Origin(parent.anchor, (*parent.chain, seg))
+            for i in range(len(origin.chain) - 1, -1, -1):
+                written = self._rewritten.get(origin.chain[i].checkpoint_path)
+                if written is not None:  # written out since
+                    origin = _Origin(written, origin.chain[i + 1 :])
+                    break
         if origin.anchor is not None:
             self._refs[origin.anchor.path] += 1
         self._origins[checkpoint.path] = origin
+
+    def _on_disk(self, ref: CheckpointRef) -> bool:
+        """Whether a checkpoint's file is written: by its segment, or since (out of a worker's
+        memory, or trained again)."""
+        return not ref.holder or ref.path in self._rewritten
 
     def _forget_origin(self, path: str) -> None:
         origin = self._origins.pop(path, None)

@@ -138,15 +138,14 @@ def worker_name() -> str:
 
 
 def flush_held(path: str) -> str:
-    """Write a held checkpoint to its path (it stays held too); "" or why it could not be."""
+    """Write a held checkpoint to its path (it stays held too); return its sha256."""
     data = _HELD.get(path)
     if data is None:
-        return f"checkpoint {path} is not held by worker {worker_name()}"
+        raise CheckpointError(f"checkpoint {path} is not held by worker {worker_name()}")
     try:
-        write_bytes(path, data)
+        return write_bytes(path, data)
     except OSError as e:
-        return f"checkpoint {path} could not be written ({e})"
-    return ""
+        raise CheckpointError(f"checkpoint {path} could not be written ({e})") from None
 
 
 def drop_held(path: str) -> None:
@@ -226,11 +225,12 @@ def run_segment(seg: Segment) -> SegmentResult:
         if seg.prelude:
             trainable = _run_prelude(trainable, seg)
         _advance(trainable, seg, points)
-        data, sha = dump_state(trainable.save())
+        data = dump_state(trainable.save())
         if seg.persist:
-            write_bytes(seg.checkpoint_path, data)
+            sha = write_bytes(seg.checkpoint_path, data)
             _HELD.pop(seg.checkpoint_path, None)
-        else:
+        else:  # its checksum is taken if it is ever written out
+            sha = ""
             _HELD[seg.checkpoint_path] = data
     except MetricError as e:
         return _failed(seg, "bad_metric", str(e), "", worker, started, points)

@@ -175,7 +175,8 @@ class StoreReads:
         return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]
 
     def events(self) -> list[tuple[str, int]]:
-        """(kind, segment) of every result the strategy saw, in order: 'done' or 'failed'."""
+        """(kind, segment) of every result the strategy saw, in order ('done' or 'failed'), and of
+        every held checkpoint written out since it was made ('written')."""
         rows = self._conn.execute("SELECT kind, segment FROM events ORDER BY seq").fetchall()
         return [(str(k), int(s)) for k, s in rows]
 

@@ -377,11 +377,14 @@ class Store(StoreReads):
                 (ref.sha256, nbytes, time.time(), ref.path),
             )
             c.execute("DELETE FROM held WHERE path = ?", (ref.path,))
+            c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
-    def checkpoint_flushed(self, path: str) -> None:
+    def checkpoint_flushed(self, ref: CheckpointRef) -> None:
         """A checkpoint held in a worker's memory was written to its path."""
         with self._tx() as c:
-            c.execute("DELETE FROM held WHERE path = ?", (path,))
+            c.execute("UPDATE checkpoints SET sha256 = ? WHERE path = ?", (ref.sha256, ref.path))
+            c.execute("DELETE FROM held WHERE path = ?", (ref.path,))
+            c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:
