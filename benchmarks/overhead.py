@@ -37,8 +37,9 @@ EXECUTORS = {"process": "process pool", "ray": "Ray"}
 
 def one_run(
     seconds: float, synchrony: str, executor: str, root: Path
-) -> tuple[float, float, float]:
-    """(wall seconds, worker busy fraction, seconds until the first segment started) of one run."""
+) -> tuple[float, float, float, int]:
+    """(wall seconds, worker busy fraction, seconds until the first segment started, worker-steps
+    trained) of one run."""
     run_dir = root / f"{executor}-{synchrony}-{seconds}-{time.monotonic_ns()}"
     space = {"x": Uniform(0.0, 1.0), "seconds": seconds}
     called = time.time()
@@ -59,8 +60,9 @@ def one_run(
     busy, first = store._conn.execute(
         "SELECT SUM(finished - started), MIN(started) FROM segments WHERE status = 'done'"
     ).fetchone()
+    steps = store.worker_steps()
     store.close()
-    return wall, float(busy) / (WORKERS * wall), float(first) - called
+    return wall, float(busy) / (WORKERS * wall), float(first) - called, steps
 
 
 def decision_latency(population: int, rounds: int = 20) -> float:
@@ -101,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     ideal = MEMBERS * ITERATIONS * 0.2 / WORKERS
     workloads = [(seconds, synchrony) for seconds in (0.2, 0.0) for synchrony in ("sync", "async")]
-    measured: dict[tuple[float, str, str], list[tuple[float, float, float]]] = {}
+    measured: dict[tuple[float, str, str], list[tuple[float, float, float, int]]] = {}
     ray_start = None
     with tempfile.TemporaryDirectory() as tmp:
         for executor in EXECUTORS:
@@ -126,8 +128,15 @@ def main() -> None:
             wall = statistics.median(r[0] for r in runs)
             busy = statistics.median(r[1] for r in runs)
             ratio = f"{wall / ideal:.3f}×" if seconds else "–"
+            # async exploits may copy a donor that is ahead, so fewer steps are trained
+            steps = statistics.median(r[3] for r in runs)
+            trained = "–"
+            if seconds:
+                per_step = seconds / WORKERS
+                trained = f"{statistics.median(r[0] / (r[3] * per_step) for r in runs):.3f}×"
             rows.append(
-                f"| {seconds} s | PBT {synchrony} | {name} | {wall:.2f} s | {ratio} | {busy:.1%} |"
+                f"| {seconds} s | PBT {synchrony} | {name} | {wall:.2f} s | {ratio} | {steps:.0f} "
+                f"| {trained} | {busy:.1%} |"
             )
     startup = []  # how long until workers run anything: the 0 s rows are mostly this
     for executor, name in EXECUTORS.items():
@@ -150,10 +159,14 @@ def main() -> None:
         "# Runtime overhead",
         "",
         f"{MEMBERS} members × {ITERATIONS} iterations, ready every {READY}, {WORKERS} workers "
-        f"(ideal {ideal:.0f} s at 0.2 s per iteration); median of {args.repeats} runs.",
+        f"(ideal {ideal:.0f} s at 0.2 s per iteration); median of {args.repeats} runs. An "
+        "asynchronous exploit copies its donor's weights at the donor's step, which may be "
+        "ahead: such a run trains fewer than 160 worker-steps, and its ideal is the steps it "
+        "trained × 0.2 s / 2 workers.",
         "",
-        "| iteration | strategy | executor | wall time | wall / ideal | worker busy |",
-        "|---|---|---|---|---|---|",
+        "| iteration | strategy | executor | wall time | wall / ideal | worker-steps "
+        "| wall / ideal of the steps trained | worker busy |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         ray_note,
