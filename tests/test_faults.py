@@ -195,8 +195,8 @@ def test_a_hanging_segment_is_stopped_and_recorded(tmp_path: Path, quad_space) -
     assert statuses[0] is MemberStatus.FAILED
     assert statuses[1] is MemberStatus.FINISHED and statuses[2] is MemberStatus.FINISHED
     kinds = [(m, kind) for m, _, kind, _ in store.failures()]
-    assert (0, "timeout") in kinds
-    assert all(kind in ("timeout", "interrupted") for _, kind in kinds)
+    # only the hung segment's worker process was stopped: no other segment was interrupted
+    assert kinds == [(0, "timeout")]
     store.close()
 
 

@@ -432,7 +432,7 @@ class Runner:
             self._apply(self.strategy.failed(seg.member, seg.start_step))
             self._release(seg.source)
             return
-        if failure.kind == "interrupted":  # stopped with another segment's worker pool
+        if failure.kind == "interrupted":  # stopped for another segment's sake: run it again
             self.store.segment_failed(r, final=False)
             self._queue.appendleft(seg)
             return
