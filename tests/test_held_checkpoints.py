@@ -5,6 +5,8 @@ a deterministic run ends exactly as if every checkpoint had been written."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -147,4 +149,27 @@ def test_a_process_pool_continues_members_in_memory(tmp_path: Path, quad_space) 
     store = Store.open(pool.run_dir)
     assert _copies(pool.run_dir) > 0
     assert store.failures() == []  # every donor was written out: none had to be trained again
+    store.close()
+
+
+def test_a_killed_worker_process_loses_only_what_it_held(tmp_path: Path, quad_space) -> None:
+    """SIGKILL the worker process that just trained member 1 to step 8: the weights it held are
+    trained again from scratch on the other processes, and the run is the in-process run."""
+
+    class Killing(ProcessPoolExecutor):
+        def wait(self) -> list[SegmentResult]:
+            results = super().wait()
+            for r in results:
+                if (r.segment.member, r.segment.end_step) == (1, 8) and not r.segment.repair:
+                    assert r.checkpoint is not None and r.checkpoint.holder == r.worker
+                    os.kill(int(r.worker.removeprefix("pid-")), signal.SIGKILL)
+            return results
+
+    clean = _run(tmp_path / "clean", quad_space, _Counting(), checkpoint_every=40)
+    killed = _run(tmp_path / "killed", quad_space, Killing(workers=2), checkpoint_every=40)
+    _same_run(clean, killed)
+    store = Store.open(killed.run_dir)
+    failures = [(m, kind) for m, _, kind, _ in store.failures()]
+    assert (1, "source_unreadable") in failures and (1, "repaired") in failures
+    assert {m.status.value for m in store.members()} == {"finished"}
     store.close()

@@ -188,6 +188,9 @@ class ProcessPoolExecutor(Executor):
     def submit(self, segment: Segment) -> None:
         if not self._procs:  # first use, or shut down earlier
             self._procs = [self._spawn() for _ in range(self.workers)]
+        for i, proc in enumerate(self._procs):
+            if proc.segment is None and not proc.process.is_alive():  # died while idle
+                self._replace(i)
         idle = [i for i, p in enumerate(self._procs) if p.segment is None]
         if not idle:
             raise RuntimeError(
