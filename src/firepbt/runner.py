@@ -243,6 +243,7 @@ class Runner:
             and bool(source.holder)
             and source.member == segment.member
             and not segment.repair
+            and source.path not in self._repair_tried  # lost there once: read the new file
             and self.executor.idle(source.holder)
         )
 
