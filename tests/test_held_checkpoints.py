@@ -173,3 +173,41 @@ def test_a_killed_worker_process_loses_only_what_it_held(tmp_path: Path, quad_sp
     assert (1, "source_unreadable") in failures and (1, "repaired") in failures
     assert {m.status.value for m in store.members()} == {"finished"}
     store.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _WritesAllThenStops(InProcessExecutor):
+    """Holds nothing (every checkpoint is written), and stops the run after ``after`` results."""
+
+    holds_state = False
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def wait(self) -> list[SegmentResult]:
+        results = super().wait()
+        self.after -= len(results)
+        if self.after < 0:
+            raise _Stopped
+        return results
+
+
+@pytest.mark.parametrize("after", [31, 35, 39])
+def test_a_run_that_wrote_every_checkpoint_resumes_on_workers_that_hold_them(
+    tmp_path: Path, quad_space, after: int
+) -> None:
+    """The store says which checkpoints were made held: a run made by an executor that writes
+    them all is resumed from its files, with nothing taken for lost."""
+    options: dict = dict(total_steps=100, population=4, ready_every=4, seed=5)
+    clean = _run(tmp_path / "clean", quad_space, _Counting(), **options)
+    with pytest.raises(_Stopped):
+        _run(tmp_path / "r", quad_space, _WritesAllThenStops(after), **options)
+    result = firepbt.resume(tmp_path / "r", executor=_Counting())
+    _same_run(clean, result)
+    store = Store.open(result.run_dir)
+    assert store.failures() == []
+    store.close()

@@ -175,10 +175,8 @@ class Runner:
             if kind == "done":
                 if checkpoint is None:
                     raise ResumeError(f"segment {seg_id} is recorded done but has no checkpoint")
-                # held or not as it was made: a checkpoint written out later has a 'written'
-                # event of its own
-                holder = checkpoint.holder or ("" if segment.persist else "(a worker of the run)")
-                checkpoint = replace(checkpoint, holder=holder)
+                # held or not as it was made (the store says; a checkpoint written out later has
+                # a 'written' event of its own, and stores from before held checkpoints hold none)
                 points = tuple(self.store.segment_points(seg_id))
                 self._complete(SegmentResult(segment, points, checkpoint))
             else:

@@ -126,7 +126,7 @@ class StoreReads:
         """(path, member, step, sha256) of checkpoint files on disk and not deleted."""
         rows = self._conn.execute(
             "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL "
-            "AND path NOT IN (SELECT path FROM held)"
+            "AND path NOT IN (SELECT path FROM held WHERE written = 0)"
         ).fetchall()
         return [tuple(r) for r in rows]
 
@@ -135,7 +135,7 @@ class StoreReads:
         killed run lost them; a resumed one trains them again when they are needed)."""
         rows = self._conn.execute(
             "SELECT c.path, c.member, c.step, h.holder FROM checkpoints c "
-            "JOIN held h ON h.path = c.path WHERE c.deleted IS NULL"
+            "JOIN held h ON h.path = c.path WHERE c.deleted IS NULL AND h.written = 0"
         ).fetchall()
         return [tuple(r) for r in rows]
 
@@ -143,7 +143,7 @@ class StoreReads:
         """(path, sha256) of the checkpoint file a segment wrote, if it is on disk."""
         row = self._conn.execute(
             "SELECT path, sha256 FROM checkpoints WHERE segment = ? AND deleted IS NULL "
-            "AND path NOT IN (SELECT path FROM held)",
+            "AND path NOT IN (SELECT path FROM held WHERE written = 0)",
             (segment,),
         ).fetchone()
         return None if row is None else (str(row[0]), str(row[1]))
@@ -181,7 +181,8 @@ class StoreReads:
         return [(str(k), int(s)) for k, s in rows]
 
     def checkpoint_ref(self, segment: int) -> CheckpointRef | None:
-        """The checkpoint a segment wrote, deleted since or not."""
+        """The checkpoint a segment made, deleted since or not, with the worker that held it
+        when it was made (written out since or not: see the 'written' events)."""
         row = self._conn.execute(
             "SELECT c.path, c.sha256, c.member, c.step, c.segment, COALESCE(h.holder, '') "
             "FROM checkpoints c LEFT JOIN held h ON h.path = c.path WHERE c.segment = ?",

@@ -43,8 +43,12 @@ CREATE TABLE IF NOT EXISTS events(
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, segment INTEGER NOT NULL);
 """
 
-# Checkpoints held in a worker's memory, not on disk; stores older than it gain it when opened.
-HELD_SCHEMA = "CREATE TABLE IF NOT EXISTS held(path TEXT PRIMARY KEY, holder TEXT NOT NULL)"
+# Checkpoints made held in a worker's memory (``written``: written out since); a row is kept for
+# good, so that a resume knows how each checkpoint was made. Older stores gain it when opened.
+HELD_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS held(path TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+    "written INTEGER NOT NULL DEFAULT 0)"
+)
 
 # Replays of a found schedule from scratch; created on first use, so older stores gain them too.
 REPLAY_SCHEMA = """

@@ -302,7 +302,7 @@ class Store(StoreReads):
                 ),
             )
             if ck.holder:
-                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?)", (ck.path, ck.holder))
+                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?, 0)", (ck.path, ck.holder))
             c.execute(
                 "UPDATE segments SET status = ?, attempts = attempts + 1, worker = ?, started = ?,"
                 " finished = ?, reused = ? WHERE id = ?",
@@ -376,17 +376,16 @@ class Store(StoreReads):
                 "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ? WHERE path = ?",
                 (ref.sha256, nbytes, time.time(), ref.path),
             )
-            c.execute("DELETE FROM held WHERE path = ?", (ref.path,))
+            c.execute("UPDATE held SET written = 1 WHERE path = ?", (ref.path,))
             c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_flushed(self, ref: CheckpointRef) -> None:
         """A checkpoint held in a worker's memory was written to its path."""
         with self._tx() as c:
             c.execute("UPDATE checkpoints SET sha256 = ? WHERE path = ?", (ref.sha256, ref.path))
-            c.execute("DELETE FROM held WHERE path = ?", (ref.path,))
+            c.execute("UPDATE held SET written = 1 WHERE path = ?", (ref.path,))
             c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE checkpoints SET deleted = ? WHERE path = ?", (time.time(), path))
-            c.execute("DELETE FROM held WHERE path = ?", (path,))
