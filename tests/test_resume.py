@@ -102,16 +102,11 @@ def test_sigkill_then_resume_ends_as_if_never_killed(
 ) -> None:
     proc = _start(_config(tmp_path, "run"))
     before = _kill_after(proc, tmp_path / "run" / "firepbt.sqlite", n_points)
-    store = Store.open(tmp_path / "run")
-    lost = store.held_checkpoints()  # in the killed workers' memory only
-    store.close()
+    # Checkpoints held in the killed workers' memory are trained again when they are needed
+    # (a held checkpoint of a member that is then exploited is not needed).
     result = firepbt.resume(tmp_path / "run")
     after = _points(tmp_path / "run" / "firepbt.sqlite")
     assert after[: len(before)] == before  # nothing recorded before the kill was lost or changed
-    if lost:  # they were trained again from the last checkpoints on disk
-        store = Store.open(tmp_path / "run")
-        assert "repaired" in [kind for _, _, kind, _ in store.failures()]
-        store.close()
     assert result.best_member == reference.best_member
     assert result.best_score == reference.best_score
     assert result.schedule == reference.schedule
