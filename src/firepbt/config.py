@@ -66,6 +66,8 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
         "p_stat",
         "min_steps_before_eval",
         "keep_curves",
+        "retarget",
+        "thin",
     },
     "random": {"initial_hyperparameters"},
 }
@@ -198,8 +200,12 @@ class RunConfig:
                 opts["exploit"] = EXPLOITS.build(opts["exploit"], "strategy.exploit")
             if "explore" in opts and "explore" not in objects:
                 opts["explore"] = build_explore(opts["explore"])
-            cls = FirePBT if self.strategy == "fire" else PBT
-            return cls(space, self.population, self.total_steps, self.ready_every, rng, **opts)
+            if self.strategy == "fire":
+                opts.setdefault("eval_every", self.eval_interval)  # the curves' resolution
+                return FirePBT(
+                    space, self.population, self.total_steps, self.ready_every, rng, **opts
+                )
+            return PBT(space, self.population, self.total_steps, self.ready_every, rng, **opts)
         except (PopulationConfigError, SpaceError) as e:
             raise ConfigError(f"strategy.{e}") from None
 

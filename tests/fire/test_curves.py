@@ -75,7 +75,8 @@ def test_figure3_right_curve_is_better_despite_lower_average_rate(noise: float) 
     ov = overlap(right, left)
     assert ov is not None
     assert ov.start_a == 0  # the right curve starts higher: its section starts at its beginning
-    assert 1120.0 <= left.steps[ov.start_b] <= 1180.0  # "at around 1150 steps"
+    crossing = float(np.interp(ov.start_b, np.arange(len(left)), left.steps))
+    assert 1140.0 <= crossing <= 1160.0  # "at around 1150 steps" (interpolated: 1150 exactly)
     assert ov.length == len(right)  # the right curve constrains the length (min, not max)
 
     diff = best_score_diff(right, left)
@@ -121,8 +122,11 @@ def test_overlap_on_smooth_noise_free_fitted_curves() -> None:
     a = fit_curve(x, saturating(x, 0.0, 1.0, 50.0))
     b = fit_curve(x[:30], 0.5 + 0.005 * x[:30])
     assert np.max(np.abs(a.smoothed - a.values)) < 1e-3
-    # a reaches 0.5 at x = 50 ln 2 = 34.66 -> first grid point 36 (index 18); 100 - 18 > 30.
-    assert overlap(b, a) == Overlap(start_a=0, start_b=18, length=30)
+    # a reaches 0.5 at x = 50 ln 2 = 34.66 (index 17.33, between the grid points 34 and 36);
+    # 99 - 17.33 > 29 more offsets, so b's 30 points constrain the length.
+    ov = overlap(b, a)
+    assert ov is not None and ov.start_a == 0 and ov.length == 30
+    assert ov.start_b == pytest.approx(50 * np.log(2) / 2, abs=0.02)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,7 +224,7 @@ def test_doctests() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k", [0, 3, 9, 12])
+@pytest.mark.parametrize("k", [0, 3, 9, 11])
 def test_binom_test_counts_strict_wins_on_aligned_overlap_points(k: int) -> None:
     # b starts higher (0.5); a reaches 0.5 at index 4, so a's section is a[4:16], b's is b[0:12].
     n = 12
@@ -229,13 +233,14 @@ def test_binom_test_counts_strict_wins_on_aligned_overlap_points(k: int) -> None
     b_vals = b_smooth.copy()
     a_vals = a_smooth.copy()
     section = a_vals[4:]
-    section[:k] += 0.01  # strict wins at the first k aligned points
-    section[k : k + 2] -= 0.01  # losses; the remaining points tie and count for neither
+    section[0] += 0.01  # the start pair is left out: a win there counts for nothing
+    section[1 : k + 1] += 0.01  # strict wins at the next k aligned points
+    section[k + 1 : k + 3] -= 0.01  # losses; the remaining points tie and count for neither
     a = Curve(np.arange(16.0), a_vals, a_smooth)
     b = Curve(np.arange(100.0, 112.0), b_vals, b_smooth)
     p, ov = binom_test(a, b)
     assert ov == Overlap(start_a=4, start_b=0, length=n)
-    assert p == binomtest(k, n, 0.5, alternative="greater").pvalue
+    assert p == binomtest(k, n - 1, 0.5, alternative="greater").pvalue
 
 
 def test_binom_test_without_overlap() -> None:
@@ -410,3 +415,53 @@ def test_curve_constructor_validation() -> None:
         Curve(np.arange(2.0), np.array([0.0, np.nan]), np.zeros(2))
     with pytest.raises(ValueError, match="strictly increasing"):
         Curve(np.array([1.0, 0.0]), np.zeros(2), np.zeros(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# An unbiased comparison: interpolated overlap starts, the start pair left out
+# ---------------------------------------------------------------------------------------------
+
+
+def test_overlap_starts_at_the_interpolated_crossing_between_two_points() -> None:
+    high = raw(np.arange(4), [0.25, 0.35, 0.45, 0.55])
+    low = raw(np.arange(8), [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    ov = overlap(high, low)
+    assert ov is not None and ov.start_a == 0 and ov.length == 4
+    assert ov.start_b == pytest.approx(2.5)  # 0.25 is half-way between 0.2 and 0.3
+    # On these straight lines the two sections coincide: neither curve is ahead.
+    assert best_score_diff(high, low) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_same_concave_process_sampled_later_gets_no_head_start() -> None:
+    """Two samplings of one saturating curve, the second started half an interval later. The
+    first whole point at or above the crossing would put the first curve 5 steps ahead at every
+    offset; the interpolated crossing compares them level."""
+    t = np.arange(0.0, 300.0, 10.0)
+    early = fit_curve(t, saturating(t, 0.0, 1.0, 60.0))
+    late = fit_curve(t[:20] + 1000.0, saturating(t[:20] + 5.0, 0.0, 1.0, 60.0))
+    ov = overlap(late, early)
+    assert ov is not None and ov.start_b == pytest.approx(0.5, abs=0.02)
+    head_start = float(saturating(np.array([195.0]), 0.0, 1.0, 60.0)[0]) - float(
+        saturating(np.array([190.0]), 0.0, 1.0, 60.0)[0]
+    )  # what a 5-step lead is worth at the end of the overlap
+    assert abs(best_score_diff(late, early)) < 0.1 * head_start
+
+
+def test_binom_test_leaves_the_start_pair_out() -> None:
+    a = raw([0, 1], [0.5, 0.9])
+    b = raw([0, 1], [0.4, 0.95])  # a starts higher and wins the start pair; b reaches 0.5 late
+    p, ov = binom_test(a, b)
+    assert ov is not None and ov.start_a == 0 and ov.length == 1
+    assert p == 1.0  # one pair, the start pair: nothing to test
+
+
+def test_binom_test_thinning_compares_every_kth_pair() -> None:
+    x = np.arange(9.0)
+    a = raw(x, 0.5 + 0.1 * x + np.array([0, 1, -1, 1, -1, 1, -1, 1, -1]) * 0.01)
+    b = raw(x, 0.5 + 0.1 * x)
+    p1, _ = binom_test(a, b)  # pairs 1..8: 4 wins of 8
+    p2, _ = binom_test(a, b, thin=2)  # pairs 2, 4, 6, 8: all lost
+    assert p1 == binomtest(4, 8, 0.5, alternative="greater").pvalue
+    assert p2 == binomtest(0, 4, 0.5, alternative="greater").pvalue
+    with pytest.raises(ValueError, match="thin"):
+        binom_test(a, b, thin=0)

@@ -19,7 +19,9 @@ from firepbt.decisions import (
     Start,
     Weights,
 )
+from firepbt.fire.evaluation import CurveCache, Ending
 from firepbt.strategies import FirePBT, PopulationConfigError
+from firepbt.strategies._fire_book import FireSettingsWarning, points_for_success
 
 SPACE = Space({"lr": LogUniform(1e-3, 1.0)})
 INITIAL = [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"lr": 0.4}]
@@ -32,6 +34,7 @@ def make(**kw) -> FirePBT:
         ready_every=10,
         rng=np.random.default_rng(0),
         subpopulations=2,
+        eval_every=1,  # Sim reports a score at every step
         exploit=NoExploit(),
         initial_hyperparameters=INITIAL,
     )
@@ -243,3 +246,135 @@ def test_keep_curves_keeps_a_stopped_evaluators_curve_as_fitness(keep: bool) -> 
         assert set(fit) == {2, 3} and fit[3] > fit[2]
     else:
         assert 2 not in fit
+
+
+# ---------------------------------------------------------------------------------------------
+# Curve bookkeeping, judging order and re-targeting (issue: FIRE PBT that delivers its claim)
+# ---------------------------------------------------------------------------------------------
+
+
+class RecordingCache(CurveCache):
+    """Records every fit the strategy asks for: (key, the points, the curve it got back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, tuple, object]] = []
+
+    def fit(self, key, points):
+        curve = super().fit(key, points)
+        self.calls.append((key, tuple(points), curve))
+        return curve
+
+
+def test_every_curve_lookup_returns_the_fit_of_exactly_that_curve() -> None:
+    """A reassigned evaluator and a child whose curve restarted get fresh fits, even when the
+    new curve has as many points as the old one (the old cache compared lengths only)."""
+    from firepbt import Truncation
+
+    rng = np.random.default_rng(5)
+
+    def score(w: int, s: int) -> float:
+        return {0: 0.5, 1: 0.6}.get(w, 0.3) + 0.002 * s + float(rng.normal(0.0, 0.05))
+
+    fire = make(evaluators=2, exploit=Truncation(0.5), max_eval_steps=10)
+    fire._fits = cache = RecordingCache()
+    sim = Sim(fire, score)
+    for _ in range(12):
+        sim.round()
+    by_key: dict[object, list[tuple]] = {}
+    for key, points, curve in cache.calls:
+        assert list(curve.steps) == [p[0] for p in points]
+        assert list(curve.values) == [p[1] for p in points]
+        by_key.setdefault(key, []).append(points)
+    # Not vacuous: some key was looked up again with a new curve of the same length.
+    assert any(
+        len(a) == len(b) and a != b
+        for calls in by_key.values()
+        for a, b in zip(calls, calls[1:], strict=False)
+    )
+
+
+def p1_scores(w: int, s: int) -> float:
+    """Member 1 is P1's best after round 1 and its worst in round 2 (member 0 copied it in
+    round 1 and then does better), so it loses an evolution event in round 2."""
+    if w == 0:
+        return 0.5 if s <= 10 else 0.7
+    return {1: 0.6, 2: 0.3, 3: 0.2}[w]
+
+
+def test_an_evaluator_that_succeeds_hands_over_before_its_target_can_lose() -> None:
+    from firepbt import Truncation
+
+    def score(w: int, s: int) -> float:
+        return min(0.3 + 0.16 * (s - 10), 0.95) if w == 4 else p1_scores(w, s)
+
+    sim = Sim(make(exploit=Truncation(0.5)), score)
+    (assign,) = of(Assign, sim.round())
+    assert (assign.member, assign.parent, assign.target) == (4, 2, 1)
+    decisions = sim.round()
+    (handover,) = of(Handover, decisions)  # judged before evolution: it is not stopped
+    assert handover.member == 1 and handover.evaluator == 4
+    assert 1 not in {d.member for d in of(Exploit, decisions)}  # just took new weights
+    (release,) = [d for d in of(Release, decisions) if d.member == 4]
+    assert Ending.of(release.reason) is Ending.SUCCESS
+
+
+@pytest.mark.parametrize("retarget", [True, False])
+def test_an_evaluator_whose_target_loses_is_retargeted_or_stopped(retarget: bool) -> None:
+    from firepbt import Truncation
+
+    def score(w: int, s: int) -> float:  # evaluator 4 climbs slowly: it needs more time
+        return 0.3 + 0.01 * (s - 10) if w == 4 else p1_scores(w, s)
+
+    fire = make(exploit=Truncation(0.5), retarget=retarget)
+    sim = Sim(fire, score)
+    sim.round()
+    decisions = sim.round()
+    assert {d.member: d.donor for d in of(Exploit, decisions)} == {1: 0}  # the target lost
+    released = [d for d in of(Release, decisions) if d.member == 4]
+    if retarget:
+        assert released == [] and 4 in {d.member for d in of(Continue, decisions)}
+        assert fire._ev[4].target == 0 and fire._ev[4].parent == 2
+    else:
+        assert [Ending.of(d.reason) for d in released] == [Ending.TARGET_LOST]
+
+
+def test_every_release_names_how_the_evaluation_ended() -> None:
+    from firepbt import Truncation
+
+    rng = np.random.default_rng(1)
+
+    def score(w: int, s: int) -> float:
+        return {0: 0.5, 1: 0.6}.get(w, 0.3) + 0.003 * s + float(rng.normal(0.0, 0.02))
+
+    sim = Sim(make(evaluators=2, exploit=Truncation(0.5), total_steps=200), score)
+    while sim.running:
+        sim.round()
+    releases = [d for ds in sim.log for d in of(Release, ds)]
+    assert releases and all(Ending.of(d.reason) is not None for d in releases)
+    assert Ending.RUN_OVER in {Ending.of(d.reason) for d in releases}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_eval_steps": 5}, "max_eval_steps: 5 steps give an evaluator at most 6"),
+        ({"eval_every": 3}, "eval_every: 3 does not divide ready_every 10"),
+        ({"evaluators": 3}, "evaluators: 3 evaluators for 2 parent members"),
+    ],
+)
+def test_settings_under_which_fire_cannot_hand_over_warn(kwargs, match) -> None:
+    with pytest.warns(FireSettingsWarning, match=match):
+        make(**kwargs)
+
+
+def test_default_settings_do_not_warn_and_leave_room_for_a_success() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FireSettingsWarning)
+        fire = make(eval_every=2)
+    assert points_for_success(0.01) == 8  # the start pair + 7 straight wins (0.5**7 < 0.01)
+    assert points_for_success(0.01, thin=2) == 15
+    # three times the fewest points a success needs, and at least 3 ready intervals
+    assert fire.max_eval_steps == max(3 * 10, 3 * 7 * 2)

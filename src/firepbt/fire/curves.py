@@ -140,10 +140,12 @@ class Curve:
 
 @dataclass(frozen=True, slots=True)
 class Overlap:
-    """Overlapping sections ``a[start_a:start_a + length]`` and ``b[start_b:start_b + length]``."""
+    """Overlapping sections: ``a`` at offsets ``start_a + i`` and ``b`` at ``start_b + i`` for
+    ``i < length``. One start is 0; the other is a fractional index (the interpolated crossing),
+    and values between two points are read by linear interpolation (:func:`section`)."""
 
-    start_a: int
-    start_b: int
+    start_a: float
+    start_b: float
     length: int
 
 
@@ -233,39 +235,129 @@ def _reach_tol(a: Curve, b: Curve) -> float:
     return _REACH_RTOL * scale
 
 
+def _slopes(y: FloatArray) -> FloatArray:
+    """Shape-preserving (PCHIP, Fritsch-Carlson) derivatives of ``y`` at unit spacing: the
+    piecewise cubic through the points with them never overshoots its neighbours."""
+    if y.size < 2:
+        return np.zeros_like(y)
+    d = np.diff(y)
+    if y.size == 2:
+        return np.array([d[0], d[0]], dtype=np.float64)
+    m = np.zeros_like(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = np.where(d[:-1] * d[1:] > 0, 2.0 * d[:-1] * d[1:] / (d[:-1] + d[1:]), 0.0)
+    m[1:-1] = inner
+    for end, (d0, d1) in ((0, (d[0], d[1])), (-1, (d[-1], d[-2]))):
+        slope = (3.0 * d0 - d1) / 2.0
+        if np.sign(slope) != np.sign(d0):
+            slope = 0.0
+        elif np.sign(d0) != np.sign(d1) and abs(slope) > 3.0 * abs(d0):
+            slope = 3.0 * d0
+        m[end] = slope
+    return m
+
+
+def _hermite(y: FloatArray, m: FloatArray, lo: npt.NDArray[np.int_], t: float) -> FloatArray:
+    """The cubic Hermite curve through ``y`` with slopes ``m``, at ``lo + t`` (``0 <= t <= 1``)."""
+    hi = np.minimum(lo + 1, y.size - 1)
+    t2, t3 = t * t, t * t * t
+    return np.asarray(
+        (2 * t3 - 3 * t2 + 1) * y[lo]
+        + (t3 - 2 * t2 + t) * m[lo]
+        + (-2 * t3 + 3 * t2) * y[hi]
+        + (t3 - t2) * m[hi],
+        dtype=np.float64,
+    )
+
+
+def _crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
+    """The fractional index where ``smoothed``, read as the shape-preserving cubic through its
+    points, first reaches ``level`` (up to ``tol``); ``None`` if it never does."""
+    reached = np.flatnonzero(smoothed >= level - tol)
+    if reached.size == 0:
+        return None
+    j = int(reached[0])
+    if j == 0:
+        return 0.0
+    m = _slopes(smoothed)
+    lo_index = np.array([j - 1])
+    target = min(level, float(smoothed[j]))  # reached within tol at j: the crossing is j
+    lo, hi = 0.0, 1.0  # smoothed[j - 1] < target <= smoothed[j]: a root in between
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if _hermite(smoothed, m, lo_index, mid)[0] >= target:
+            hi = mid
+        else:
+            lo = mid
+    return j - 1 + (1.0 if hi > 1.0 - 1e-9 else hi)  # a crossing at a point is that point
+
+
 def _overlap(a_smoothed: FloatArray, b_smoothed: FloatArray, tol: float) -> Overlap | None:
     if a_smoothed[0] >= b_smoothed[0]:
-        start_a = 0
-        reached = np.flatnonzero(b_smoothed >= a_smoothed[0] - tol)
-        if reached.size == 0:
+        start_a, start_b = 0.0, _crossing(b_smoothed, float(a_smoothed[0]), tol)
+        if start_b is None:
             return None
-        start_b = int(reached[0])
     else:
-        start_b = 0
-        reached = np.flatnonzero(a_smoothed >= b_smoothed[0] - tol)
-        if reached.size == 0:
+        start_b, start_a = 0.0, _crossing(a_smoothed, float(b_smoothed[0]), tol)
+        if start_a is None:
             return None
-        start_a = int(reached[0])
-    length = min(a_smoothed.size - start_a, b_smoothed.size - start_b)
-    return Overlap(start_a=start_a, start_b=start_b, length=length)
+    room = min(a_smoothed.size - 1 - start_a, b_smoothed.size - 1 - start_b)
+    return Overlap(start_a=start_a, start_b=start_b, length=int(math.floor(room + 1e-9)) + 1)
 
 
 def overlap(a: Curve, b: Curve) -> Overlap | None:
     """Steps 2-3 of section 3.1.1: where the two curves' overlapping sections start, and how long.
 
     The curve with the higher smoothed start starts at index 0 (``a`` on a tie); the other starts
-    at its first index whose smoothed value reaches that start (``>=``, up to a float tolerance).
-    ``length = min(len(a) - start_a, len(b) - start_b)`` (at least 1). ``None`` if the other curve
-    never reaches it. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
+    where its smoothed curve, read as straight lines between points, first reaches that start
+    (``>=``, up to a float tolerance): a *fractional* index, interpolated between the last point
+    below and the first point at or above. ``length`` counts the matching offsets
+    ``start + 0, 1, …`` that both curves cover (at least 1). ``None`` if the other curve never
+    reaches the start. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
+
+    The paper takes the first whole point at or above: that point can lie up to one evaluation
+    interval past the crossing, a head start for the curve that had to reach (on steep early
+    curves a large one). Interpolating removes it.
     """
     return _overlap(a.smoothed, b.smoothed, _reach_tol(a, b))
 
 
-def _section_diff(a_values: FloatArray, b_values: FloatArray, ov: Overlap) -> float:
+def section(values: FloatArray, smoothed: FloatArray, start: float, length: int) -> FloatArray:
+    """A curve's values at the offsets ``start + 0 .. start + length - 1``.
+
+    At whole offsets these are the raw points. Between two points (a fractional ``start``) the
+    value is the smoothed curve there (the shape-preserving cubic through the smoothed points)
+    plus the raw points' residuals from it, interpolated linearly: straight lines between raw
+    points would sit below a concave curve and so hand every comparison to the other curve.
+    """
+    offsets = start + np.arange(length, dtype=np.float64)
+    lo = np.minimum(np.floor(offsets + 1e-9).astype(int), values.size - 1)
+    t = float(np.clip(offsets[0] - lo[0], 0.0, 1.0)) if length else 0.0
+    if t < 1e-9:
+        return np.asarray(values[lo], dtype=np.float64)
+    hi = np.minimum(lo + 1, values.size - 1)
+    residual = values - smoothed
+    shape = _hermite(smoothed, _slopes(smoothed), lo, t)
+    return np.asarray(shape + (1.0 - t) * residual[lo] + t * residual[hi], dtype=np.float64)
+
+
+def _sections(
+    a_values: FloatArray,
+    a_smoothed: FloatArray,
+    b_values: FloatArray,
+    b_smoothed: FloatArray,
+    ov: Overlap,
+) -> tuple[FloatArray, FloatArray]:
     n = ov.length
-    return float(
-        a_values[ov.start_a : ov.start_a + n].max() - b_values[ov.start_b : ov.start_b + n].max()
+    return (
+        section(a_values, a_smoothed, ov.start_a, n),
+        section(b_values, b_smoothed, ov.start_b, n),
     )
+
+
+def _section_diff(a_values: FloatArray, a_smoothed: FloatArray, b: Curve, ov: Overlap) -> float:
+    sa, sb = _sections(a_values, a_smoothed, b.values, b.smoothed, ov)
+    return float(sa.max() - sb.max())
 
 
 def _strictly_above(a: Curve, b: Curve) -> bool:
@@ -287,7 +379,7 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
         ov = _overlap(shifted, b.smoothed, max(tol, _REACH_RTOL * float(np.abs(shifted).max())))
         if ov is None:
             continue
-        score = _section_diff(a.values - delta, b.values, ov)
+        score = _section_diff(a.values - delta, shifted, b, ov)
         if score > best:
             best = score
     return best
@@ -307,7 +399,7 @@ def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
     >>> y_fast = np.array([0.60, 0.70, 0.80, 0.85, 0.88, 0.90])
     >>> slow, fast = Curve(x, y_slow, y_slow), Curve(x, y_fast, y_fast)  # no smoothing needed
     >>> overlap(fast, slow)  # fast starts higher; slow reaches 0.60 at index 2
-    Overlap(start_a=0, start_b=2, length=4)
+    Overlap(start_a=0.0, start_b=2.0, length=4)
     >>> round(best_score_diff(fast, slow), 6)  # max(0.60..0.85) - max(0.60..0.75)
     0.1
     >>> flat = Curve(x, np.full(6, 0.1), np.full(6, 0.1))  # degenerate, strictly below slow
@@ -318,7 +410,7 @@ def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
         raise ValueError(f"n_deltas must be an integer >= 2, got {n_deltas!r}")
     ov = overlap(a, b)
     if ov is not None:
-        return _section_diff(a.values, b.values, ov)
+        return _section_diff(a.values, a.smoothed, b, ov)
     a_above, b_above = _strictly_above(a, b), _strictly_above(b, a)
     if a_above and not b_above:
         return _penalised_score(a, b, int(n_deltas))
@@ -327,21 +419,31 @@ def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
     return 0.0
 
 
-def binom_test(a: Curve, b: Curve) -> tuple[float, Overlap | None]:
+def binom_test(a: Curve, b: Curve, thin: int = 1) -> tuple[float, Overlap | None]:
     """One-sided binomial test that ``a`` beats ``b`` point by point on their overlap (3.2).
 
-    Point ``i`` of a's section is compared with point ``i`` of b's section; ``k`` counts strict
-    wins of ``a`` (ties count for neither), ``n`` is the overlap length, and the p-value is
-    ``scipy.stats.binomtest(k, n, 0.5, alternative="greater").pvalue``. No overlap: ``(1.0, None)``.
+    The sections are compared at matching offsets from the overlap start (see :func:`overlap`);
+    the start pair itself is left out, as in the paper (``y_{r+1} > y_{s+1}, …``): the two curves
+    sit level there by construction. ``k`` counts strict wins of ``a`` (ties count for neither)
+    among the ``n`` remaining pairs, taken every ``thin``-th offset (``thin = 1``: all of them;
+    see the module docstring on autocorrelation), and the p-value is
+    ``scipy.stats.binomtest(k, n, 0.5, alternative="greater").pvalue``; ``1.0`` when no pair is
+    left. No overlap: ``(1.0, None)``.
     """
     from scipy.stats import binomtest  # scipy.stats takes ~1 s to import: only when needed
 
+    if isinstance(thin, bool) or not isinstance(thin, (int, np.integer)) or thin < 1:
+        raise ValueError(f"thin must be an integer >= 1, got {thin!r}")
     ov = overlap(a, b)
-    if ov is None or ov.length == 0:
+    if ov is None:
         return 1.0, None
-    n = ov.length
-    wins = a.values[ov.start_a : ov.start_a + n] > b.values[ov.start_b : ov.start_b + n]
-    k = int(np.count_nonzero(wins))
+    sa, sb = _sections(a.values, a.smoothed, b.values, b.smoothed, ov)
+    wins = sa > sb
+    pairs = wins[thin::thin]  # offsets thin, 2·thin, …: the start pair (offset 0) is left out
+    n = int(pairs.size)
+    if n == 0:
+        return 1.0, ov
+    k = int(np.count_nonzero(pairs))
     return float(binomtest(k, n, 0.5, alternative="greater").pvalue), ov
 
 

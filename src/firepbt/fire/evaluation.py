@@ -33,18 +33,47 @@ class Verdict:
 CONTINUE = Verdict(Outcome.CONTINUE)
 
 
+class Ending(enum.Enum):
+    """How an evaluation ended. A ``Release`` decision's reason starts with ``"<value>: "``, so
+    the store, ``firepbt status``, the report and ``export`` can count endings by kind."""
+
+    SUCCESS = "success"  # the target took the evaluator's weights
+    BINOMIAL_STOP = "binomial stop"  # p above the stopping threshold
+    NO_OVERLAP = "no overlap"  # no overlap with the target within max_eval_steps
+    PARENT_LOST = "parent lost"  # the parent lost an evolution event (or failed)
+    TARGET_LOST = "target lost"  # the target lost an evolution event (or failed)
+    SUPERSEDED = "superseded"  # succeeded, but its target was already served or finished
+    FAILED = "failed"  # the evaluator's own segment failed
+    RUN_OVER = "run over"  # the step budget is spent
+
+    def reason(self, detail: str) -> str:
+        return f"{self.value}: {detail}"
+
+    @classmethod
+    def of(cls, reason: str) -> Ending | None:
+        """The ending a release reason names; ``None`` for a reason written before endings were
+        recorded."""
+        head = reason.split(":", 1)[0]
+        return next((e for e in cls if e.value == head), None)
+
+
 class CurveCache:
-    """Fits each curve once; a curve is refitted only after it grows (one entry per key)."""
+    """Fits each curve once. An entry is valid only for exactly the points it was fitted on:
+    a curve that grew, restarted (an evaluator reassigned, a child that copied weights) or
+    changed in any way is fitted again. One entry per key bounds the memory."""
 
     def __init__(self) -> None:
-        self._fits: dict[Hashable, tuple[int, curves.Curve]] = {}
+        self._fits: dict[Hashable, tuple[tuple[Point, ...], curves.Curve]] = {}
+        self.fitted = 0  # number of GP fits made (for tests and cost accounting)
 
     def fit(self, key: Hashable, points: Sequence[Point]) -> curves.Curve:
+        content = tuple(points)
         cached = self._fits.get(key)
-        if cached is not None and cached[0] == len(points):
+        if cached is not None and cached[0] == content:
             return cached[1]
         fitted = curves.fit_curve([p[0] for p in points], [p[1] for p in points], worst=WORST_SCORE)
-        self._fits[key] = (len(points), fitted)
+        self._fits[key] = (content, fitted)
+        self.fitted += 1
         return fitted
 
 
@@ -54,22 +83,34 @@ def judge(
     trained: int,
     max_eval_steps: int,
     p_stat: float,
+    thin: int = 1,
 ) -> Verdict:
     """The verdict on an evaluator that has trained ``trained`` steps; a curve of fewer than two
-    points is passed as ``None``."""
+    points is passed as ``None``. A stop's reason starts with its :class:`Ending`."""
     if evaluator is None or target is None:
         if trained <= max_eval_steps:
             return CONTINUE
-        return Verdict(Outcome.STOP, "no curve to compare")
-    p, overlap = curves.binom_test(evaluator, target)
-    if overlap is None:
+        return Verdict(Outcome.STOP, Ending.NO_OVERLAP.reason("no curve to compare"))
+    p, overlap = curves.binom_test(evaluator, target, thin)
+    if overlap is None or overlap.length - 1 < thin:  # no overlap, or no pair past its start
         if trained > max_eval_steps:
-            return Verdict(Outcome.STOP, f"no overlap with the target after {trained} steps")
+            return Verdict(
+                Outcome.STOP,
+                Ending.NO_OVERLAP.reason(f"no overlap with the target after {trained} steps"),
+            )
         return CONTINUE
     diff = curves.best_score_diff(evaluator, target)
     if diff > 0 and p < p_stat:
-        return Verdict(Outcome.SUCCESS, f"success: best_score_diff {diff:.4g}, binomial p {p:.3g}")
+        return Verdict(
+            Outcome.SUCCESS,
+            Ending.SUCCESS.reason(f"best_score_diff {diff:.4g}, binomial p {p:.3g}"),
+        )
     threshold = p_stat + max(0.0, 1.0 - trained / max_eval_steps)
     if p > threshold:
-        return Verdict(Outcome.STOP, f"binomial p {p:.3g} > {threshold:.3g} after {trained} steps")
+        return Verdict(
+            Outcome.STOP,
+            Ending.BINOMIAL_STOP.reason(
+                f"binomial p {p:.3g} > {threshold:.3g} after {trained} steps"
+            ),
+        )
     return CONTINUE

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from firepbt.decisions import Decision
 from firepbt.exploit import ExploitRecord
-from firepbt.fire.evaluation import Outcome
+from firepbt.fire.evaluation import Ending, Outcome
 from firepbt.strategies._fire_book import FireBook
+
+RUN_OVER = Ending.RUN_OVER.reason("the step budget is spent")
 
 
 class FirePBT(FireBook):
@@ -49,19 +51,46 @@ class FirePBT(FireBook):
         self._waiting.clear()
         self._clock += 1
         decisions: list[Decision] = []
+        handed: set[int] = set()
         if all(self._pop.members[m].step >= self._pop.total_steps for m in live_members):
             # The last round: every member finishes and the evaluators stop.
             decisions = [self._pop.continue_or_finish(m) for m in sorted(live_members)]
             for e in sorted(active):
-                decisions += self._stop(e, "the run is over")
+                decisions += self._stop(e, RUN_OVER)
             return decisions
         view = self._pop.snapshot()
-        # 1. Evolution inside each sub-population, on fitness taken before anyone moves.
+        fits = [self.fitness(i) for i in range(self.subpopulations)]  # before anyone moves
+        # 1. Evaluators are judged first, so that one that has just succeeded hands its weights
+        #    over before an evolution event of its parent or target could stop it.
+        handovers: list[Decision] = []
+        evaluator_decisions: list[Decision] = []
+        continuing: list[int] = []
+        for e in sorted(active):
+            ev = self._ev[e]
+            if ev.stop_requested:
+                evaluator_decisions += self._stop(e, ev.stop_requested)
+                continue
+            verdict = self._judge(e)
+            target = ev.target
+            if verdict.outcome is Outcome.CONTINUE:
+                continuing.append(e)
+            elif verdict.outcome is Outcome.SUCCESS:
+                if target is None or target in handed or self._pop.members[target].finished:
+                    why = f"member {target} was already served or has finished"
+                    evaluator_decisions += self._stop(e, Ending.SUPERSEDED.reason(why))
+                    continue
+                handover = self._handover(e, verdict.reason)
+                handovers.append(handover[0])
+                evaluator_decisions += handover[1:]
+                handed.add(target)
+            else:
+                evaluator_decisions += self._stop(e, verdict.reason)
+        # 2. Evolution inside each sub-population, on the fitness taken before anyone moved; a
+        #    member that has just taken an evaluator's weights is not exploited this round.
         exploits: dict[int, ExploitRecord] = {}
         for i in range(self.subpopulations):
-            fit = self.fitness(i)
-            for m in sorted(live_members & set(self._live(i))):
-                record = self._evolve(m, fit, view)
+            for m in sorted((live_members & set(self._live(i))) - handed):
+                record = self._evolve(m, fits[i], view)
                 if record is not None:
                     exploits[m] = record
         losers_links: list[Decision] = []
@@ -69,36 +98,13 @@ class FirePBT(FireBook):
             decisions_m = self._apply_exploit(m, record, view)
             decisions.append(decisions_m[0])
             losers_links += decisions_m[1:]
-        # 2. Evaluators still linked check their criteria; success hands weights to the target.
-        handed: set[int] = set()
-        evaluator_decisions: list[Decision] = []
-        for e in sorted(active):
-            ev = self._ev[e]
-            if ev.parent is None:  # already stopped: its parent or target lost in step 1
-                continue
-            if ev.stop_requested:
-                evaluator_decisions += self._stop(e, ev.stop_requested)
-                continue
-            verdict = self._judge(e)
-            target = ev.target
-            if verdict.outcome is Outcome.CONTINUE:
+        # 3. Evaluators still linked after evolution go on; everyone else continues or finishes.
+        for e in continuing:
+            if self._ev[e].parent is not None:
                 evaluator_decisions.append(self._continue_evaluator(e))
-            elif (
-                verdict.outcome is Outcome.SUCCESS
-                and target is not None
-                and target not in handed
-                and not self._pop.members[target].finished
-            ):
-                handover = self._handover(e, verdict.reason)
-                decisions.append(handover[0])
-                evaluator_decisions += handover[1:]
-                handed.add(target)
-            else:  # stopped, or succeeded for a target that is finished or already served
-                evaluator_decisions += self._stop(e, verdict.reason)
-        # 3. Everyone else continues or finishes.
         for m in sorted(live_members - exploits.keys() - handed):
             decisions.append(self._pop.continue_or_finish(m))
-        return decisions + losers_links + evaluator_decisions + self._assign_idle()
+        return decisions + handovers + losers_links + evaluator_decisions + self._assign_idle()
 
     # -- asynchronous decisions ---------------------------------------------------------------
 
@@ -107,7 +113,7 @@ class FirePBT(FireBook):
         if worker in self._ev:
             ev = self._ev[worker]
             if self.done():
-                decisions += self._stop(worker, "the run is over")
+                decisions += self._stop(worker, RUN_OVER)
             elif ev.stop_requested:
                 decisions += self._stop(worker, ev.stop_requested)
             else:
@@ -115,14 +121,14 @@ class FirePBT(FireBook):
                 target = ev.target
                 if verdict.outcome is Outcome.CONTINUE:
                     decisions.append(self._continue_evaluator(worker))
-                elif (
-                    verdict.outcome is Outcome.SUCCESS
-                    and target is not None
-                    and not self._pop.members[target].finished
-                ):
-                    ev.waiting = True  # keep the weights until the target is ready
-                    ev.state.finished = True
-                    ev.stop_requested = verdict.reason
+                elif verdict.outcome is Outcome.SUCCESS:
+                    if target is None or self._pop.members[target].finished:
+                        why = Ending.SUPERSEDED.reason(f"member {target} has finished")
+                        decisions += self._stop(worker, why)
+                    else:
+                        ev.waiting = True  # keep the weights until the target is ready
+                        ev.state.finished = True
+                        ev.stop_requested = verdict.reason
                 else:
                     decisions += self._stop(worker, verdict.reason)
             return decisions + self._assign_idle()
@@ -140,6 +146,6 @@ class FirePBT(FireBook):
         if self.done():
             for e in sorted(self._ev):
                 if not self._ev[e].busy:
-                    decisions += self._stop(e, "the run is over")
+                    decisions += self._stop(e, RUN_OVER)
             return decisions
         return decisions + self._assign_idle()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Wei
 from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
 from firepbt.explore import ExplorePolicy
 from firepbt.fire import curves
-from firepbt.fire.evaluation import CurveCache, Outcome, Point, Verdict, judge
+from firepbt.fire.evaluation import CurveCache, Ending, Outcome, Point, Verdict, judge
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
@@ -25,6 +27,22 @@ from firepbt.strategies._population import (
     evolution_settings,
     starting_hyperparameters,
 )
+
+# Default max_eval_steps: this many times the points a success needs at the least (and at least
+# 3 ready intervals, the paper's ratio), so that an overlap that starts late can still decide.
+DEFAULT_EVAL_POINTS_FACTOR = 3
+
+
+class FireSettingsWarning(UserWarning):
+    """FIRE PBT settings under which evaluators can rarely or never succeed."""
+
+
+def points_for_success(p_stat: float, thin: int = 1) -> int:
+    """The fewest evaluation points an evaluator's overlap needs before a success is possible:
+    the start pair, then ``n`` compared pairs all won with ``0.5 ** n < p_stat``, every
+    ``thin``-th point."""
+    wins = math.floor(math.log(p_stat) / math.log(0.5)) + 1
+    return 1 + wins * thin
 
 
 @dataclass(slots=True)
@@ -39,6 +57,7 @@ class EvaluatorState:
     busy: bool = False  # a segment is running
     stop_requested: str = ""  # async: parent or target lost an evolution event mid-segment
     waiting: bool = False  # async: succeeded, holding its weights until the target is ready
+    retargets: int = 0  # times its target lost and it was pointed at the child's best
 
 
 class FireBook(Strategy):
@@ -64,6 +83,9 @@ class FireBook(Strategy):
         p_stat: float = 0.01,
         min_steps_before_eval: int | Sequence[int] = 0,
         keep_curves: bool = False,
+        retarget: bool = True,
+        eval_every: int | None = None,
+        thin: int = 1,
         replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
@@ -84,7 +106,18 @@ class FireBook(Strategy):
             raise PopulationConfigError(f"evaluators: need at least 1, got {n_evaluators}")
         if not 0.0 < p_stat < 1.0:
             raise PopulationConfigError(f"p_stat: must lie in (0, 1), got {p_stat}")
-        self.max_eval_steps = 3 * ready_every if max_eval_steps is None else max_eval_steps
+        self.eval_every = ready_every if eval_every is None else int(eval_every)
+        if self.eval_every < 1:
+            raise PopulationConfigError(f"eval_every: need at least 1, got {eval_every}")
+        if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
+            raise PopulationConfigError(f"thin: expected an integer >= 1, got {thin!r}")
+        self.thin = thin
+        needed = points_for_success(p_stat, thin)
+        self.max_eval_steps = (
+            max(3 * ready_every, DEFAULT_EVAL_POINTS_FACTOR * (needed - 1) * self.eval_every)
+            if max_eval_steps is None
+            else max_eval_steps
+        )
         if self.max_eval_steps < 1:
             raise PopulationConfigError(f"max_eval_steps: need at least 1, got {max_eval_steps}")
         if isinstance(min_steps_before_eval, int):
@@ -115,10 +148,44 @@ class FireBook(Strategy):
         # keep_curves: a parent whose evaluator stopped keeps that curve as its fitness record
         # until it copies weights or is evaluated again (the paper drops it: exempt again).
         self.keep_curves = keep_curves
+        # retarget: an evaluator whose target loses an evolution event is pointed at the child
+        # sub-population's best instead of being stopped (a departure from the paper).
+        self.retarget = retarget
         self._last_curve: dict[int, list[Point]] = {}
         self._fits = CurveCache()
         self._clock = 0
         self._waiting: set[int] = set()
+        self._warn_about_settings(population, n_evaluators, ready_every, needed)
+
+    def _warn_about_settings(
+        self, population: int, n_evaluators: int, ready_every: int, needed: int
+    ) -> None:
+        """Settings under which FIRE PBT would quietly hand nothing over."""
+        points = self.max_eval_steps // self.eval_every + 1
+        problems = []
+        if points < needed:
+            problems.append(
+                f"max_eval_steps: {self.max_eval_steps} steps give an evaluator at most {points} "
+                f"evaluation points (eval_every {self.eval_every}); at p_stat {self.p_stat} a "
+                f"success needs at least {needed}: no evaluator can ever hand its weights over. "
+                f"Raise max_eval_steps to >= {(needed - 1) * self.eval_every} (default: "
+                f"{DEFAULT_EVAL_POINTS_FACTOR} × that)"
+            )
+        if ready_every % self.eval_every:
+            problems.append(
+                f"eval_every: {self.eval_every} does not divide ready_every {ready_every}; "
+                "evaluators and members are compared on points taken at different offsets"
+            )
+        parents = population - self.size
+        if n_evaluators > parents:
+            problems.append(
+                f"evaluators: {n_evaluators} evaluators for {parents} parent members; a parent has "
+                f"at most one evaluator, so {n_evaluators - parents} will stay idle (the paper "
+                f"uses ¾ of the parents: {max(1, (3 * parents) // 4)})"
+            )
+        for problem in problems:
+            warnings.warn(problem, FireSettingsWarning, stacklevel=4)
+        self.settings_warnings = problems
 
     # -- the contract ---------------------------------------------------------------------
 
@@ -166,7 +233,7 @@ class FireBook(Strategy):
         if member in self._ev:
             ev = self._ev[member]
             ev.busy = False
-            decisions = self._stop(member, "its segment failed")
+            decisions = self._stop(member, Ending.FAILED.reason("its segment failed"))
         else:
             decisions = self._replace(member)
             if decisions:  # it trains on from a strong member's weights: no barrier to release
@@ -247,18 +314,31 @@ class FireBook(Strategy):
         self._curve[member] = [(donor.weights.step, last)]
         self._touched[member] = self._clock
         self._last_curve.pop(member, None)  # its weights changed: the old record is void
-        return [decision, *self._unlink(member, f"member {member} lost an evolution event")]
+        return [decision, *self._unlink(member, "it lost an evolution event")]
 
     def _unlink(self, member: int, why: str) -> list[Decision]:
-        """Stop the evaluators whose parent or target is ``member``."""
+        """Stop the evaluators whose parent or target is ``member``; with ``retarget``, an
+        evaluator whose target it was points at the child sub-population's best instead."""
         decisions: list[Decision] = []
         for e, ev in self._ev.items():
-            if member not in (ev.parent, ev.target):
+            if ev.parent is None or member not in (ev.parent, ev.target):
                 continue
+            if ev.busy and ev.stop_requested:  # already told to stop at its next ready step
+                continue
+            if member == ev.parent:
+                reason = Ending.PARENT_LOST.reason(f"parent {member}: {why}")
+            else:
+                if self.retarget and not ev.waiting:
+                    new_target = self._target_for(self.subpopulation(member), exclude=member)
+                    if new_target is not None:
+                        ev.target = new_target
+                        ev.retargets += 1
+                        continue
+                reason = Ending.TARGET_LOST.reason(f"target {member}: {why}")
             if ev.busy:
-                ev.stop_requested = why
-            elif ev.parent is not None:
-                decisions += self._stop(e, why)
+                ev.stop_requested = reason
+            else:
+                decisions += self._stop(e, reason)
         return decisions
 
     # -- evaluators ---------------------------------------------------------------------------
@@ -274,9 +354,10 @@ class FireBook(Strategy):
             ev.state.step - ev.start_step,
             self.max_eval_steps,
             self.p_stat,
+            self.thin,
         )
         if verdict.outcome is Outcome.CONTINUE and ev.state.step >= self._pop.total_steps:
-            return Verdict(Outcome.STOP, "its weights reached the step budget")
+            return Verdict(Outcome.STOP, Ending.RUN_OVER.reason("its weights reached the budget"))
         return verdict
 
     def _stop(self, e: int, why: str) -> list[Decision]:
@@ -314,15 +395,22 @@ class FireBook(Strategy):
         )
         child.scores = [*child.scores, last]
         self._curve[ev.target] = [(child.step, last)]
-        return [decision, *self._stop(e, f"succeeded: member {ev.target} took its weights")]
+        return [
+            decision,
+            *self._stop(e, Ending.SUCCESS.reason(f"member {ev.target} took its weights")),
+        ]
 
-    def _target_for(self, subpopulation: int) -> int | None:
+    def _target_for(self, subpopulation: int, exclude: int | None = None) -> int | None:
         fit = self.fitness(subpopulation)
         if not fit:  # nobody assessed yet: fall back to the latest score
             fit = self._recent(self._live(subpopulation))
         # A member that copied another this round only inherits its donor's score: not a target.
         candidates = [
-            m for m in fit if not self._pop.members[m].finished and self._touched[m] != self._clock
+            m
+            for m in fit
+            if not self._pop.members[m].finished
+            and self._touched[m] != self._clock
+            and m != exclude
         ]
         return max(candidates, key=lambda m: (fit[m], -m)) if candidates else None
 
@@ -367,7 +455,7 @@ class FireBook(Strategy):
         start = p.weights.step
         ev.parent, ev.target, ev.start_step = parent, target, start
         ev.curve = [(start, p.scores[-1])] if p.scores else []  # the same weights' score
-        ev.busy, ev.waiting, ev.stop_requested = True, False, ""
+        ev.busy, ev.waiting, ev.stop_requested, ev.retargets = True, False, "", 0
         ev.state.hyperparameters = h
         ev.state.step = start
         ev.state.weights = p.weights
