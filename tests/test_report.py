@@ -99,6 +99,10 @@ def test_fire_report_has_four_embedded_figures_and_the_best_schedule(
     # this seed's best lineage passes through the evaluator: assign and hand-over are listed
     assert "<td>assign</td>" in text and "<td>handover</td>" in text
     assert "evaluator 4" in text
+    # what the evaluators did: endings per parent sub-population, hand-overs, fitness ranking
+    assert "<h2>FIRE evaluations</h2>" in text and "<th>target lost</th>" in text
+    assert "<th>weights of</th>" in text and "P2 fitness ranking on the latest evaluator" in text
+    assert "no hand-over" not in text
 
 
 def test_default_output_is_the_report_folder_of_the_run(pbt_run: firepbt.RunResult) -> None:
@@ -109,6 +113,7 @@ def test_default_output_is_the_report_folder_of_the_run(pbt_run: firepbt.RunResu
     text = page.read_text(encoding="utf-8")
     assert text.count("data:image/png;base64,") == 4
     assert "PBT" in text and "Toy" in text
+    assert "FIRE evaluations" not in text
 
 
 def test_each_figure_on_its_own_from_a_store_or_a_run_dir(

@@ -15,6 +15,7 @@ from firepbt.checkpoints import read_checkpoint
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
 from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
+from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, Runner
@@ -39,6 +40,7 @@ class RunResult:
     wall_seconds: float
     worker_steps: int
     metrics: dict[str, float]  # every metric of the best member's final evaluation
+    warnings: tuple[str, ...] = ()  # e.g. a FIRE PBT run that made no hand-over, and why
 
     def load_best(self, trainable: type[Trainable], seed: int = 0) -> Trainable:
         """Rebuild the best member's trainable with its final weights."""
@@ -64,6 +66,7 @@ class RunResult:
             f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; "
             f"run directory {self.run_dir}"
         )
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -377,4 +380,5 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
         wall_seconds=float(wall) if wall else math.nan,
         worker_steps=store.worker_steps(),
         metrics=metrics[best],
+        warnings=tuple(w for w in [no_handover_warning(store)] if w is not None),
     )

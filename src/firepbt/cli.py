@@ -52,7 +52,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from firepbt.display import schedule_table, status_table
+    from firepbt.display import fire_section, schedule_table, status_table
     from firepbt.store import Store
 
     store = Store.open(args.run_dir)
@@ -63,6 +63,8 @@ def _status(args: argparse.Namespace) -> int:
         best_schedule = schedule_table(store)
         if best_schedule is not None:
             console.print(best_schedule)
+        for part in fire_section(store):
+            console.print(part)
         on_disk, held = len(store.live_checkpoints()), len(store.held_checkpoints())
         line = f"\ncheckpoints: {on_disk} on disk"
         if held:

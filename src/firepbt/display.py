@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_summary
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress as RunProgress
 from firepbt.store import MemberRow, Role, Store
@@ -133,6 +134,46 @@ def schedule_table(store: Store) -> Table | None:
     return table
 
 
+def fire_section(store: Store) -> list[Table | str]:
+    """What FIRE PBT's evaluators did, per parent sub-population: assignments and how each
+    evaluation ended, the hand-overs, and the fitness ranking (nothing for other strategies)."""
+    summary = fire_summary(store)
+    if summary is None:
+        return []
+    out: list[Table | str] = [evaluations_table(summary)]
+    if summary.handovers:
+        handovers = Table(title="FIRE hand-overs (the target trains on from the evaluator's step)")
+        for col in ("parents", "step", "evaluator", "weights of parent", "target"):
+            handovers.add_column(col, justify="left" if col == "parents" else "right")
+        for sp in summary.subpopulations:
+            for h in sp.handovers:
+                handovers.add_row(
+                    sp.name, str(h.step), str(h.evaluator), _opt(h.parent), str(h.target)
+                )
+        out.append(handovers)
+    for sp in summary.subpopulations:
+        if sp.ranking:
+            ranks = " > ".join(f"{r.member} ({r.fitness:.3g})" for r in sp.ranking)
+            out.append(f"{sp.name} {RANKING_NOTE}: {escape(ranks)}")
+        else:
+            out.append(f"{sp.name} {RANKING_NOTE}: – (fewer than 2 members have a curve)")
+    warning = summary.warning()
+    if warning is not None:
+        out.append(f"[bold yellow]warning:[/] {escape(warning)}")
+    return out
+
+
+def evaluations_table(summary: FireSummary) -> Table:
+    """One row per parent sub-population: evaluator assignments, how many still run, and how
+    the others ended, by kind."""
+    table = Table(title="FIRE evaluations by parent sub-population")
+    for col in ("parents", *COUNT_COLUMNS):
+        table.add_column(col, justify="left" if col == "parents" else "right")
+    for sp in summary.subpopulations:
+        table.add_row(sp.name, *(str(n) for n in sp.counts()))
+    return table
+
+
 def best_result(store: Store) -> RunResult | None:
     """The run's current best member (as ``firepbt.run`` would report it), or None while no member
     has a finite score."""
@@ -153,6 +194,10 @@ def _fmt_h(h: Mapping[str, Any]) -> str:
     return escape(
         ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
     )
+
+
+def _opt(x: int | None) -> str:
+    return "–" if x is None else str(x)
 
 
 def _num(x: float | None) -> str:

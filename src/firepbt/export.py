@@ -9,6 +9,10 @@
   ``"; "``), ``h_<name>`` (the hyperparameters the decision set; empty when it set none)
 - ``segments.csv``: id, member, start_step, end_step, source_segment, status, attempts, ``h_<name>``
 - ``lineage.csv``: child, child_step, parent, parent_step
+- ``evaluations.csv`` (FIRE PBT runs only): one row per evaluator assignment: evaluator, parent,
+  subpopulation (the parent's), target (when assigned), start_step, end_step, ending (its kind:
+  ``success``, ``binomial stop``, …, ``other``, or ``active`` while it runs), reason, and
+  handed_to / handover_step when a member took its weights
 
 Every file has its header row, even with no rows. Hyperparameter columns are the sorted names of
 the run's space plus any other name that occurs; metric columns the sorted names that occur.
@@ -16,9 +20,9 @@ Missing values are empty; non-finite numbers are written ``nan``, ``inf`` and ``
 ``pandas.read_csv`` reads back as floats.
 
 ``export_run(run_dir, "json")`` writes ``run.json``: the config, the run's status, the same tables
-as lists of objects, the recorded failures, and ``best`` (the best member, its score, step,
-hyperparameters and schedule, or null while no member has a finite score). Non-finite numbers
-become null, so the file is strict JSON.
+as lists of objects (``evaluations`` for FIRE PBT runs only), the recorded failures, and ``best``
+(the best member, its score, step, hyperparameters and schedule, or null while no member has a
+finite score). Non-finite numbers become null, so the file is strict JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from firepbt.fire.summary import Evaluation, fire_summary
 from firepbt.registry import ConfigError
 from firepbt.space import Hyperparameters
 from firepbt.store import DecisionRow, MemberRow, SegmentRow, Store
@@ -125,6 +130,15 @@ def _export_csv(store: Store, out_dir: Path) -> list[Path]:
             (list(edge) for edge in store.lineage()),
         ),
     ]
+    evaluations = _evaluations(store)
+    if evaluations is not None:
+        tables.append(
+            (
+                "evaluations.csv",
+                list(EVALUATION_COLUMNS),
+                ([_cell(v) for v in row.values()] for row in evaluations),
+            )
+        )
     written = []
     for name, header, rows in tables:
         path = out_dir / name
@@ -134,6 +148,32 @@ def _export_csv(store: Store, out_dir: Path) -> list[Path]:
             writer.writerows(rows)
         written.append(path)
     return written
+
+
+EVALUATION_COLUMNS = (
+    "evaluator",
+    "parent",
+    "subpopulation",
+    "target",
+    "start_step",
+    "end_step",
+    "ending",
+    "reason",
+    "handed_to",
+    "handover_step",
+)
+
+
+def _evaluations(store: Store) -> list[dict[str, Any]] | None:
+    """The FIRE PBT evaluations table (one row per evaluator assignment); None for other runs."""
+    summary = fire_summary(store, ranking=False)
+    return None if summary is None else [_evaluation_row(e) for e in summary.evaluations]
+
+
+def _evaluation_row(e: Evaluation) -> dict[str, Any]:
+    values: tuple[Any, ...] = (e.evaluator, e.parent, e.subpopulation, e.target, e.start_step)
+    values += (e.end_step, e.label, e.reason, e.handed_to, e.handover_step)
+    return dict(zip(EVALUATION_COLUMNS, values, strict=True))
 
 
 def _hyperparameter_names(
@@ -225,6 +265,9 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
         ],
         "best": _best(store, run_dir),
     }
+    evaluations = _evaluations(store)
+    if evaluations is not None:
+        doc["evaluations"] = evaluations
     path = out_dir / "run.json"
     text = json.dumps(_finite(doc), indent=2, allow_nan=False, ensure_ascii=False)
     path.write_text(text + "\n", encoding="utf-8")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, fire_summary
 from firepbt.lineage import segment_chain
 from firepbt.report._data import (
     _copies,
@@ -131,6 +132,7 @@ def _page(
         f"{_e(time.strftime('%Y-%m-%d %H:%M:%S'))}</p>",
     ]
     parts += _summary(run)
+    parts += _fire_section(run)
     if not run.scored():
         parts.append(
             '<p class="note">No member has recorded a score yet: there is nothing to plot. '
@@ -289,6 +291,48 @@ def _table_one_section(run: _Run, t: Mapping[str, Any]) -> list[str]:
         "schedule from scratch.</p>",
         *_rows(rows),
     ]
+
+
+def _fire_section(run: _Run) -> list[str]:
+    """FIRE PBT only: per parent sub-population, the evaluator assignments and how they ended,
+    the hand-overs, and the fitness ranking."""
+    summary = fire_summary(run.store)
+    if summary is None:
+        return []
+    head = ["parents", *COUNT_COLUMNS]
+    out = [
+        "<h2>FIRE evaluations</h2>",
+        "<p>Evaluator assignments per parent sub-population and how each evaluation ended.</p>",
+        "<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>",
+    ]
+    for sp in summary.subpopulations:
+        out.append(
+            f"<tr><td>{_e(sp.name)}</td>"
+            + "".join(f'<td class="num">{c}</td>' for c in sp.counts())
+            + "</tr>"
+        )
+    out.append("</table>")
+    warning = summary.warning()
+    if warning is not None:
+        out.append(f'<p class="note">{_e(warning)}</p>')
+    if summary.handovers:
+        out += [
+            "<table><tr><th>parents</th><th>step</th><th>evaluator</th><th>weights of</th>"
+            "<th>target</th></tr>"
+        ]
+        for sp in summary.subpopulations:
+            out += [
+                f'<tr><td>{_e(sp.name)}</td><td class="num">{h.step}</td>'
+                f"<td>{_e(run.label(h.evaluator))}</td>"
+                f"<td>{_e('–' if h.parent is None else run.label(h.parent))}</td>"
+                f"<td>{_e(run.label(h.target))}</td></tr>"
+                for h in sp.handovers
+            ]
+        out.append("</table>")
+    for sp in summary.subpopulations:
+        ranks = " &gt; ".join(f"{r.member} ({r.fitness:.3g})" for r in sp.ranking)
+        out.append(f"<p>{_e(sp.name)} {_e(RANKING_NOTE)}: {ranks or '– (fewer than 2 curves)'}</p>")
+    return out
 
 
 def _failures_section(run: _Run) -> list[str]:

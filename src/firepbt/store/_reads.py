@@ -108,6 +108,14 @@ class StoreReads:
             for i, m, s, k, d, ss, h, ch, r in rows
         ]
 
+    def assignment_targets(self) -> dict[int, int]:
+        """Decision id → target member of every FIRE assignment that recorded one (stores made
+        before targets were recorded name them only in the assignment's reason)."""
+        rows = self._conn.execute(
+            "SELECT id, target FROM decisions WHERE kind = 'assign' AND target IS NOT NULL"
+        ).fetchall()
+        return {int(i): int(t) for i, t in rows}
+
     def lineage(self) -> list[tuple[int, int, int, int]]:
         """(child, child_step, parent, parent_step) edges in the order they happened."""
         rows = self._conn.execute(

@@ -28,7 +28,7 @@ CREATE INDEX IF NOT EXISTS points_member ON points(member, step);
 CREATE TABLE IF NOT EXISTS decisions(
     id INTEGER PRIMARY KEY, member INTEGER NOT NULL, step INTEGER NOT NULL, kind TEXT NOT NULL,
     donor INTEGER, source_member INTEGER, source_step INTEGER, old_hyperparameters TEXT,
-    hyperparameters TEXT, changes TEXT, reason TEXT, time REAL NOT NULL);
+    hyperparameters TEXT, changes TEXT, reason TEXT, time REAL NOT NULL, target INTEGER);
 CREATE TABLE IF NOT EXISTS lineage(
     child INTEGER NOT NULL, child_step INTEGER NOT NULL, parent INTEGER NOT NULL,
     parent_step INTEGER NOT NULL, decision INTEGER NOT NULL);
@@ -49,6 +49,10 @@ HELD_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS held(path TEXT PRIMARY KEY, holder TEXT NOT NULL, "
     "written INTEGER NOT NULL DEFAULT 0)"
 )
+
+# An assignment's target (FIRE PBT: the child member whose hyperparameters the evaluator trains
+# with); stores made before it was recorded gain the column when opened, empty.
+DECISION_TARGET_COLUMN = "ALTER TABLE decisions ADD COLUMN target INTEGER"
 
 # Replays of a found schedule from scratch; created on first use, so older stores gain them too.
 REPLAY_SCHEMA = """

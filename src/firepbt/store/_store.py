@@ -32,6 +32,7 @@ from firepbt.space import Hyperparameters
 from firepbt.store._reads import StoreReads
 from firepbt.store._rows import (
     _SCHEMA,
+    DECISION_TARGET_COLUMN,
     HELD_SCHEMA,
     REPLAY_SCHEMA,
     SCHEMA_VERSION,
@@ -90,6 +91,9 @@ class Store(StoreReads):
                 f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}"
             )
         store._conn.execute(HELD_SCHEMA)
+        columns = {row[1] for row in store._conn.execute("PRAGMA table_info(decisions)")}
+        if "target" not in columns:
+            store._conn.execute(DECISION_TARGET_COLUMN)
         return store
 
     @staticmethod
@@ -122,6 +126,7 @@ class Store(StoreReads):
         """Commit a decision (and the member/lineage rows it implies) before it is acted on."""
         now = time.time()
         row: tuple[Any, ...]
+        target = d.target if isinstance(d, Assign) else None
         with self._tx() as c:
             if isinstance(d, Start):
                 c.execute(
@@ -229,9 +234,9 @@ class Store(StoreReads):
                 raise TypeError(f"not a decision: {d!r}")
             cur = c.execute(
                 "INSERT INTO decisions(member, step, kind, donor, source_member, source_step, "
-                "old_hyperparameters, hyperparameters, changes, reason, time) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, now),
+                "old_hyperparameters, hyperparameters, changes, reason, time, target) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, now, target),
             )
             decision_id = int(cur.lastrowid or 0)
             parent = (
