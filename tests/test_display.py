@@ -86,7 +86,7 @@ def fire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[firepbt.Run
         strategy="fire",
         subpopulations=2,
         evaluators=1,
-        seed=10,
+        seed=6,
     )
     store = Store.open(run_dir)
     yield result, store

@@ -293,14 +293,12 @@ def _crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
 
 
 def _overlap(a_smoothed: FloatArray, b_smoothed: FloatArray, tol: float) -> Overlap | None:
-    if a_smoothed[0] >= b_smoothed[0]:
-        start_a, start_b = 0.0, _crossing(b_smoothed, float(a_smoothed[0]), tol)
-        if start_b is None:
-            return None
-    else:
-        start_b, start_a = 0.0, _crossing(a_smoothed, float(b_smoothed[0]), tol)
-        if start_a is None:
-            return None
+    a_leads = bool(a_smoothed[0] >= b_smoothed[0])
+    lead, other = (a_smoothed, b_smoothed) if a_leads else (b_smoothed, a_smoothed)
+    crossing = _crossing(other, float(lead[0]), tol)
+    if crossing is None:
+        return None
+    start_a, start_b = (0.0, crossing) if a_leads else (crossing, 0.0)
     room = min(a_smoothed.size - 1 - start_a, b_smoothed.size - 1 - start_b)
     return Overlap(start_a=start_a, start_b=start_b, length=int(math.floor(room + 1e-9)) + 1)
 
@@ -309,9 +307,9 @@ def overlap(a: Curve, b: Curve) -> Overlap | None:
     """Steps 2-3 of section 3.1.1: where the two curves' overlapping sections start, and how long.
 
     The curve with the higher smoothed start starts at index 0 (``a`` on a tie); the other starts
-    where its smoothed curve, read as straight lines between points, first reaches that start
-    (``>=``, up to a float tolerance): a *fractional* index, interpolated between the last point
-    below and the first point at or above. ``length`` counts the matching offsets
+    where its smoothed curve first reaches that start (``>=``, up to a float tolerance): a
+    *fractional* index between the last point below and the first point at or above, on the
+    shape-preserving cubic (PCHIP) through the smoothed points. ``length`` counts the matching offsets
     ``start + 0, 1, …`` that both curves cover (at least 1). ``None`` if the other curve never
     reaches the start. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
 
