@@ -11,20 +11,33 @@ left curve has the higher average improvement rate, yet FIRE finds the right cur
 
 1. **Smooth** each curve with a Gaussian process (:func:`fit_curve`, once per curve).
 2. **Find the overlap starts** on the smoothed curves: the right curve starts higher, so its
-   section starts at its first point; the left curve's section starts at the first point where
-   its smoothed value reaches (``>=``) the right curve's smoothed start (around step 1150).
-3. **Find the overlap length**: ``n = min(len(left) - r, len(right) - s)``; the right curve has
-   fewer points past its start, so it constrains ``n``. (The paper prints ``max``; its text and
-   Figure 3 mean ``min``.)
-4. **Compare the best raw score** in each section: ``max(y_right[s:s+n]) - max(y_left[r:r+n])``
-   is positive, because from the same level the right curve climbs higher in the same number of
-   evaluations.
+   section starts at its first point; the left curve's section starts where its smoothed curve
+   reaches (``>=``) the right curve's smoothed start: at step 1150, a *fractional* index ``r``
+   between two evaluation points (the paper takes the first whole point at or above, up to one
+   evaluation interval later: a head start for the curve that had to reach; see
+   :func:`overlap`).
+3. **Find the overlap length**: the number ``n`` of matching offsets ``r + i`` and ``s + i`` that
+   both curves cover; the right curve has fewer points past its start, so it constrains ``n``.
+   (The paper prints ``max``; its text and Figure 3 mean ``min``.)
+4. **Compare the best raw score** in each section: ``max y_right(s + i) - max y_left(r + i)``
+   over ``i < n`` is positive, because from the same level the right curve climbs higher in the
+   same number of evaluations. Between two points a value is the smoothed curve's shape plus the
+   nearest raw point's residual (:func:`section`).
 
 Conventions
 -----------
 * Steps are strictly increasing and finite; values are "higher is better" (orient losses first).
 * Smoothed curves are used only to *locate* overlaps (starts, and whether an overlap can exist);
-  every score and every binomial comparison uses the raw points.
+  every score and every binomial comparison uses the raw points (read between two points as
+  the smoothed shape plus the nearest raw point's residual, where an overlap starts between
+  points).
+* **The binomial test is anti-conservative.** Successive points of one curve are autocorrelated
+  (the weights at one evaluation are the weights at the last one plus a few steps), so wins come
+  in runs and ``n`` pairs carry less than ``n`` independent comparisons. ``binom_test(thin=k)``
+  compares every k-th pair only; ``benchmarks/fire_false_success.py`` measures the false-success
+  rate between two copies of one process, with and without thinning
+  (``benchmarks/results/fire_false_success.md``; ``docs/paper_readings.md`` says which default it
+  chose and why).
 * Non-finite values (NaN, +inf, -inf) are failed evaluations and rank worst, as everywhere else in
   firepbt (:func:`firepbt.exploit.rank_key`). :func:`fit_curve` replaces them, before smoothing, by
   ``worst`` when given, otherwise by ``min(finite) - margin`` where ``margin`` is the range of the
@@ -309,8 +322,8 @@ def overlap(a: Curve, b: Curve) -> Overlap | None:
     The curve with the higher smoothed start starts at index 0 (``a`` on a tie); the other starts
     where its smoothed curve first reaches that start (``>=``, up to a float tolerance): a
     *fractional* index between the last point below and the first point at or above, on the
-    shape-preserving cubic (PCHIP) through the smoothed points. ``length`` counts the matching offsets
-    ``start + 0, 1, …`` that both curves cover (at least 1). ``None`` if the other curve never
+    shape-preserving cubic (PCHIP) through the smoothed points. ``length`` counts the matching
+    offsets ``start + 0, 1, …`` that both curves cover (at least 1). ``None`` if the other curve never
     reaches the start. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
 
     The paper takes the first whole point at or above: that point can lie up to one evaluation
@@ -325,18 +338,20 @@ def section(values: FloatArray, smoothed: FloatArray, start: float, length: int)
 
     At whole offsets these are the raw points. Between two points (a fractional ``start``) the
     value is the smoothed curve there (the shape-preserving cubic through the smoothed points)
-    plus the raw points' residuals from it, interpolated linearly: straight lines between raw
-    points would sit below a concave curve and so hand every comparison to the other curve.
+    plus the residual from it of the nearest raw point. Straight lines between raw points would
+    sit below a concave curve and so hand every comparison to the other curve; residuals
+    interpolated between two points would have less noise than a raw point, and so a lower
+    maximum over the section. Offsets past the last point read the last point.
     """
     offsets = start + np.arange(length, dtype=np.float64)
     lo = np.minimum(np.floor(offsets + 1e-9).astype(int), values.size - 1)
     t = float(np.clip(offsets[0] - lo[0], 0.0, 1.0)) if length else 0.0
     if t < 1e-9:
         return np.asarray(values[lo], dtype=np.float64)
-    hi = np.minimum(lo + 1, values.size - 1)
+    nearest = np.minimum(lo + 1, values.size - 1) if t >= 0.5 else lo
     residual = values - smoothed
     shape = _hermite(smoothed, _slopes(smoothed), lo, t)
-    return np.asarray(shape + (1.0 - t) * residual[lo] + t * residual[hi], dtype=np.float64)
+    return np.asarray(shape + residual[nearest], dtype=np.float64)
 
 
 def _sections(

@@ -134,8 +134,11 @@ class FirePBT(FireBook):
             return decisions + self._assign_idle()
         waiting = [e for e, ev in self._ev.items() if ev.waiting and ev.target == worker]
         if waiting:
-            e = waiting[0]
+            e, *others = waiting
             decisions += self._handover(e, self._ev[e].stop_requested)
+            for other in others:  # judged against the curve the target has just dropped
+                why = f"member {worker} took evaluator {e}'s weights first"
+                decisions += self._stop(other, Ending.SUPERSEDED.reason(why))
         else:
             view = self._pop.snapshot()
             record = self._evolve(worker, self.fitness(self.subpopulation(worker)), view)

@@ -83,7 +83,7 @@ class FireBook(Strategy):
         p_stat: float = 0.01,
         min_steps_before_eval: int | Sequence[int] = 0,
         keep_curves: bool = False,
-        retarget: bool = True,
+        retarget: bool = False,
         eval_every: int | None = None,
         thin: int = 1,
         replace_failed: int = 0,
@@ -325,9 +325,13 @@ class FireBook(Strategy):
                 continue
             if ev.busy and ev.stop_requested:  # already told to stop at its next ready step
                 continue
+            if ev.waiting and member == ev.parent:
+                continue  # it succeeded: the weights it holds are its own, not the parent's
             if member == ev.parent:
                 reason = Ending.PARENT_LOST.reason(f"parent {member}: {why}")
             else:
+                # Re-targeted, it keeps its curve and the hyperparameters it trains with:
+                # its curve measures the parent's weights under one set of hyperparameters.
                 if self.retarget and not ev.waiting:
                     new_target = self._target_for(self.subpopulation(member), exclude=member)
                     if new_target is not None:
