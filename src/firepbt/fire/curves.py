@@ -323,8 +323,8 @@ def overlap(a: Curve, b: Curve) -> Overlap | None:
     where its smoothed curve first reaches that start (``>=``, up to a float tolerance): a
     *fractional* index between the last point below and the first point at or above, on the
     shape-preserving cubic (PCHIP) through the smoothed points. ``length`` counts the matching
-    offsets ``start + 0, 1, …`` that both curves cover (at least 1). ``None`` if the other curve never
-    reaches the start. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
+    offsets ``start + 0, 1, …`` that both curves cover (at least 1). ``None`` if the other curve
+    never reaches the start. ``overlap(b, a)`` mirrors ``overlap(a, b)``.
 
     The paper takes the first whole point at or above: that point can lie up to one evaluation
     interval past the crossing, a head start for the curve that had to reach (on steep early
