@@ -85,7 +85,7 @@ class FireBook(Strategy):
         keep_curves: bool = False,
         retarget: bool = False,
         eval_every: int | None = None,
-        thin: int = 1,
+        thin: int = 2,
         replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
