@@ -95,7 +95,7 @@ def test_fire_config_from_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str
                 "population": 4,
                 "ready_every": 50,
                 "subpopulations": 2,
-                "max_eval_steps": 100,
+                "max_eval_steps": 150,
             },
             steps=300,
             executor={"kind": "inprocess"},
