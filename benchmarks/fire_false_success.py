@@ -56,7 +56,7 @@ def one_pair(job: tuple[int, int, int, int]) -> dict[str, Any]:
     from firepbt.examples.nqm import NQM
     from firepbt.fire import curves
     from firepbt.fire.evaluation import Outcome, judge
-    from firepbt.strategies._fire_book import DEFAULT_EVAL_POINTS_FACTOR, points_for_success
+    from firepbt.fire.settings import default_max_eval_steps
 
     pair, offset, warmup, _ = job
     base = NQM({"lr": LR}, seed=10_000 + pair)
@@ -65,13 +65,7 @@ def one_pair(job: tuple[int, int, int, int]) -> dict[str, Any]:
     start = base.save()
     # Each thinning gets the max_eval_steps FIRE PBT defaults to for it (longer for more thinning:
     # a success needs the start pair plus 7 won comparisons, every thin-th point).
-    max_eval = {
-        thin: max(
-            3 * READY,
-            DEFAULT_EVAL_POINTS_FACTOR * (points_for_success(P_STAT, thin) - 1) * EVAL_EVERY,
-        )
-        for thin in THINS
-    }
+    max_eval = {thin: default_max_eval_steps(READY, EVAL_EVERY, P_STAT, thin) for thin in THINS}
     checks = max(max_eval.values()) // READY + 1
     n_ev = checks * READY // EVAL_EVERY + 1
     n_target = (offset + checks * READY) // EVAL_EVERY + 1

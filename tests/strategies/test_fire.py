@@ -20,8 +20,8 @@ from firepbt.decisions import (
     Weights,
 )
 from firepbt.fire.evaluation import CurveCache, Ending
+from firepbt.fire.settings import FireSettingsWarning, points_for_success
 from firepbt.strategies import FirePBT, PopulationConfigError
-from firepbt.strategies._fire_book import FireSettingsWarning, points_for_success
 
 SPACE = Space({"lr": LogUniform(1e-3, 1.0)})
 INITIAL = [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"lr": 0.4}]

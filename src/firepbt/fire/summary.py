@@ -22,6 +22,7 @@ from typing import Any
 from firepbt.decisions import Mode
 from firepbt.fire import curves
 from firepbt.fire.evaluation import WORST_SCORE, Ending
+from firepbt.fire.settings import DEFAULT_P_STAT, DEFAULT_THIN, points_for_success
 from firepbt.store import DecisionRow, MemberStatus, Role, SegmentRow, Store
 
 OTHER = "other"  # a release reason that names no ending (written before endings were recorded)
@@ -172,8 +173,8 @@ def fire_summary(store: Store, *, ranking: bool = True) -> FireSummary | None:
         eval_every=int(
             options.get("eval_every") or config.get("eval_every") or config.get("ready_every") or 1
         ),
-        p_stat=float(options.get("p_stat", 0.01)),
-        thin=int(options.get("thin", 1)),
+        p_stat=float(options.get("p_stat", DEFAULT_P_STAT)),
+        thin=int(options.get("thin", DEFAULT_THIN)),
         max_eval_steps=options.get("max_eval_steps"),
     )
 
@@ -306,12 +307,6 @@ def _curve(
 # -- the likely cause of no hand-over -------------------------------------------------------------
 
 
-def points_needed(p_stat: float, thin: int = 1) -> int:
-    """The fewest curve points with which a success at ``p_stat`` is possible: the start point,
-    then ``n`` compared points (every ``thin``-th), all won, with ``0.5**n < p_stat``."""
-    return 1 + (math.floor(math.log(p_stat) / math.log(0.5)) + 1) * thin
-
-
 def _likely_cause(s: FireSummary) -> str:
     if not s.evaluations:
         return (
@@ -320,7 +315,7 @@ def _likely_cause(s: FireSummary) -> str:
         )
     ended = [e for e in s.evaluations if e.end_step is not None]
     counts = Counter(e.label for e in ended)
-    needed = points_needed(s.p_stat, s.thin)
+    needed = points_for_success(s.p_stat, s.thin)
     longest = max((e.end_step - e.start_step for e in ended if e.end_step is not None), default=0)
     causes = []
     too_short = s.max_eval_steps is not None and s.max_eval_steps // s.eval_every + 1 < needed

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,13 @@ from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
 from firepbt.explore import ExplorePolicy
 from firepbt.fire import curves
 from firepbt.fire.evaluation import CurveCache, Ending, Outcome, Point, Verdict, judge
+from firepbt.fire.settings import (
+    DEFAULT_P_STAT,
+    DEFAULT_THIN,
+    FireSettingsWarning,
+    default_max_eval_steps,
+    settings_problems,
+)
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
@@ -27,22 +33,6 @@ from firepbt.strategies._population import (
     evolution_settings,
     starting_hyperparameters,
 )
-
-# Default max_eval_steps: this many times the points a success needs at the least (and at least
-# 3 ready intervals, the paper's ratio), so that an overlap that starts late can still decide.
-DEFAULT_EVAL_POINTS_FACTOR = 3
-
-
-class FireSettingsWarning(UserWarning):
-    """FIRE PBT settings under which evaluators can rarely or never succeed."""
-
-
-def points_for_success(p_stat: float, thin: int = 1) -> int:
-    """The fewest evaluation points an evaluator's overlap needs before a success is possible:
-    the start pair, then ``n`` compared pairs all won with ``0.5 ** n < p_stat``, every
-    ``thin``-th point."""
-    wins = math.floor(math.log(p_stat) / math.log(0.5)) + 1
-    return 1 + wins * thin
 
 
 @dataclass(slots=True)
@@ -80,12 +70,12 @@ class FireBook(Strategy):
         synchrony: Synchrony | str = Synchrony.SYNC,
         burn_in: int = 0,
         max_eval_steps: int | None = None,
-        p_stat: float = 0.01,
+        p_stat: float = DEFAULT_P_STAT,
         min_steps_before_eval: int | Sequence[int] = 0,
         keep_curves: bool = False,
         retarget: bool = False,
         eval_every: int | None = None,
-        thin: int = 2,
+        thin: int = DEFAULT_THIN,
         replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
@@ -112,9 +102,8 @@ class FireBook(Strategy):
         if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
             raise PopulationConfigError(f"thin: expected an integer >= 1, got {thin!r}")
         self.thin = thin
-        needed = points_for_success(p_stat, thin)
         self.max_eval_steps = (
-            max(3 * ready_every, DEFAULT_EVAL_POINTS_FACTOR * (needed - 1) * self.eval_every)
+            default_max_eval_steps(ready_every, self.eval_every, p_stat, thin)
             if max_eval_steps is None
             else max_eval_steps
         )
@@ -155,37 +144,17 @@ class FireBook(Strategy):
         self._fits = CurveCache()
         self._clock = 0
         self._waiting: set[int] = set()
-        self._warn_about_settings(population, n_evaluators, ready_every, needed)
-
-    def _warn_about_settings(
-        self, population: int, n_evaluators: int, ready_every: int, needed: int
-    ) -> None:
-        """Settings under which FIRE PBT would quietly hand nothing over."""
-        points = self.max_eval_steps // self.eval_every + 1
-        problems = []
-        if points < needed:
-            problems.append(
-                f"max_eval_steps: {self.max_eval_steps} steps give an evaluator at most {points} "
-                f"evaluation points (eval_every {self.eval_every}); at p_stat {self.p_stat} a "
-                f"success needs at least {needed}: no evaluator can ever hand its weights over. "
-                f"Raise max_eval_steps to >= {(needed - 1) * self.eval_every} (default: "
-                f"{DEFAULT_EVAL_POINTS_FACTOR} × that)"
-            )
-        if ready_every % self.eval_every:
-            problems.append(
-                f"eval_every: {self.eval_every} does not divide ready_every {ready_every}; "
-                "evaluators and members are compared on points taken at different offsets"
-            )
-        parents = population - self.size
-        if n_evaluators > parents:
-            problems.append(
-                f"evaluators: {n_evaluators} evaluators for {parents} parent members; a parent has "
-                f"at most one evaluator, so {n_evaluators - parents} will stay idle (the paper "
-                f"uses ¾ of the parents: {max(1, (3 * parents) // 4)})"
-            )
-        for problem in problems:
-            warnings.warn(problem, FireSettingsWarning, stacklevel=4)
-        self.settings_warnings = problems
+        self.settings_warnings = settings_problems(
+            max_eval_steps=self.max_eval_steps,
+            eval_every=self.eval_every,
+            ready_every=ready_every,
+            p_stat=p_stat,
+            thin=thin,
+            parents=population - self.size,
+            evaluators=n_evaluators,
+        )
+        for problem in self.settings_warnings:
+            warnings.warn(problem, FireSettingsWarning, stacklevel=3)
 
     # -- the contract ---------------------------------------------------------------------
 
