@@ -58,7 +58,7 @@ def methods(workers: int, sizes: list[int]) -> dict[str, tuple[str, int, dict[st
             population,
             {**base, "min_steps_before_eval": [0] + [500] * (n - 1)},
         )
-        out[f"{tag}, thin 1 (the paper's test)"] = ("fire", population, {**base, "thin": 1})
+        out[f"{tag}, thin 2"] = ("fire", population, {**base, "thin": 2})
         out[f"{tag}, thin 3"] = ("fire", population, {**base, "thin": 3})
         out[f"{tag}, keep_curves"] = ("fire", population, {**base, "keep_curves": True})
     return out

@@ -35,7 +35,6 @@ def make(**kw) -> FirePBT:
         rng=np.random.default_rng(0),
         subpopulations=2,
         eval_every=1,  # Sim reports a score at every step
-        thin=1,  # the paper's test, on every pair: these scenarios are short
         exploit=NoExploit(),
         initial_hyperparameters=INITIAL,
     )
@@ -375,8 +374,8 @@ def test_default_settings_do_not_warn_and_leave_room_for_a_success() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", FireSettingsWarning)
         fire = FirePBT(SPACE, 4, 100, 10, np.random.default_rng(0), eval_every=2)
-    assert fire.thin == 2  # every other pair: the measured false-success rate is near p_stat
+    assert fire.thin == 1  # every pair, as in the paper
     assert points_for_success(0.01, thin=1) == 8  # the start pair + 7 wins (0.5**7 < 0.01)
     assert points_for_success(0.01, thin=2) == 15
     # three times the fewest points a success needs, and at least 3 ready intervals
-    assert fire.max_eval_steps == max(3 * 10, 3 * 14 * 2)
+    assert fire.max_eval_steps == max(3 * 10, 3 * 7 * 2)
