@@ -283,6 +283,33 @@ def _hermite(y: FloatArray, m: FloatArray, lo: npt.NDArray[np.int_], t: float) -
     )
 
 
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def _slope_at(y: FloatArray, k: int) -> float:
+    """The derivative :func:`_slopes` gives at index ``k`` alone (scalar arithmetic: the
+    crossing search needs two of them per comparison)."""
+    n = y.size
+    if n < 2:
+        return 0.0
+    if n == 2:
+        return float(y[1] - y[0])
+    if 0 < k < n - 1:
+        d0, d1 = float(y[k] - y[k - 1]), float(y[k + 1] - y[k])
+        return 2.0 * d0 * d1 / (d0 + d1) if d0 * d1 > 0 else 0.0
+    if k == 0:
+        d0, d1 = float(y[1] - y[0]), float(y[2] - y[1])
+    else:
+        d0, d1 = float(y[-1] - y[-2]), float(y[-2] - y[-3])
+    slope = (3.0 * d0 - d1) / 2.0
+    if _sign(slope) != _sign(d0):
+        return 0.0
+    if _sign(d0) != _sign(d1) and abs(slope) > 3.0 * abs(d0):
+        return 3.0 * d0
+    return slope
+
+
 def _crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
     """The fractional index where ``smoothed``, read as the shape-preserving cubic through its
     points, first reaches ``level`` (up to ``tol``); ``None`` if it never does."""
@@ -292,16 +319,24 @@ def _crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
     j = int(reached[0])
     if j == 0:
         return 0.0
-    m = _slopes(smoothed)
-    lo_index = np.array([j - 1])
-    target = min(level, float(smoothed[j]))  # reached within tol at j: the crossing is j
-    lo, hi = 0.0, 1.0  # smoothed[j - 1] < target <= smoothed[j]: a root in between
+    y0, y1 = float(smoothed[j - 1]), float(smoothed[j])
+    m0, m1 = _slope_at(smoothed, j - 1), _slope_at(smoothed, j)
+    target = min(level, y1)  # reached within tol at j: the crossing is j
+    lo, hi = 0.0, 1.0  # y0 < target <= y1: a root in between
     for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if _hermite(smoothed, m, lo_index, mid)[0] >= target:
-            hi = mid
+        t = 0.5 * (lo + hi)
+        t2 = t * t
+        t3 = t2 * t
+        value = (
+            (2 * t3 - 3 * t2 + 1) * y0
+            + (t3 - 2 * t2 + t) * m0
+            + (-2 * t3 + 3 * t2) * y1
+            + (t3 - t2) * m1
+        )
+        if value >= target:
+            hi = t
         else:
-            lo = mid
+            lo = t
     return j - 1 + (1.0 if hi > 1.0 - 1e-9 else hi)  # a crossing at a point is that point
 
 
