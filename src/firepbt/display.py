@@ -166,11 +166,14 @@ def fire_section(store: Store) -> list[Table | str]:
 def evaluations_table(summary: FireSummary) -> Table:
     """One row per parent sub-population: evaluator assignments, how many still run, and how
     the others ended, by kind."""
-    table = Table(title="FIRE evaluations by parent sub-population")
-    for col in ("parents", *COUNT_COLUMNS):
-        table.add_column(col, justify="left" if col == "parents" else "right")
+    # One row per count and one column per parent sub-population: it fits a narrow terminal.
+    table = Table(title="FIRE evaluations")
+    table.add_column("by parent sub-population", justify="left")
     for sp in summary.subpopulations:
-        table.add_row(sp.name, *(str(n) for n in sp.counts()))
+        table.add_column(sp.name, justify="right")
+    counts = [sp.counts() for sp in summary.subpopulations]
+    for i, name in enumerate(COUNT_COLUMNS):
+        table.add_row(name, *(str(c[i]) for c in counts))
     return table
 
 

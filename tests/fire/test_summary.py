@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 import warnings
 from pathlib import Path
@@ -165,7 +166,8 @@ def test_status_shows_the_evaluations(
 ) -> None:
     assert main(["status", str(handover_run.run_dir)]) == 0
     out = capsys.readouterr().out
-    assert "FIRE evaluations by parent sub-population" in out
+    assert "FIRE evaluations" in out and "by parent sub-population" in out
+    assert re.search(r"│ assignments +│ +\d+ │", out) and re.search(r"│ success +│ +\d+ │", out)
     assert "FIRE hand-overs" in out and f"P2 {RANKING_NOTE}" in out
     assert "no hand-over" not in out
 
