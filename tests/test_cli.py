@@ -96,3 +96,29 @@ def test_console_script_with_process_pool(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "best member" in proc.stdout
+
+
+def test_fire_settings_that_cannot_hand_over_warn_once_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from _runs import nqm_toml
+
+    config = tmp_path / "fire.toml"
+    strategy = {"name": "fire", "population": 4, "ready_every": 50, "max_eval_steps": 50}
+    config.write_text(
+        nqm_toml(
+            tmp_path / "run",
+            eval_every=10,
+            dim=20,
+            strategy={**strategy, "subpopulations": 2, "evaluators": 3},
+            steps=100,
+            executor={"kind": "inprocess"},
+        )
+    )
+    assert main(["run", str(config), "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    warned = [line for line in err if line.startswith("firepbt: warning:")]
+    assert len(warned) == 2  # each problem once, though the config is validated, then built
+    assert "max_eval_steps: 50 steps give an evaluator at most 6" in warned[0]
+    assert "evaluators: 3 evaluators for 2 parent members" in warned[1]
+    assert not any("FireSettingsWarning" in line or ".py:" in line for line in err)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 
 from firepbt.checkpoints import CheckpointError
+from firepbt.fire.settings import FireSettingsWarning
 from firepbt.registry import ConfigError
 from firepbt.runner import ResumeError, RunFailed
 from firepbt.space import SpaceError
@@ -193,10 +195,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_setting_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Settings warnings as one line each (once: a config is validated, then built), without
+    the source line that raised them."""
+    if issubclass(category, FireSettingsWarning):
+        if str(message) not in _shown:
+            _shown.add(str(message))
+            print(f"firepbt: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+_shown: set[str] = set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            _shown.clear()
+            warnings.simplefilter("always", FireSettingsWarning)
+            warnings.showwarning = _show_setting_warning
+            return int(args.func(args))
     except USER_ERRORS as e:
         print(f"firepbt: error: {e}", file=sys.stderr)
         return 2
