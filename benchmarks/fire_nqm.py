@@ -60,6 +60,7 @@ def methods(workers: int, sizes: list[int]) -> dict[str, tuple[str, int, dict[st
         )
         out[f"{tag}, thin 2"] = ("fire", population, {**base, "thin": 2})
         out[f"{tag}, thin 3"] = ("fire", population, {**base, "thin": 3})
+        out[f"{tag}, increments"] = ("fire", population, {**base, "success_test": "increments"})
         out[f"{tag}, keep_curves"] = ("fire", population, {**base, "keep_curves": True})
     return out
 

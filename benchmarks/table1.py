@@ -166,7 +166,7 @@ def run_method(job: tuple[str, str, int, str, int]) -> dict[str, Any]:
     table = methods(workers)
     strategy, population, options, kind = table[name]
     if strategy == "fire":
-        options = {**options, **task.fire}
+        options = {**options, **task.fire, **json.loads(os.environ.get("TABLE1_FIRE", "{}"))}
     run_dir = Path(root) / task_key / f"{list(table).index(name)}-seed{seed}"
     started = time.perf_counter()
     result = firepbt.run(
@@ -333,9 +333,15 @@ def main() -> None:
         "--methods", nargs="+", choices=METHOD_KEYS, default=list(METHOD_KEYS), help="a subset"
     )
     parser.add_argument("--out", default="table1", help="results file name, without .md")
+    parser.add_argument(
+        "--fire-options",
+        default="{}",
+        help='FIRE PBT settings as JSON, e.g. \'{"success_test": "increments"}\'',
+    )
     args = parser.parse_args()
     if args.workers != WORKERS and not args.no_peer:
         parser.error("the peer comparison runs with 8 workers; add --no-peer")
+    os.environ["TABLE1_FIRE"] = json.dumps(json.loads(args.fire_options))  # to the workers
     table = methods(args.workers)
     chosen = [name for key, name in zip(METHOD_KEYS, table, strict=True) if key in args.methods]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune prints a header per run otherwise

@@ -68,6 +68,7 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
         "keep_curves",
         "retarget",
         "thin",
+        "success_test",
     },
     "random": {"initial_hyperparameters"},
 }

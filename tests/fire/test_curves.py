@@ -482,3 +482,30 @@ def test_identical_processes_score_even_when_the_overlap_starts_between_points()
         a, b = Curve(ta, ya, 0.02 * ta), Curve(tb, yb, 0.02 * tb)  # smoothed: the true mean
         wins += best_score_diff(a, b) > 0
     assert 0.4 < wins / trials < 0.6
+
+
+def test_binom_test_on_increments_compares_gains_not_levels() -> None:
+    x = np.arange(9.0)
+    b = raw(x, 0.10 * x)  # gains 0.10 at every step
+    # a gains 0.2 first and 0.09 after: ahead of b at every offset, slower at all but one step
+    a = raw(x, np.concatenate([[0.0], np.cumsum([0.2] + [0.09] * 7)]))
+    p_levels, ov = binom_test(a, b)
+    p_gains, ov_gains = binom_test(a, b, increments=True)
+    assert ov == ov_gains and ov is not None and ov.start_a == 0 and ov.start_b == 0
+    assert p_levels == binomtest(8, 8, 0.5, alternative="greater").pvalue
+    assert p_gains == binomtest(1, 8, 0.5, alternative="greater").pvalue
+
+
+def test_a_success_test_fire_does_not_know_is_refused() -> None:
+    from firepbt.space import LogUniform, Space
+    from firepbt.strategies import FirePBT, PopulationConfigError
+
+    with pytest.raises(PopulationConfigError, match="success_test"):
+        FirePBT(
+            Space({"lr": LogUniform(1e-3, 1.0)}),
+            4,
+            100,
+            10,
+            np.random.default_rng(0),
+            success_test="slopes",
+        )

@@ -84,6 +84,7 @@ def judge(
     max_eval_steps: int,
     p_stat: float,
     thin: int = 1,
+    increments: bool = False,
 ) -> Verdict:
     """The verdict on an evaluator that has trained ``trained`` steps; a curve of fewer than two
     points is passed as ``None``. A stop's reason starts with its :class:`Ending`."""
@@ -91,7 +92,7 @@ def judge(
         if trained <= max_eval_steps:
             return CONTINUE
         return Verdict(Outcome.STOP, Ending.NO_OVERLAP.reason("no curve to compare"))
-    p, overlap = curves.binom_test(evaluator, target, thin)
+    p, overlap = curves.binom_test(evaluator, target, thin, increments)
     if overlap is None or overlap.length - 1 < thin:  # no overlap, or no pair past its start
         if trained > max_eval_steps:
             return Verdict(

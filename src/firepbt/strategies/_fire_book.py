@@ -76,6 +76,7 @@ class FireBook(Strategy):
         retarget: bool = False,
         eval_every: int | None = None,
         thin: int = DEFAULT_THIN,
+        success_test: str = "levels",
         replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
@@ -102,6 +103,13 @@ class FireBook(Strategy):
         if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
             raise PopulationConfigError(f"thin: expected an integer >= 1, got {thin!r}")
         self.thin = thin
+        if success_test not in ("levels", "increments"):
+            raise PopulationConfigError(
+                f"success_test: 'levels' (the paper's) or 'increments', got {success_test!r}"
+            )
+        # increments: the binomial test compares the curves' gains, not their levels (a departure
+        # from the paper: docs/paper_readings.md).
+        self.increments = success_test == "increments"
         self.max_eval_steps = (
             default_max_eval_steps(ready_every, self.eval_every, p_stat, thin)
             if max_eval_steps is None
@@ -328,6 +336,7 @@ class FireBook(Strategy):
             self.max_eval_steps,
             self.p_stat,
             self.thin,
+            self.increments,
         )
         if verdict.outcome is Outcome.CONTINUE and ev.state.step >= self._pop.total_steps:
             return Verdict(Outcome.STOP, Ending.RUN_OVER.reason("its weights reached the budget"))
