@@ -6,7 +6,9 @@ different gradient noise. The *target* is evaluated from its start every ``EVAL_
 process, as FIRE's evaluators do) and is then evaluated every ``EVAL_EVERY`` steps. At every
 ready step (``READY``) the evaluator is judged against the target exactly as FIRE PBT judges it
 (``firepbt.fire.evaluation.judge``), until it stops, succeeds or reaches ``max_eval_steps``.
-Neither curve is better, so every success is false: the rate should sit near ``p_stat``. A
+Neither curve is better, so every success is false: the rate should sit near ``p_stat``. The
+paper's test compares levels (every pair, or every 2nd / 3rd with ``thin``); FIRE's option
+``success_test = "increments"`` compares the gains between matching offsets instead. A
 win is ``best_score_diff > 0`` at the first check past the unthinned max_eval_steps: it should
 be near one half.
 
@@ -30,6 +32,7 @@ EVAL_EVERY = 10
 READY = 50
 P_STAT = 0.01
 THINS = (1, 2, 3)
+VARIANTS = [(t, False) for t in THINS] + [(1, True)]  # (thin, compare increments)
 LR = 0.3
 
 
@@ -73,7 +76,7 @@ def one_pair(job: tuple[int, int, int, int]) -> dict[str, Any]:
     target = [(s, -v) for s, v in curve(start, 2 * pair, 0, n_target, 0)]
     evaluator = [(s, -v) for s, v in curve(start, 2 * pair + 1, offset, n_ev, offset)]
     out: dict[str, Any] = {"pair": pair, "offset": offset, "warmup": warmup}
-    verdicts = {thin: "continue" for thin in THINS}
+    verdicts = {v: "continue" for v in VARIANTS}
     first_diff = None
     for check in range(1, checks + 1):
         if first_diff is not None and all(v != "continue" for v in verdicts.values()):
@@ -85,14 +88,15 @@ def one_pair(job: tuple[int, int, int, int]) -> dict[str, Any]:
         tg_curve = curves.fit_curve([p[0] for p in tg], [p[1] for p in tg])
         if trained >= max_eval[1] and first_diff is None:
             first_diff = curves.best_score_diff(ev_curve, tg_curve)
-        for thin in THINS:
-            if verdicts[thin] != "continue":
+        for thin, increments in VARIANTS:
+            key = (thin, increments)
+            if verdicts[key] != "continue":
                 continue
-            verdict = judge(ev_curve, tg_curve, trained, max_eval[thin], P_STAT, thin)
+            verdict = judge(ev_curve, tg_curve, trained, max_eval[thin], P_STAT, thin, increments)
             if verdict.outcome is Outcome.SUCCESS:
-                verdicts[thin] = "success"
+                verdicts[key] = "success"
             elif verdict.outcome is Outcome.STOP:
-                verdicts[thin] = "stop"
+                verdicts[key] = "stop"
     last_diff = first_diff if first_diff is not None else 0.0
     out["verdicts"] = verdicts
     out["win"] = last_diff > 0
@@ -120,17 +124,19 @@ def main() -> None:
         "process; `warm-up` is how far both had trained before (0: steep early curves).",
         "",
         "| warm-up | offset | evaluator 'wins' (best_score_diff > 0) | "
-        + " | ".join(f"false successes, thin {t}" for t in THINS)
+        + " | ".join(
+            f"false successes, {'increments' if inc else 'levels'}, thin {t}" for t, inc in VARIANTS
+        )
         + " |",
-        "|---|---|---|" + "---|" * len(THINS),
+        "|---|---|---|" + "---|" * len(VARIANTS),
     ]
     for offset, warmup in conditions:
         rows = [r for r in results if r["offset"] == offset and r["warmup"] == warmup]
         n = len(rows)
         wins = sum(r["win"] for r in rows)
         cells = []
-        for thin in THINS:
-            k = sum(r["verdicts"][thin] == "success" for r in rows)
+        for variant in VARIANTS:
+            k = sum(r["verdicts"][variant] == "success" for r in rows)
             cells.append(f"{k}/{n} ({k / n:.1%})")
         lines.append(
             f"| {warmup} | {offset} | {wins}/{n} ({wins / n:.0%}) | " + " | ".join(cells) + " |"
