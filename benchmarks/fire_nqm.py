@@ -20,6 +20,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -28,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nqm_schedules import EVAL_EVERY, STEPS, run_nqm  # the shared NQM run
 
 RESULTS = Path(__file__).parent / "results"
-STEPS = 3000
 READY = 50
-EVAL_EVERY = 10
 SPECTRA = {"default": {"dim": 1000, "batch_size": 4}, "wide": {"dim": 3000, "batch_size": 8}}
 
 
@@ -68,8 +68,7 @@ def methods(workers: int, sizes: list[int]) -> dict[str, tuple[str, int, dict[st
 def run_one(job: tuple[str, str, int, dict[str, Any], int, str, str]) -> dict[str, Any]:
     """One (method, seed) run, in a pool process."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import firepbt
-    from firepbt.examples.nqm import NQM, expected_loss_of_schedule, nqm_space
+    from firepbt.examples.nqm import expected_loss_of_schedule, nqm_space
     from firepbt.fire.evaluation import Ending
     from firepbt.space import Space
     from firepbt.store import Store
@@ -77,24 +76,9 @@ def run_one(job: tuple[str, str, int, dict[str, Any], int, str, str]) -> dict[st
     name, strategy, population, options, seed, spectrum, root = job
     fixed = SPECTRA[spectrum]
     space = Space({**dict(nqm_space()), **fixed})
-    run_dir = Path(root) / f"{abs(hash(name)) % 10**8}-{seed}"
+    run_dir = Path(root) / f"{re.sub(r'[^0-9A-Za-z]+', '-', name)}-{seed}"
     started = time.perf_counter()
-    result = firepbt.run(
-        NQM,
-        space,
-        total_steps=STEPS,
-        population=population,
-        ready_every=READY,
-        eval_every=EVAL_EVERY,
-        mode="min",
-        metric="loss",
-        strategy=strategy,
-        executor="inprocess",
-        run_dir=run_dir,
-        seed=seed,
-        progress=False,
-        **options,
-    )
+    result = run_nqm(space, strategy, population, READY, seed, run_dir, options)
     schedule = [(e.from_step, e.to_step, e.hyperparameters["lr"]) for e in result.schedule]
     endings: Counter[str] = Counter()
     handovers = assigns = 0

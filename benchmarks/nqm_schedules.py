@@ -53,19 +53,23 @@ METHODS: dict[str, tuple[str, int, dict[str, Any]]] = {
 }
 
 
-def run_method(job: tuple[str, int, int, str]) -> dict[str, Any]:
-    """One (method, seed) run; returns its numbers (executed in a pool process)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+def run_nqm(
+    space: Any,
+    strategy: str,
+    population: int,
+    ready: int,
+    seed: int,
+    run_dir: Path,
+    options: dict[str, Any],
+) -> Any:
+    """One NQM run of ``STEPS`` steps minimising the sampled loss, evaluated every
+    ``EVAL_EVERY`` steps, in this process (the NQM benchmarks' common run)."""
     import firepbt
-    from firepbt.examples.nqm import NQM, expected_loss_of_schedule, nqm_space
+    from firepbt.examples.nqm import NQM
 
-    name, seed, ready, root = job
-    strategy, population, options = METHODS[name]
-    run_dir = Path(root) / f"{list(METHODS).index(name)}-seed{seed}"
-    started = time.perf_counter()
-    result = firepbt.run(
+    return firepbt.run(
         NQM,
-        nqm_space(),
+        space,
         total_steps=STEPS,
         population=population,
         ready_every=ready,
@@ -78,6 +82,18 @@ def run_method(job: tuple[str, int, int, str]) -> dict[str, Any]:
         seed=seed,
         **options,
     )
+
+
+def run_method(job: tuple[str, int, int, str]) -> dict[str, Any]:
+    """One (method, seed) run; returns its numbers (executed in a pool process)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from firepbt.examples.nqm import expected_loss_of_schedule, nqm_space
+
+    name, seed, ready, root = job
+    strategy, population, options = METHODS[name]
+    run_dir = Path(root) / f"{list(METHODS).index(name)}-seed{seed}"
+    started = time.perf_counter()
+    result = run_nqm(nqm_space(), strategy, population, ready, seed, run_dir, options)
     schedule = [(e.from_step, e.to_step, e.hyperparameters["lr"]) for e in result.schedule]
     return {
         "name": name,

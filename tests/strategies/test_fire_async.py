@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from test_fire import Sim, make, of
+from test_fire import Sim, make, of, track
 
 from firepbt import Truncation
-from firepbt.decisions import Assign, Continue, Decision, Exploit, Finish, Handover, Release, Start
+from firepbt.decisions import Decision, Handover, Release
 from firepbt.fire.evaluation import Ending
 
 
@@ -19,16 +19,8 @@ class AsyncSim:
         self.take(fire.start())
 
     def take(self, decisions: list[Decision]) -> list[Decision]:
-        for d in decisions:
-            self.log.append(d)
-            if isinstance(d, Start):
-                self.seg[d.member] = (0, d.until)
-            elif isinstance(d, Continue):
-                self.seg[d.member] = (d.step, d.until)
-            elif isinstance(d, (Exploit, Assign, Handover)):
-                self.seg[d.member] = (d.source.step, d.until)
-            elif isinstance(d, (Finish, Release)):
-                self.seg.pop(d.member, None)
+        self.log += decisions
+        track(self.seg, decisions)
         return decisions
 
     def go(self, w: int) -> list[Decision]:

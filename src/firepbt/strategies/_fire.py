@@ -51,7 +51,6 @@ class FirePBT(FireBook):
         self._waiting.clear()
         self._clock += 1
         decisions: list[Decision] = []
-        handed: set[int] = set()
         if all(self._pop.members[m].step >= self._pop.total_steps for m in live_members):
             # The last round: every member finishes and the evaluators stop.
             decisions = [self._pop.continue_or_finish(m) for m in sorted(live_members)]
@@ -62,6 +61,7 @@ class FirePBT(FireBook):
         fits = [self.fitness(i) for i in range(self.subpopulations)]  # before anyone moves
         # 1. Evaluators are judged first, so that one that has just succeeded hands its weights
         #    over before an evolution event of its parent or target could stop it.
+        handed: set[int] = set()
         handovers: list[Decision] = []
         evaluator_decisions: list[Decision] = []
         continuing: list[int] = []
