@@ -42,6 +42,19 @@ def make(**kw) -> FirePBT:
     return FirePBT(SPACE, **options)
 
 
+def track(running: dict[int, tuple[int, int]], decisions: list[Decision]) -> None:
+    """Record the segment (from step, until step) each decision starts; drop stopped workers."""
+    for d in decisions:
+        if isinstance(d, Start):
+            running[d.member] = (0, d.until)
+        elif isinstance(d, Continue):
+            running[d.member] = (d.step, d.until)
+        elif isinstance(d, (Exploit, Assign, Handover)):
+            running[d.member] = (d.source.step, d.until)
+        elif isinstance(d, (Finish, Release)):
+            running.pop(d.member, None)
+
+
 class Sim:
     """Plays the runner in sync mode: runs every segment the decisions ask for, reporting a
     score per step from ``score(worker, step)``."""
@@ -54,15 +67,7 @@ class Sim:
 
     def take(self, decisions: list[Decision]) -> None:
         self.log.append(decisions)
-        for d in decisions:
-            if isinstance(d, Start):
-                self.running[d.member] = (0, d.until)
-            elif isinstance(d, Continue):
-                self.running[d.member] = (d.step, d.until)
-            elif isinstance(d, (Exploit, Assign, Handover)):
-                self.running[d.member] = (d.source.step, d.until)
-            elif isinstance(d, (Finish, Release)):
-                self.running.pop(d.member, None)
+        track(self.running, decisions)
 
     def round(self) -> list[Decision]:
         jobs, self.running = self.running, {}
@@ -379,3 +384,14 @@ def test_default_settings_do_not_warn_and_leave_room_for_a_success() -> None:
     assert points_for_success(0.01, thin=2) == 15
     # three times the fewest points a success needs, and at least 3 ready intervals
     assert fire.max_eval_steps == max(3 * 10, 3 * 7 * 2)
+
+
+def test_a_point_at_a_step_the_curve_already_reached_replaces_the_last_one() -> None:
+    """A member that copied a finished donor is evaluated again at the donor's step; its curve
+    keeps strictly increasing steps, so judging an evaluator against it does not raise."""
+    sim = Sim(make(), rising_evaluator)
+    sim.round()  # evaluator 4 assigned, target 1
+    fire = sim.fire
+    fire.report(1, 10, 0.61)  # a second evaluation at a step member 1's curve already holds
+    assert [p[0] for p in fire._curve[1]].count(10) == 1 and fire._curve[1][-1] == (10, 0.61)
+    sim.round()  # judges evaluator 4 against member 1's curve

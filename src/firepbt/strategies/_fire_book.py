@@ -35,6 +35,16 @@ from firepbt.strategies._population import (
 )
 
 
+def _extend(curve: list[Point], step: int, score: float) -> None:
+    """Add a point to a curve. A point at a step the curve already reached (weights copied from
+    a donor that had finished, then evaluated again without training) replaces the last one:
+    curve steps must strictly increase."""
+    if curve and curve[-1][0] >= step:
+        curve[-1] = (curve[-1][0], float(score))
+    else:
+        curve.append((step, float(score)))
+
+
 @dataclass(slots=True)
 class EvaluatorState:
     """One evaluator worker: whom it evaluates, against whom, and its curve since assignment."""
@@ -47,7 +57,6 @@ class EvaluatorState:
     busy: bool = False  # a segment is running
     stop_requested: str = ""  # async: parent or target lost an evolution event mid-segment
     waiting: bool = False  # async: succeeded, holding its weights until the target is ready
-    retargets: int = 0  # times its target lost and it was pointed at the child's best
 
 
 class FireBook(Strategy):
@@ -152,7 +161,7 @@ class FireBook(Strategy):
         self._fits = CurveCache()
         self._clock = 0
         self._waiting: set[int] = set()
-        self.settings_warnings = settings_problems(
+        problems = settings_problems(
             max_eval_steps=self.max_eval_steps,
             eval_every=self.eval_every,
             ready_every=ready_every,
@@ -161,7 +170,7 @@ class FireBook(Strategy):
             parents=population - self.size,
             evaluators=n_evaluators,
         )
-        for problem in self.settings_warnings:
+        for problem in problems:
             warnings.warn(problem, FireSettingsWarning, stacklevel=3)
 
     # -- the contract ---------------------------------------------------------------------
@@ -186,10 +195,10 @@ class FireBook(Strategy):
 
     def report(self, member: int, step: int, score: float) -> None:
         if member in self._ev:
-            self._ev[member].curve.append((step, float(score)))
+            _extend(self._ev[member].curve, step, score)
         else:
             self._pop.report(member, step, score)
-            self._curve[member].append((step, float(score)))
+            _extend(self._curve[member], step, score)
 
     def ready(self, member: int, step: int) -> list[Decision]:
         if member in self._ev:
@@ -313,7 +322,6 @@ class FireBook(Strategy):
                     new_target = self._target_for(self.subpopulation(member), exclude=member)
                     if new_target is not None:
                         ev.target = new_target
-                        ev.retargets += 1
                         continue
                 reason = Ending.TARGET_LOST.reason(f"target {member}: {why}")
             if ev.busy:
@@ -437,7 +445,7 @@ class FireBook(Strategy):
         start = p.weights.step
         ev.parent, ev.target, ev.start_step = parent, target, start
         ev.curve = [(start, p.scores[-1])] if p.scores else []  # the same weights' score
-        ev.busy, ev.waiting, ev.stop_requested, ev.retargets = True, False, "", 0
+        ev.busy, ev.waiting, ev.stop_requested = True, False, ""
         ev.state.hyperparameters = h
         ev.state.step = start
         ev.state.weights = p.weights
