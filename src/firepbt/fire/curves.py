@@ -368,7 +368,13 @@ def overlap(a: Curve, b: Curve) -> Overlap | None:
     return _overlap(a.smoothed, b.smoothed, _reach_tol(a, b))
 
 
-def section(values: FloatArray, smoothed: FloatArray, start: float, length: int) -> FloatArray:
+def section(
+    values: FloatArray,
+    smoothed: FloatArray,
+    start: float,
+    length: int,
+    slopes: FloatArray | None = None,
+) -> FloatArray:
     """A curve's values at the offsets ``start + 0 .. start + length - 1``.
 
     At whole offsets these are the raw points. Between two points (a fractional ``start``) the
@@ -376,7 +382,8 @@ def section(values: FloatArray, smoothed: FloatArray, start: float, length: int)
     plus the residual from it of the nearest raw point. Straight lines between raw points would
     sit below a concave curve and so hand every comparison to the other curve; residuals
     interpolated between two points would have less noise than a raw point, and so a lower
-    maximum over the section. Offsets past the last point read the last point.
+    maximum over the section. Offsets past the last point read the last point. ``slopes`` are
+    :func:`_slopes` of ``smoothed`` when the caller has them already.
     """
     offsets = start + np.arange(length, dtype=np.float64)
     lo = np.minimum(np.floor(offsets + 1e-9).astype(int), values.size - 1)
@@ -385,7 +392,7 @@ def section(values: FloatArray, smoothed: FloatArray, start: float, length: int)
         return np.asarray(values[lo], dtype=np.float64)
     nearest = np.minimum(lo + 1, values.size - 1) if t >= 0.5 else lo
     residual = values - smoothed
-    shape = _hermite(smoothed, _slopes(smoothed), lo, t)
+    shape = _hermite(smoothed, _slopes(smoothed) if slopes is None else slopes, lo, t)
     return np.asarray(shape + residual[nearest], dtype=np.float64)
 
 
@@ -395,16 +402,24 @@ def _sections(
     b_values: FloatArray,
     b_smoothed: FloatArray,
     ov: Overlap,
+    slopes: tuple[FloatArray, FloatArray] | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     n = ov.length
+    a_slopes, b_slopes = (None, None) if slopes is None else slopes
     return (
-        section(a_values, a_smoothed, ov.start_a, n),
-        section(b_values, b_smoothed, ov.start_b, n),
+        section(a_values, a_smoothed, ov.start_a, n, a_slopes),
+        section(b_values, b_smoothed, ov.start_b, n, b_slopes),
     )
 
 
-def _section_diff(a_values: FloatArray, a_smoothed: FloatArray, b: Curve, ov: Overlap) -> float:
-    sa, sb = _sections(a_values, a_smoothed, b.values, b.smoothed, ov)
+def _section_diff(
+    a_values: FloatArray,
+    a_smoothed: FloatArray,
+    b: Curve,
+    ov: Overlap,
+    slopes: tuple[FloatArray, FloatArray] | None = None,
+) -> float:
+    sa, sb = _sections(a_values, a_smoothed, b.values, b.smoothed, ov, slopes)
     return float(sa.max() - sb.max())
 
 
@@ -421,13 +436,14 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
         a.smoothed[0] - b.smoothed.max(), a.smoothed[0] - b.smoothed.min(), n_deltas
     )
     tol = _reach_tol(a, b)
+    slopes = (_slopes(a.smoothed), _slopes(b.smoothed))  # a shift by δ leaves slopes unchanged
     best = 0.0
     for delta in np.concatenate([raw, smooth]):
         shifted = a.smoothed - delta
         ov = _overlap(shifted, b.smoothed, max(tol, _REACH_RTOL * float(np.abs(shifted).max())))
         if ov is None:
             continue
-        score = _section_diff(a.values - delta, shifted, b, ov)
+        score = _section_diff(a.values - delta, shifted, b, ov, slopes)
         if score > best:
             best = score
     return best
