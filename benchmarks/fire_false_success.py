@@ -32,7 +32,7 @@ EVAL_EVERY = 10
 READY = 50
 P_STAT = 0.01
 THINS = (1, 2, 3)
-VARIANTS = [(t, False) for t in THINS] + [(1, True)]  # (thin, compare increments)
+VARIANTS = [(t, False) for t in THINS] + [(t, True) for t in THINS]  # (thin, increments)
 LR = 0.3
 
 

@@ -36,10 +36,13 @@ READY = 50
 SPECTRA = {"default": {"dim": 1000, "batch_size": 4}, "wide": {"dim": 3000, "batch_size": 8}}
 
 
-def methods(workers: int, sizes: list[int]) -> dict[str, tuple[str, int, dict[str, Any]]]:
+def methods(
+    workers: int, sizes: list[int], variants: dict[str, dict[str, Any]] | None = None
+) -> dict[str, tuple[str, int, dict[str, Any]]]:
     """name -> (strategy, population, options): each uses ``workers`` workers; FIRE with n
     sub-populations of ``sizes[n - 2]`` members where the evaluators left are at most the
-    parents (more would stay idle)."""
+    parents (more would stay idle). ``variants`` (label -> FIRE options) add rows
+    ``"<FIRE row>, <label>"``."""
     out: dict[str, tuple[str, int, dict[str, Any]]] = {
         "random search (constant lr)": ("random", workers, {}),
         "PBT": ("pbt", workers, {}),
@@ -59,9 +62,12 @@ def methods(workers: int, sizes: list[int]) -> dict[str, tuple[str, int, dict[st
             {**base, "min_steps_before_eval": [0] + [500] * (n - 1)},
         )
         out[f"{tag}, thin 2"] = ("fire", population, {**base, "thin": 2})
-        out[f"{tag}, thin 3"] = ("fire", population, {**base, "thin": 3})
-        out[f"{tag}, increments"] = ("fire", population, {**base, "success_test": "increments"})
+        levels = {**base, "success_test": "levels"}
+        out[f"{tag}, levels (the paper's test)"] = ("fire", population, levels)
+        out[f"{tag}, levels, thin 2"] = ("fire", population, {**levels, "thin": 2})
         out[f"{tag}, keep_curves"] = ("fire", population, {**base, "keep_curves": True})
+        for label, options in (variants or {}).items():
+            out[f"{tag}, {label}"] = ("fire", population, {**base, **options})
     return out
 
 
@@ -151,10 +157,21 @@ def main() -> None:
     parser.add_argument("--spectrum", choices=sorted(SPECTRA), default="default")
     parser.add_argument("--methods", nargs="*", help="substrings of method names to run")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="an extra FIRE row with these options, e.g. 'settle 30={\"settle\": 30}'",
+    )
     parser.add_argument("--out", help="results file stem (default fire_nqm_<spectrum>_w<workers>)")
     args = parser.parse_args()
     started = time.time()
-    table = methods(args.workers, args.sizes)
+    variants = {}
+    for spec in args.variant:
+        label, _, options = spec.partition("=")
+        variants[label.strip()] = json.loads(options)
+    table = methods(args.workers, args.sizes, variants)
     if args.methods:
         table = {
             k: v
@@ -222,6 +239,7 @@ def main() -> None:
         f"Command: `python benchmarks/fire_nqm.py --workers {args.workers} "
         f"--sizes {' '.join(map(str, args.sizes))} "
         f"--seeds {args.seeds} --spectrum {args.spectrum}"
+        + "".join(f" --variant {v!r}" for v in args.variant)
         + (f" --methods {' '.join(repr(m) for m in args.methods)}" if args.methods else "")
         + f"`; wall time {time.time() - started:.0f} s on 2 cores.",
     ]

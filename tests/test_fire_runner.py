@@ -26,6 +26,7 @@ def _fire(tmp_path: Path, executor: str, **kw):
         subpopulations=3,
         evaluators=2,
         max_eval_steps=150,
+        success_test="levels",  # hand-overs to check come sooner under the paper's test
     )
     options.update(kw)
     return nqm_run(tmp_path / executor, dim=100, **options)

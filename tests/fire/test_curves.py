@@ -496,6 +496,18 @@ def test_binom_test_on_increments_compares_gains_not_levels() -> None:
     assert p_gains == binomtest(1, 8, 0.5, alternative="greater").pvalue
 
 
+def test_thinned_increments_compare_gains_across_thin_offsets() -> None:
+    x = np.arange(9.0)
+    b = raw(x, 0.10 * x)  # gains 0.10 at every step, 0.20 across two
+    # a alternates gains of 0.25 and 0.0: it loses every single step's gain to b but one in
+    # two, and wins every gain across two steps (0.25 > 0.20)
+    a = raw(x, np.concatenate([[0.0], np.cumsum([0.25, 0.0] * 4)]))
+    p_single, _ = binom_test(a, b, increments=True)
+    p_pairs, _ = binom_test(a, b, thin=2, increments=True)
+    assert p_single == binomtest(4, 8, 0.5, alternative="greater").pvalue
+    assert p_pairs == binomtest(4, 4, 0.5, alternative="greater").pvalue
+
+
 def test_a_success_test_fire_does_not_know_is_refused() -> None:
     from firepbt.space import LogUniform, Space
     from firepbt.strategies import FirePBT, PopulationConfigError

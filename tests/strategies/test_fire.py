@@ -37,6 +37,9 @@ def make(**kw) -> FirePBT:
         eval_every=1,  # Sim reports a score at every step
         exploit=NoExploit(),
         initial_hyperparameters=INITIAL,
+        # The scenarios below climb a few steps and level off: built for the paper's test of
+        # levels. The default test of gains is exercised where a test names it.
+        success_test="levels",
     )
     options.update(kw)
     return FirePBT(SPACE, **options)
@@ -305,6 +308,24 @@ def p1_scores(w: int, s: int) -> float:
     if w == 0:
         return 0.5 if s <= 10 else 0.7
     return {1: 0.6, 2: 0.3, 3: 0.2}[w]
+
+
+def test_the_default_test_of_gains_needs_an_evaluator_that_keeps_gaining_faster() -> None:
+    """Under the default ``success_test = "increments"`` a climb that levels off after two
+    steps is no success (two gains won of many); a steady climb past a flat target is."""
+    capped = Sim(make(success_test="increments", max_eval_steps=100), rising_evaluator)
+    for _ in range(4):
+        assert not of(Handover, capped.round())
+
+    def steady(w: int, s: int) -> float:
+        return 0.3 + 0.04 * (s - 10) if w == 4 else rising_evaluator(w, s)
+
+    sim = Sim(make(success_test="increments", max_eval_steps=100), steady)
+    sim.round()  # round 1: evaluator 4 assigned to parent 2, target 1
+    assert not of(Handover, sim.round())  # round 2: it reaches the target's 0.6 at step 17.5
+    (handover,) = of(Handover, sim.round())  # round 3: every gain above the target's 0
+    assert (handover.member, handover.evaluator) == (1, 4)
+    assert FirePBT(SPACE, 4, 100, 10, np.random.default_rng(0)).increments  # the default
 
 
 def test_an_evaluator_that_succeeds_hands_over_before_its_target_can_lose() -> None:

@@ -488,19 +488,20 @@ def binom_test(
 ) -> tuple[float, Overlap | None]:
     """One-sided binomial test that ``a`` beats ``b`` point by point on their overlap (3.2).
 
-    The sections are compared at matching offsets from the overlap start (see :func:`overlap`);
-    the start pair itself is left out, as in the paper (``y_{r+1} > y_{s+1}, …``): the two curves
-    sit level there by construction. ``k`` counts strict wins of ``a`` (ties count for neither)
-    among the ``n`` remaining pairs, taken every ``thin``-th offset (``thin = 1``: all of them;
-    see the module docstring on autocorrelation), and the p-value is
-    ``scipy.stats.binomtest(k, n, 0.5, alternative="greater").pvalue``; ``1.0`` when no pair is
-    left. No overlap: ``(1.0, None)``.
+    The sections are compared at matching offsets from the overlap start (see :func:`overlap`),
+    read every ``thin``-th offset: 0, thin, 2·thin, … (``thin = 1``: all of them; see the module
+    docstring on autocorrelation). ``k`` counts the pairs ``a`` wins strictly (a tie is no win)
+    among the ``n`` pairs, and the p-value is
+    ``scipy.stats.binomtest(k, n, 0.5, alternative="greater").pvalue``; ``1.0`` when there is no
+    pair. No overlap: ``(1.0, None)``.
 
-    ``increments=True`` compares improvements instead of levels: pair ``i`` is won when
-    ``a`` gained more than ``b`` from offset ``i - 1`` to ``i``. Between two copies of one process
-    the levels drift apart like a random walk, so level comparisons come in long runs (the
-    paper's test succeeds falsely far more often than ``p_stat``); their increments are nearly
-    independent.
+    ``increments=False`` (the paper's test) compares levels past the start pair, which is left
+    out as in the paper (``y_{r+1} > y_{s+1}, …``): the two curves sit level there by
+    construction. ``increments=True`` (FIRE PBT's default) compares gains: pair ``i`` is won when
+    ``a`` gained more than ``b`` from offset ``(i - 1)·thin`` to ``i·thin``. Between two copies of
+    one process the levels drift apart like a random walk, so level comparisons come in long runs
+    (the paper's test succeeds falsely far more often than ``p_stat``); the gains are nearly
+    independent (``benchmarks/results/fire_false_success.md``).
     """
     from scipy.stats import binomtest  # scipy.stats takes ~1 s to import: only when needed
 
@@ -510,10 +511,10 @@ def binom_test(
     if ov is None:
         return 1.0, None
     sa, sb = _sections(a.values, a.smoothed, b.values, b.smoothed, ov)
-    # Levels: offsets thin, 2·thin, … (the start pair is left out); increments: the gains up to
-    # those offsets.
-    wins = np.diff(sa) > np.diff(sb) if increments else (sa > sb)[1:]
-    pairs = wins[thin - 1 :: thin]
+    # Both read the points at offsets 0, thin, 2·thin, …; levels compare them past the start
+    # pair, increments compare the gains between consecutive ones.
+    ta, tb = sa[::thin], sb[::thin]
+    pairs = np.diff(ta) > np.diff(tb) if increments else (ta > tb)[1:]
     n = int(pairs.size)
     if n == 0:
         return 1.0, ov

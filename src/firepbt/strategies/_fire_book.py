@@ -85,7 +85,7 @@ class FireBook(Strategy):
         retarget: bool = False,
         eval_every: int | None = None,
         thin: int = DEFAULT_THIN,
-        success_test: str = "levels",
+        success_test: str = "increments",
         replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
