@@ -322,22 +322,26 @@ def _crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
     y0, y1 = float(smoothed[j - 1]), float(smoothed[j])
     m0, m1 = _slope_at(smoothed, j - 1), _slope_at(smoothed, j)
     target = min(level, y1)  # reached within tol at j: the crossing is j
-    lo, hi = 0.0, 1.0  # y0 < target <= y1: a root in between
-    for _ in range(40):
-        t = 0.5 * (lo + hi)
-        t2 = t * t
-        t3 = t2 * t
-        value = (
-            (2 * t3 - 3 * t2 + 1) * y0
-            + (t3 - 2 * t2 + t) * m0
-            + (-2 * t3 + 3 * t2) * y1
-            + (t3 - t2) * m1
-        )
-        if value >= target:
+    # y0 < target <= y1, and the shape-preserving cubic does not fall on [0, 1]: its one crossing
+    # by safeguarded Newton from the straight-line guess, within a bracket lo < root <= hi.
+    a3 = 2 * y0 + m0 - 2 * y1 + m1  # value(t) = a3 t³ + a2 t² + m0 t + y0
+    a2 = -3 * y0 - 2 * m0 + 3 * y1 - m1
+    lo, hi = 0.0, 1.0
+    t = (target - y0) / (y1 - y0)
+    for _ in range(60):
+        miss = ((a3 * t + a2) * t + m0) * t + y0 - target
+        if miss >= 0:
             hi = t
         else:
             lo = t
-    return j - 1 + (1.0 if hi > 1.0 - 1e-9 else hi)  # a crossing at a point is that point
+        if hi - lo < 1e-12 or miss == 0:
+            break
+        slope = (3 * a3 * t + 2 * a2) * t + m0
+        step = t - miss / slope if slope > 0 else -1.0
+        if abs(step - t) < 1e-13:  # converged
+            break
+        t = step if lo < step < hi else 0.5 * (lo + hi)
+    return j - 1 + (1.0 if t > 1.0 - 1e-9 else t)  # a crossing at a point is that point
 
 
 def _overlap(a_smoothed: FloatArray, b_smoothed: FloatArray, tol: float) -> Overlap | None:
