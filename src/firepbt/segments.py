@@ -96,15 +96,30 @@ class MetricError(ValueError):
     """``evaluate()`` returned something that is not a usable score."""
 
 
-def extract_score(
-    value: float | Mapping[str, float], metric: str | None
-) -> tuple[float, dict[str, float]]:
+def as_number(value: object, what: str) -> float:
+    """``value`` as a float when it is a real number: an ``int`` or ``float``, a numpy scalar or a
+    0-d array or tensor holding one. A bool or a string is no number: ``MetricError``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    kind = type(value)
+    if kind.__module__.split(".")[0] in ("numpy", "torch", "jax", "jaxlib", "tensorflow"):
+        shape = getattr(value, "shape", None)
+        item = getattr(value, "item", None)
+        if shape == () or (shape is not None and len(shape) == 0):  # a scalar or a 0-d array
+            dtype = str(getattr(value, "dtype", ""))
+            if callable(item) and "bool" not in dtype:
+                number = item()
+                if isinstance(number, (int, float)) and not isinstance(number, bool):
+                    return float(number)
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise MetricError(f"{what}: {kind.__name__} {shown} is not a number")
+
+
+def extract_score(value: object, metric: str | None) -> tuple[float, dict[str, float]]:
     """Turn what ``evaluate()`` returned into (selection score, all metrics)."""
     if isinstance(value, Mapping):
-        try:
-            metrics = {str(k): float(v) for k, v in value.items()}
-        except (TypeError, ValueError):
-            raise MetricError(f"evaluate() returned non-numeric metrics: {dict(value)!r}") from None
+        metrics = {str(k): as_number(v, f"evaluate() metric {str(k)!r}") for k, v in value.items()}
         if metric is None:
             if len(metrics) != 1:
                 raise MetricError(
@@ -117,12 +132,7 @@ def extract_score(
                 f"evaluate() returned metrics {sorted(metrics)} but the run selects on {metric!r}"
             )
         return metrics[metric], metrics
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        raise MetricError(
-            f"evaluate() must return a number or a mapping of numbers, got {value!r}"
-        ) from None
+    score = as_number(value, "evaluate() (a number or a mapping of numbers)")
     return score, {metric or "score": score}
 
 
