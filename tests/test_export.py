@@ -279,3 +279,41 @@ def test_unknown_format_and_missing_store(pbt_run: Path, tmp_path: Path) -> None
     with pytest.raises(StoreError, match="holds no firepbt run"):
         export_run(tmp_path / "nothing", "csv")
     assert not (tmp_path / "nothing").exists()  # nothing written for a missing run
+
+
+def test_csv_cells_that_would_be_formulas_are_made_inert(tmp_path: Path) -> None:
+    """OWASP's rule: text from user-controlled names and values that starts with =, +, -, @, a
+    tab or a carriage return gets a leading quote; numbers (negative ones too) stay numbers."""
+    from _trainables import Quad
+
+    from firepbt.space import Choice, Fixed, Uniform
+
+    payloads = ["=1+1", "@SUM(A1)", "+cmd|' /C calc'!A0", "-2+3", "\t=1", "\r=1"]
+    space = {
+        "h0": Uniform(0.1, 1.0),
+        "h1": Fixed(-0.5),
+        "tag": Choice(payloads),
+        "=name": Fixed('=HYPERLINK("x")'),
+    }
+    result = firepbt.run(
+        Quad,
+        space,
+        total_steps=8,
+        population=4,
+        ready_every=4,
+        executor="inprocess",
+        run_dir=tmp_path / "r",
+        seed=1,
+    )
+    export_run(result.run_dir, "csv")
+    cells = []
+    for path in (result.run_dir / "export").glob("*.csv"):
+        with path.open(newline="", encoding="utf-8") as f:
+            cells += [c for row in csv.reader(f) for c in row]
+    text = [c for c in cells if c]
+    assert not [c for c in text if c[0] in "=+@\t\r"], "a formula start got through"
+    dashes = {c for c in text if c.startswith("-")}
+    for c in dashes:
+        float(c)  # only numbers may start with '-'
+    assert "-0.5" in dashes  # the negative number was not quoted
+    assert '\'=HYPERLINK("x")' in text and any(c in text for c in ("'=1+1", "'@SUM(A1)"))

@@ -17,7 +17,9 @@
 Every file has its header row, even with no rows. Hyperparameter columns are the sorted names of
 the run's space plus any other name that occurs; metric columns the sorted names that occur.
 Missing values are empty; non-finite numbers are written ``nan``, ``inf`` and ``-inf``, which
-``pandas.read_csv`` reads back as floats.
+``pandas.read_csv`` reads back as floats. A text cell that a spreadsheet would take for a formula
+(it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a name, a reason, a
+categorical value) is written with a leading ``'``.
 
 ``export_run(run_dir, "json")`` writes ``run.json``: the config, the run's status, the same tables
 as lists of objects (``evaluations`` for FIRE PBT runs only), the recorded failures, and ``best``
@@ -144,8 +146,8 @@ def _export_csv(store: Store, out_dir: Path) -> list[Path]:
         path = out_dir / name
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
+            writer.writerow([_inert(c) for c in header])
+            writer.writerows([_inert(c) for c in row] for row in rows)
         written.append(path)
     return written
 
@@ -203,6 +205,21 @@ def _cell(x: Any) -> Any:
     if isinstance(x, (list, tuple, dict)):
         return json.dumps(x, sort_keys=True, default=str)
     return x
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(cell: Any) -> Any:
+    """A text cell a spreadsheet would read as a formula (it starts with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return) gets a leading ``'`` (OWASP's rule against CSV
+    injection). A number stays as it is (``-0.5``, ``-inf``): it can carry no formula."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        try:
+            float(cell)
+        except ValueError:
+            return "'" + cell
+    return cell
 
 
 # -- JSON -----------------------------------------------------------------------------------------
