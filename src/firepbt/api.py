@@ -22,6 +22,7 @@ from firepbt.runner import Progress, Runner
 from firepbt.space import Distribution, Hyperparameters
 from firepbt.store import MemberStatus, Role, Store, StoreError
 from firepbt.strategies import Strategy
+from firepbt.text import printable
 from firepbt.trainable import Trainable, TrainableError, import_trainable
 
 
@@ -67,7 +68,7 @@ class RunResult:
             f"run directory {self.run_dir}"
         )
         lines += [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
 
 def _fmt_h(h: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from firepbt.registry import ConfigError
 from firepbt.runner import ResumeError, RunFailed
 from firepbt.space import SpaceError
 from firepbt.store import StoreError
+from firepbt.text import printable
 from firepbt.trainable import TrainableError
 
 USER_ERRORS = (
@@ -79,7 +80,7 @@ def _status(args: argparse.Namespace) -> int:
         if failures:
             print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")
             for member, step, kind, message in failures[-5:]:
-                print(f"  member {member} at step {step}: [{kind}] {message}")
+                print(printable(f"  member {member} at step {step}: [{kind}] {message}"))
     finally:
         store.close()
     return 0
@@ -106,7 +107,7 @@ def _replay(args: argparse.Namespace) -> int:
     print(f"replayed the schedule of member {result.member} ({len(result.schedule)} stretches)")
     for run in result.runs:
         metrics = ", ".join(f"{k}={v:.6g}" for k, v in run.final.metrics.items())
-        print(f"  seed {run.seed}: step {run.final.step}: {metrics}")
+        print(printable(f"  seed {run.seed}: step {run.final.step}: {metrics}"))
     return 0
 
 
@@ -122,7 +123,7 @@ def _report(args: argparse.Namespace) -> int:
     from firepbt.report import table_one, write_report
 
     print(write_report(args.run_dir, args.out))
-    print(table_one_text(table_one(args.run_dir)))
+    print(printable(table_one_text(table_one(args.run_dir))))
     return 0
 
 
@@ -226,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_setting_warning
             return int(args.func(args))
     except USER_ERRORS as e:
-        print(f"firepbt: error: {e}", file=sys.stderr)
+        print(printable(f"firepbt: error: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

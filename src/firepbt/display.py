@@ -17,6 +17,7 @@ from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress as RunProgress
 from firepbt.store import MemberRow, Role, Store
+from firepbt.text import printable
 
 if TYPE_CHECKING:
     from firepbt.api import RunResult
@@ -84,7 +85,7 @@ def status_table(store: Store) -> Table:
     )
     result = best_result(store)
     best_member = None if result is None else result.best_member
-    title = (
+    title = _shown(
         f"{config.get('strategy', '?')} · {config.get('trainable', '?')} · "
         f"status: {store.meta('status')} · mode {mode}"
     )
@@ -122,7 +123,7 @@ def schedule_table(store: Store) -> Table | None:
     metric = store.config().get("metric") or "score"
     table = Table(
         title=f"schedule of the best member (member {result.best_member})",
-        caption=f"{metric} {_num(result.best_score)} at step {result.best_step}",
+        caption=_shown(f"{metric} {_num(result.best_score)} at step {result.best_step}"),
     )
     for col in ("from step", "to step", "trained by", "hyperparameters"):
         table.add_column(col, justify="right" if "step" in col else "left")
@@ -154,12 +155,12 @@ def fire_section(store: Store) -> list[Table | str]:
     for sp in summary.subpopulations:
         if sp.ranking:
             ranks = " > ".join(f"{r.member} ({r.fitness:.3g})" for r in sp.ranking)
-            out.append(f"{sp.name} {RANKING_NOTE}: {escape(ranks)}")
+            out.append(f"{sp.name} {RANKING_NOTE}: {_shown(ranks)}")
         else:
             out.append(f"{sp.name} {RANKING_NOTE}: – (fewer than 2 members have a curve)")
     warning = summary.warning()
     if warning is not None:
-        out.append(f"[bold yellow]warning:[/] {escape(warning)}")
+        out.append(f"[bold yellow]warning:[/] {_shown(warning)}")
     return out
 
 
@@ -194,9 +195,15 @@ def role_label(m: MemberRow) -> str:
 
 
 def _fmt_h(h: Mapping[str, Any]) -> str:
-    return escape(
+    return _shown(
         ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
     )
+
+
+def _shown(text: object) -> str:
+    """Text from the run (names, values, messages) for a rich table: control characters and
+    markup escaped."""
+    return escape(printable(str(text)))
 
 
 def _opt(x: int | None) -> str:
