@@ -9,6 +9,7 @@ file concurrently (WAL mode).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -48,6 +49,47 @@ def _json(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
 
 
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def _holds_a_run(run_dir: Path) -> str:
+    return (
+        f"{run_dir} already holds a run ({STORE_FILE}); go on with `firepbt resume {run_dir}`, "
+        "or choose a new run_dir, or remove that directory to start again"
+    )
+
+
+def _clear_if_nothing_to_keep(path: Path) -> None:
+    """Remove the store at ``path`` when it holds nothing worth keeping: one with no run
+    recorded in it (made half-way by an older firepbt), or a run that failed before any segment
+    finished. Anything else is a ``StoreError``."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            status = done = None
+            if "meta" in tables:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'status'").fetchone()
+                status = row[0] if row else None
+            if "segments" in tables:
+                done = conn.execute(
+                    "SELECT COUNT(*) FROM segments WHERE status = 'done'"
+                ).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(
+            f"{path} is not a readable firepbt store ({e}); remove it to start a run there"
+        ) from None
+    half_made = "meta" not in tables or status is None
+    failed_early = status == "failed" and not done
+    if not (half_made or failed_early):
+        raise StoreError(_holds_a_run(path.parent))
+    for p in (path, *_sidecars(path)):
+        p.unlink(missing_ok=True)
+
+
 class Store(StoreReads):
     """A run's SQLite store: ``Store.create`` makes a new one, ``Store.open`` opens one."""
 
@@ -57,18 +99,21 @@ class Store(StoreReads):
 
     @classmethod
     def create(cls, run_dir: str | Path, config: dict[str, Any]) -> Store:
+        """A new store in ``run_dir``. It is made whole under a temporary name and then linked
+        into place, so a run killed while its store is being made leaves no half-made store.
+        A store there already is refused, unless it holds nothing to keep: a run that failed
+        before any segment finished, or a store left half-made by an older firepbt."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / STORE_FILE
         if path.exists():
-            raise StoreError(
-                f"{run_dir} already holds a run ({STORE_FILE}); choose a new run_dir or remove it"
-            )
-        store = cls(path, cls._connect(path))
-        store._conn.executescript(_SCHEMA)
-        store._conn.execute(HELD_SCHEMA)
-        with store._tx() as c:
-            c.executemany(
+            _clear_if_nothing_to_keep(path)
+        temporary = run_dir / f".{STORE_FILE}.{os.getpid()}.{time.monotonic_ns()}.creating"
+        try:
+            conn = cls._connect(temporary)
+            conn.executescript(_SCHEMA)
+            conn.execute(HELD_SCHEMA)
+            conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
                     ("schema_version", str(SCHEMA_VERSION)),
@@ -77,15 +122,38 @@ class Store(StoreReads):
                     ("created", str(time.time())),
                 ],
             )
-        return store
+            conn.close()  # the last connection: the write-ahead log is folded in and removed
+            try:
+                os.link(temporary, path)  # fails if another process made its store first
+            except FileExistsError:
+                raise StoreError(_holds_a_run(run_dir)) from None
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise StoreError(_holds_a_run(run_dir)) from None
+                os.replace(temporary, path)
+        finally:
+            for leftover in (temporary, *_sidecars(temporary)):
+                leftover.unlink(missing_ok=True)
+        return cls(path, cls._connect(path))
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Store:
         path = Path(run_dir) / STORE_FILE
         if not path.exists():
             raise StoreError(f"{run_dir} holds no firepbt run (no {STORE_FILE} in it)")
-        store = cls(path, cls._connect(path))
-        version = store.meta("schema_version")
+        try:
+            store = cls(path, cls._connect(path))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{path} is not a readable firepbt store ({e})") from None
+        try:
+            version = store.meta("schema_version")
+        except sqlite3.DatabaseError as e:
+            store.close()
+            raise StoreError(
+                f"{path} is not a complete firepbt store ({e}): a run killed while its store "
+                f"was being made leaves this; remove {path} (nothing was recorded in it) or "
+                "start the run again, which replaces it"
+            ) from None
         if version != str(SCHEMA_VERSION):
             raise StoreError(
                 f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}"
