@@ -57,3 +57,14 @@ class TwoMetrics(Quad):
 class BadMetric(Quad):
     def evaluate(self) -> Any:
         return "not a number"
+
+
+class Sleeper(Quad):
+    """Writes its process id into the directory named by ``FIREPBT_TEST_PIDS`` and then trains
+    for an hour: a worker that is busy when its controller dies."""
+
+    def train(self, steps: int) -> None:
+        folder = os.environ["FIREPBT_TEST_PIDS"]
+        with open(os.path.join(folder, str(os.getpid())), "w") as f:
+            f.write("busy")
+        time.sleep(3600)

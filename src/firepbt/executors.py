@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -348,7 +349,9 @@ def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dic
 
 def _worker_main(tasks: Connection, control: Connection) -> None:
     """A worker process: runs the segments it is sent, one at a time, while a thread writes
-    out or drops held checkpoints when the controller asks."""
+    out or drops held checkpoints when the controller asks. The thread also watches the
+    controller: when its end of the control pipe closes (the controller ended or was killed),
+    the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
     _init_worker()
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
     while True:
@@ -358,15 +361,19 @@ def _worker_main(tasks: Connection, control: Connection) -> None:
             return
         if segment is None:
             return
-        tasks.send(run_segment(segment))
+        try:
+            tasks.send(run_segment(segment))
+        except OSError:  # the controller is gone (a broken pipe)
+            os._exit(0)
 
 
 def _serve_control(control: Connection) -> None:
     while True:
         try:
             kind, path, number = control.recv()
-        except (EOFError, OSError):
-            return
+        except (EOFError, OSError):  # the controller closed its end: it is gone
+            sys.stdout.flush()
+            os._exit(0)
         if kind == "flush":
             try:
                 control.send((number, flush_held(path), ""))
