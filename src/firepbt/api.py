@@ -282,11 +282,15 @@ def _drive(
     )
     try:
         with run_lock(run_dir):
-            if display is not None:
-                with display:
+            try:
+                if display is not None:
+                    with display:
+                        runner.run(resume=resume)
+                else:
                     runner.run(resume=resume)
-            else:
-                runner.run(resume=resume)
+            except KeyboardInterrupt:  # Ctrl-C, or a trainable that raised it in this process
+                store.set_meta("status", "interrupted")
+                raise
         store.set_meta("wall_seconds", f"{time.time() - started:.3f}")
         return result_from_store(store, run_dir)
     finally:

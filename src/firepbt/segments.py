@@ -165,7 +165,12 @@ def drop_held(path: str) -> None:
 def _obtain(seg: Segment) -> tuple[Trainable, bool]:
     first = seg.prelude[0] if seg.prelude else seg
     cached = _ALIVE.pop(first.member, None)
-    if seg.source is not None and cached is not None and cached[0] == seg.source.path:
+    if (
+        seg.source is not None
+        and cached is not None
+        and cached[0] == seg.source.path
+        and type(cached[1]) is first.trainable  # a resume in this process may bring another
+    ):
         return cached[1], True
     trainable = first.trainable(dict(first.hyperparameters), first.seed)
     if seg.source is not None:
@@ -251,6 +256,10 @@ def run_segment(seg: Segment) -> SegmentResult:
     except Exception as e:
         tb = traceback.format_exc()
         message = f"{type(e).__name__}: {e}"
+        return _failed(seg, "raised", message, tb, worker, started, points)
+    except SystemExit as e:  # sys.exit() in a trainable: a failure of its segment, not the end
+        tb = traceback.format_exc()  # of the run (in-process, it would end the controller)
+        message = f"SystemExit({e.code!r}): the trainable called sys.exit()"
         return _failed(seg, "raised", message, tb, worker, started, points)
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
     while len(_ALIVE) > KEEP_ALIVE:
