@@ -18,9 +18,9 @@ from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
-from firepbt.runner import Progress, Runner
+from firepbt.runner import Progress, ResumeError, Runner
 from firepbt.space import Distribution, Hyperparameters
-from firepbt.store import MemberStatus, Role, Store, StoreError
+from firepbt.store import MemberStatus, Role, Store, StoreError, config_digest
 from firepbt.strategies import Strategy
 from firepbt.text import printable
 from firepbt.trainable import Trainable, TrainableError, import_trainable
@@ -232,6 +232,13 @@ def resume(
             )
         if store.meta("status") == "finished":
             return result_from_store(store, run_dir)
+        digest, stored = store.meta("config_digest"), store.meta("config") or ""
+        if digest is not None and digest != config_digest(stored):  # older stores keep none
+            raise ResumeError(
+                f"{run_dir}: the run's stored config was changed after the run started (it no "
+                "longer matches the digest kept with it); a changed run cannot be resumed: "
+                "start a new run with the changed config"
+            )
         config = RunConfig(**store.config())
     except BaseException:
         store.close()

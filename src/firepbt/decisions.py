@@ -121,3 +121,39 @@ class Finish:
 
 
 Decision = Start | Continue | Exploit | Assign | Handover | Release | Finish
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the store records of a decision, and what a resume checks its replay against:
+    who, at which step, what kind, from whom (donor, parent or evaluator) and from which
+    weights, with which hyperparameters (``None`` where the kind sets none)."""
+
+    member: int
+    step: int
+    kind: str
+    donor: int | None = None
+    source_member: int | None = None
+    source_step: int | None = None
+    hyperparameters: Hyperparameters | None = None
+
+
+def record_of(d: Decision) -> Record:
+    """The :class:`Record` of a decision."""
+    if isinstance(d, Start):
+        return Record(d.member, 0, "start", hyperparameters=d.hyperparameters)
+    if isinstance(d, Exploit):
+        source = d.source
+        return Record(d.member, d.step, "exploit", d.donor, source.member, source.step,
+                      d.hyperparameters)  # fmt: skip
+    if isinstance(d, Assign):
+        source = d.source
+        return Record(d.member, source.step, "assign", d.parent, source.member, source.step,
+                      d.hyperparameters)  # fmt: skip
+    if isinstance(d, Handover):
+        source = d.source
+        return Record(d.member, d.step, "handover", d.evaluator, source.member, source.step,
+                      d.hyperparameters)  # fmt: skip
+    if isinstance(d, (Continue, Release, Finish)):
+        return Record(d.member, d.step, type(d).__name__.lower())
+    raise TypeError(f"not a decision: {d!r}")

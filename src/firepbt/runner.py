@@ -31,10 +31,11 @@ from firepbt.decisions import (
     Mode,
     Release,
     Start,
+    record_of,
 )
 from firepbt.executors import Executor
 from firepbt.segments import Failure, Segment, SegmentResult
-from firepbt.store import Store
+from firepbt.store import Store, as_stored
 from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
 
@@ -195,16 +196,18 @@ class Runner:
                 return segment
         raise ResumeError(f"the replay never queued segment {seg_id}, which the store records")
 
-    def _replayed(self, recorded: list[Any], cursor: str, what: Callable[[Any], bool]) -> Any:
-        """While replaying, the next recorded row (checked by ``what``), or None once the replay
-        has gone past what was recorded before the kill."""
+    def _replayed(self, recorded: list[Any], cursor: str, differs: Callable[[Any], str]) -> Any:
+        """While replaying, the next recorded row (``differs`` names how the replay's choice
+        differs from it, or returns ""), or None once the replay has gone past what was recorded
+        before the kill."""
         position = getattr(self, cursor)
         if not self._replaying or position >= len(recorded):
             return None
         row = recorded[position]
-        if not what(row):
+        difference = differs(row)
+        if difference:
             raise ResumeError(
-                f"the replay made a different choice than the recorded run at {row}; "
+                f"the replay made a different choice than the recorded run: {difference}; "
                 "was the config, the code or the trainable changed?"
             )
         setattr(self, cursor, position + 1)
@@ -269,12 +272,9 @@ class Runner:
 
     def _apply(self, decisions: list[Decision]) -> None:
         for d in decisions:
-            kind = type(d).__name__.lower()
             if (
                 self._replayed(
-                    self._recorded_decisions,
-                    "_decision_cursor",
-                    partial(_same_decision, member=d.member, kind=kind),
+                    self._recorded_decisions, "_decision_cursor", partial(_decision_differs, d)
                 )
                 is None
             ):
@@ -309,7 +309,13 @@ class Runner:
         recorded = self._replayed(
             self._recorded_segments,
             "_segment_cursor",
-            lambda row: bool((row.member, row.start_step, row.end_step) == (member, start, end)),
+            lambda row: (
+                ""
+                if (row.member, row.start_step, row.end_step) == (member, start, end)
+                else f"segment {row.id} recorded as member {row.member} from step "
+                f"{row.start_step} to {row.end_step}, replayed as member {member} from {start} "
+                f"to {end}"
+            ),
         )
         seg_id = (
             recorded.id
@@ -569,5 +575,22 @@ class Runner:
         )
 
 
-def _same_decision(row: Any, member: int, kind: str) -> bool:
-    return bool((row.member, row.kind) == (member, kind))
+def _decision_differs(d: Decision, row: Any) -> str:
+    """How decision ``d`` differs from the recorded ``row`` (member, step, kind, donor, source
+    step, hyperparameters), or "" when it is the same decision."""
+    r = record_of(d)
+    h = None if r.hyperparameters is None else as_stored(r.hyperparameters)
+    replayed = (r.member, r.step, r.kind, r.donor, r.source_step, h)
+    recorded = (row.member, row.step, row.kind, row.donor, row.source_step, row.hyperparameters)
+    if replayed == recorded:
+        return ""
+    names = ("member", "step", "kind", "donor", "source step", "hyperparameters")
+    diffs = [
+        f"{n} {b!r} (recorded {a!r})"
+        for n, a, b in zip(names, recorded, replayed, strict=True)
+        if a != b
+    ]
+    return (
+        f"decision {row.id} ({row.kind} of member {row.member} at step {row.step}): replayed "
+        + ", ".join(diffs)
+    )

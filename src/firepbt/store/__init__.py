@@ -18,9 +18,11 @@ from firepbt.store._rows import (
     SegmentStatus,
     StoreError,
 )
-from firepbt.store._store import Store
+from firepbt.store._store import Store, as_stored, config_digest
 
 __all__ = [
+    "as_stored",
+    "config_digest",
     "SCHEMA_VERSION",
     "STORE_FILE",
     "DecisionRow",

@@ -8,6 +8,7 @@ file concurrently (WAL mode).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -20,13 +21,13 @@ from typing import Any
 from firepbt.checkpoints import CheckpointRef
 from firepbt.decisions import (
     Assign,
-    Continue,
     Decision,
     Exploit,
     Finish,
     Handover,
     Release,
     Start,
+    record_of,
 )
 from firepbt.segments import Point, SegmentResult
 from firepbt.space import Hyperparameters
@@ -47,6 +48,16 @@ from firepbt.store._rows import (
 
 def _json(x: Any) -> str:
     return json.dumps(x, sort_keys=True, default=str)
+
+
+def config_digest(text: str) -> str:
+    """The digest kept of a run's stored config, so a resume can tell that it was edited."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def as_stored(x: Any) -> Any:
+    """``x`` as it reads back from the store (JSON; a value JSON lacks comes back a string)."""
+    return json.loads(_json(x))
 
 
 def _sidecars(path: Path) -> tuple[Path, Path]:
@@ -118,6 +129,7 @@ class Store(StoreReads):
                 [
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("config", _json(config)),
+                    ("config_digest", config_digest(_json(config))),
                     ("status", "running"),
                     ("created", str(time.time())),
                 ],
@@ -193,8 +205,9 @@ class Store(StoreReads):
     def record_decision(self, d: Decision) -> int:
         """Commit a decision (and the member/lineage rows it implies) before it is acted on."""
         now = time.time()
-        row: tuple[Any, ...]
         target = d.target if isinstance(d, Assign) else None
+        r = record_of(d)
+        old, changes, reason = None, "[]", ""
         with self._tx() as c:
             if isinstance(d, Start):
                 c.execute(
@@ -209,33 +222,9 @@ class Store(StoreReads):
                         d.subpopulation,
                     ),
                 )
-                row = (
-                    d.member,
-                    0,
-                    "start",
-                    None,
-                    None,
-                    None,
-                    None,
-                    _json(d.hyperparameters),
-                    "[]",
-                    "",
-                )
-            elif isinstance(d, Continue):
-                row = (d.member, d.step, "continue", None, None, None, None, None, "[]", "")
             elif isinstance(d, Exploit):
-                row = (
-                    d.member,
-                    d.step,
-                    "exploit",
-                    d.donor,
-                    d.source.member,
-                    d.source.step,
-                    _json(d.old_hyperparameters),
-                    _json(d.hyperparameters),
-                    _json([str(ch) for ch in d.changes]),
-                    d.reason,
-                )
+                old, reason = _json(d.old_hyperparameters), d.reason
+                changes = _json([str(ch) for ch in d.changes])
                 c.execute(
                     "UPDATE members SET hyperparameters = ?, step = ?, status = ? WHERE id = ?",
                     (
@@ -246,6 +235,7 @@ class Store(StoreReads):
                     ),
                 )
             elif isinstance(d, Assign):
+                reason = d.reason
                 c.execute(
                     "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, -1) ON CONFLICT(id) DO UPDATE"
                     " SET hyperparameters = excluded.hyperparameters, step = excluded.step,"
@@ -260,46 +250,23 @@ class Store(StoreReads):
                         Role.EVALUATOR.value,
                     ),
                 )
-                row = (
-                    d.member,
-                    d.source.step,
-                    "assign",
-                    d.parent,
-                    d.source.member,
-                    d.source.step,
-                    None,
-                    _json(d.hyperparameters),
-                    "[]",
-                    d.reason,
-                )
             elif isinstance(d, Handover):
+                reason = d.reason
                 c.execute("UPDATE members SET step = ? WHERE id = ?", (d.source.step, d.member))
-                row = (
-                    d.member,
-                    d.step,
-                    "handover",
-                    d.evaluator,
-                    d.source.member,
-                    d.source.step,
-                    None,
-                    _json(d.hyperparameters),
-                    "[]",
-                    d.reason,
-                )
             elif isinstance(d, Release):
+                reason = d.reason
                 c.execute(
                     "UPDATE members SET status = ? WHERE id = ?",
                     (MemberStatus.IDLE.value, d.member),
                 )
-                row = (d.member, d.step, "release", None, None, None, None, None, "[]", d.reason)
             elif isinstance(d, Finish):
-                row = (d.member, d.step, "finish", None, None, None, None, None, "[]", "")
                 c.execute(
                     "UPDATE members SET status = ? WHERE id = ?",
                     (MemberStatus.FINISHED.value, d.member),
                 )
-            else:
-                raise TypeError(f"not a decision: {d!r}")
+            h = None if r.hyperparameters is None else _json(r.hyperparameters)
+            row = (r.member, r.step, r.kind, r.donor, r.source_member, r.source_step, old, h,
+                   changes, reason)  # fmt: skip
             cur = c.execute(
                 "INSERT INTO decisions(member, step, kind, donor, source_member, source_step, "
                 "old_hyperparameters, hyperparameters, changes, reason, time, target) "
