@@ -187,8 +187,10 @@ def test_unpicklable_state_is_a_clear_failure(tmp_path: Path, quad_space) -> Non
 
 
 def test_a_hanging_segment_is_stopped_and_recorded(tmp_path: Path, quad_space) -> None:
+    # The timeout is far above what a healthy segment takes even on a heavily loaded machine
+    # (a 3 s timeout also stopped healthy segments there), and far below the hour it hangs.
     result = _first_of_three_on_workers(
-        tmp_path, quad_space, "hang_at", max_retries=0, segment_timeout=3.0
+        tmp_path, quad_space, "hang_at", max_retries=0, segment_timeout=20.0
     )
     store = Store.open(result.run_dir)
     statuses = {m.id: m.status for m in store.members()}
