@@ -74,6 +74,57 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
 }
 EXECUTORS = ("process", "inprocess", "ray")
 
+# The type every scalar setting must have: a bool is not an int, a string is not a number.
+# "count": an int >= 0; "positive": an int >= 1; "number": an int or float; "flag": a bool;
+# "text": a str. Settings that may be left out (None) are checked only when given.
+FIELD_TYPES = {
+    "trainable": "text",
+    "seed": "count",
+    "max_retries": "count",
+    "eval_every": "positive",
+    "metric": "text",
+    "test_metric": "text",
+    "run_dir": "text",
+}
+OPTION_TYPES = {
+    "replace_failed": "count",
+    "subpopulations": "positive",
+    "evaluators": "positive",
+    "max_eval_steps": "positive",
+    "p_stat": "number",
+    "keep_curves": "flag",
+    "retarget": "flag",
+    "thin": "positive",
+    "success_test": "text",
+    "synchrony": "text",
+    "burn_in": "count",
+}
+_EXPECTED = {
+    "count": "an integer >= 0",
+    "positive": "a positive integer",
+    "number": "a number",
+    "flag": "true or false",
+    "text": "a string",
+}
+
+
+def _is(kind: str, value: Any) -> bool:
+    if kind == "flag":
+        return isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind == "number":
+        return True
+    return isinstance(value, int) and value >= (1 if kind == "positive" else 0)
+
+
+def check_type(name: str, value: Any, kind: str) -> None:
+    """A ``ConfigError`` naming ``name`` unless ``value`` (when given) is of ``kind``."""
+    if value is not None and not _is(kind, value):
+        raise ConfigError(f"{name}: expected {_EXPECTED[kind]}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -101,6 +152,14 @@ class RunConfig:
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, kind in FIELD_TYPES.items():
+            check_type(name, getattr(self, name), kind)
+        for name, kind in OPTION_TYPES.items():
+            check_type(f"strategy.{name}", self.strategy_options.get(name), kind)
+        steps = self.strategy_options.get("min_steps_before_eval")
+        for i, value in enumerate(steps if isinstance(steps, list) else [steps]):
+            where = f"[{i}]" if isinstance(steps, list) else ""
+            check_type(f"strategy.min_steps_before_eval{where}", value, "count")
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"strategy.name: unknown strategy {self.strategy!r}; choose one of {STRATEGIES}"
@@ -124,19 +183,13 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-        if self.eval_every is not None and (
-            not isinstance(self.eval_every, int) or self.eval_every < 1
-        ):
-            raise ConfigError(f"eval_every: expected a positive integer, got {self.eval_every!r}")
         if self.segment_timeout is not None and not (
-            isinstance(self.segment_timeout, (int, float)) and self.segment_timeout > 0
+            _is("number", self.segment_timeout) and self.segment_timeout > 0
         ):
             raise ConfigError(
                 "segment_timeout: expected a positive number of seconds, "
                 f"got {self.segment_timeout!r}"
             )
-        if self.max_retries < 0:
-            raise ConfigError(f"max_retries: expected >= 0, got {self.max_retries}")
         try:
             Space.from_dict(self.space)
         except SpaceError as e:

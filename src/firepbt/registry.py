@@ -3,6 +3,7 @@ config or the command line can say ``exploit = {name = "truncation", fraction = 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -31,18 +32,38 @@ class Registry(Generic[T]):
 
     def build(self, spec: str | Mapping[str, Any], field: str) -> T:
         """Build from ``"name"`` or ``{name = "...", option = value, ...}``."""
+        if not isinstance(spec, (str, Mapping)):
+            raise ConfigError(
+                f"{field}: expected the name of an {self.kind} or a table with its name and "
+                f"options, got {spec!r}"
+            )
         options = {"name": spec} if isinstance(spec, str) else dict(spec)
         name = options.pop("name", None)
-        if name not in self._factories:
+        if not isinstance(name, str) or name not in self._factories:
             raise ConfigError(
                 f"{field}: unknown {self.kind} {name!r}; choose one of {', '.join(self.names())}"
             )
+        _check_numbers(self._factories[name], options, f"{field}.")
         try:
             return self._factories[str(name)](**options)
         except TypeError as e:
             raise ConfigError(f"{field}: bad options for {self.kind} {name!r}: {e}") from None
         except ValueError as e:
             raise ConfigError(f"{field}: {e}") from None
+
+
+def _check_numbers(factory: Callable[..., Any], options: Mapping[str, Any], prefix: str) -> None:
+    """An option whose default is a number must be given a number (a bool or a string is not
+    one), so the message names the option instead of failing inside the policy."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    for key, value in options.items():
+        default = parameters[key].default if key in parameters else None
+        wants_number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if wants_number and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{prefix}{key}: expected a number, got {value!r}")
 
 
 EXPLOITS: Registry[xp.ExploitPolicy] = Registry("exploit policy")
