@@ -31,13 +31,14 @@ Conventions
   every score and every binomial comparison uses the raw points (read between two points as
   the smoothed shape plus the nearest raw point's residual, where an overlap starts between
   points).
-* **The binomial test is anti-conservative.** Successive points of one curve are autocorrelated
-  (the weights at one evaluation are the weights at the last one plus a few steps), so wins come
-  in runs and ``n`` pairs carry less than ``n`` independent comparisons. ``binom_test(thin=k)``
-  compares every k-th pair only; ``benchmarks/fire_false_success.py`` measures the false-success
-  rate between two copies of one process, with and without thinning
-  (``benchmarks/results/fire_false_success.md``; ``docs/paper_readings.md`` says which default it
-  chose and why).
+* **The paper's binomial test of levels is anti-conservative.** Successive points of one curve
+  are autocorrelated (the weights at one evaluation are the weights at the last one plus a few
+  steps), so wins come in runs and ``n`` pairs carry less than ``n`` independent comparisons.
+  ``binom_test(increments=True)`` (FIRE PBT's default) compares the gains between points
+  instead, which are nearly independent; ``thin=k`` reads every k-th point.
+  ``benchmarks/fire_false_success.py`` measures the false-success rate between two copies of one
+  process for both tests (``benchmarks/results/fire_false_success.md``; ``docs/paper_readings.md``
+  says which default it chose and why).
 * Non-finite values (NaN, +inf, -inf) are failed evaluations and rank worst, as everywhere else in
   firepbt (:func:`firepbt.exploit.rank_key`). :func:`fit_curve` replaces them, before smoothing, by
   ``worst`` when given, otherwise by ``min(finite) - margin`` where ``margin`` is the range of the
