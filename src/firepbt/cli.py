@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sqlite3
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -158,12 +159,20 @@ def _member(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a member id or 'best', got {value!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, like every other error, and says where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        print(printable(f"firepbt: error: {message} (see `{self.prog} --help`)"), file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="firepbt",
         description="Population Based Training: train a population, tune as it trains.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("run", help="run the experiment described by a TOML config")
     p.add_argument("config", help="path to the TOML config")
     p.add_argument("--run-dir", dest="run_dir", help="override the config's run directory")
@@ -228,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args))
     except USER_ERRORS as e:
         print(printable(f"firepbt: error: {e}"), file=sys.stderr)
+        return 2
+    except OSError as e:  # a file that cannot be read or written: name it, no traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(printable(f"firepbt: error: {e.strerror or e}{where}"), file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:
+        print(printable(f"firepbt: error: the run's store cannot be read ({e})"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -90,6 +90,15 @@ def import_trainable(path: str) -> type[Trainable]:
             f"trainable: cannot import module {module_name!r} ({e}); "
             "is it installed or on PYTHONPATH?"
         ) from None
+    except SyntaxError as e:
+        where = f"{e.filename}, line {e.lineno}" if e.filename else module_name
+        raise TrainableError(
+            f"trainable: module {module_name!r} has a syntax error ({where}: {e.msg})"
+        ) from None
+    except Exception as e:  # the module's own code raised while it was imported
+        raise TrainableError(
+            f"trainable: importing module {module_name!r} raised {type(e).__name__}: {e}"
+        ) from None
     cls = getattr(module, attr, None)
     if cls is None:
         raise TrainableError(f"trainable: module {module_name!r} has no attribute {attr!r}")

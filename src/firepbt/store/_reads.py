@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from firepbt.checkpoints import CheckpointRef
@@ -17,6 +18,7 @@ from firepbt.store._rows import (
     Role,
     SegmentRow,
     SegmentStatus,
+    StoreError,
 )
 
 
@@ -28,6 +30,7 @@ class StoreReads:
     """The queries of a store; ``Store`` adds the writes."""
 
     _conn: sqlite3.Connection
+    path: Path
 
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -35,7 +38,15 @@ class StoreReads:
 
     def config(self) -> dict[str, Any]:
         raw = self.meta("config")
-        return {} if raw is None else dict(json.loads(raw))
+        if raw is None:
+            return {}
+        try:
+            config = json.loads(raw)
+        except ValueError as e:
+            raise StoreError(f"{self.path}: the stored config is not valid JSON ({e})") from None
+        if not isinstance(config, dict):
+            raise StoreError(f"{self.path}: the stored config is not a JSON object")
+        return config
 
     def members(self) -> list[MemberRow]:
         rows = self._conn.execute(

@@ -115,6 +115,8 @@ class Store(StoreReads):
         A store there already is refused, unless it holds nothing to keep: a run that failed
         before any segment finished, or a store left half-made by an older firepbt."""
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise StoreError(f"run_dir {run_dir} is a file, not a directory")
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / STORE_FILE
         if path.exists():
