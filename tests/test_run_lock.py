@@ -29,7 +29,7 @@ def _contend(run_dir: Path, barrier: Any, holders: Any, most: Any, took: Any) ->
                 most.value = max(most.value, holders.value)
             with took.get_lock():
                 took.value += 1
-            time.sleep(0.02)
+            time.sleep(0.005)
             with holders.get_lock():
                 holders.value -= 1
     except StoreError:
@@ -39,7 +39,7 @@ def _contend(run_dir: Path, barrier: Any, holders: Any, most: Any, took: Any) ->
 @fork
 def test_drivers_released_together_never_hold_the_lock_together(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
-    for _ in range(15):
+    for _ in range(200):  # the race, 200 times
         holders, most, took = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
         barrier = ctx.Barrier(4)
         procs = [
