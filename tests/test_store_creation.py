@@ -97,3 +97,16 @@ def test_a_run_with_finished_segments_is_kept(tmp_path: Path) -> None:
     firepbt.run(Quad, _space(), run_dir=tmp_path / "r", **RUN)
     with pytest.raises(StoreError, match="already holds a run.*firepbt resume"):
         firepbt.run(Quad, _space(), run_dir=tmp_path / "r", **RUN)
+
+
+def test_a_dead_creators_leftovers_are_cleared(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    dead = 2**22 + 12345  # above Linux's default pid_max: no process has it
+    leftovers = [run_dir / f".{STORE_FILE}.{dead}.7.creating{s}" for s in ("", "-wal", "-shm")]
+    for p in leftovers:
+        p.write_bytes(b"half")
+    mine = run_dir / f".{STORE_FILE}.{os.getpid()}.7.creating"  # a live creator's: kept
+    mine.write_bytes(b"busy")
+    Store.create(run_dir, {}).close()
+    assert not any(p.exists() for p in leftovers) and mine.exists()

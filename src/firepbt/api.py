@@ -20,7 +20,7 @@ from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, ResumeError, Runner
 from firepbt.space import Distribution, Hyperparameters
-from firepbt.store import MemberStatus, Role, Store, StoreError, config_digest
+from firepbt.store import MemberStatus, Role, Store, StoreError, config_digest, pid_alive
 from firepbt.strategies import Strategy
 from firepbt.text import printable
 from firepbt.trainable import Trainable, TrainableError, import_trainable
@@ -376,7 +376,7 @@ def _pid_file_lock(path: Path) -> Iterator[None]:
             break
         except FileExistsError:
             pid = _holder(path)
-            if pid and pid != os.getpid() and _alive(pid):
+            if pid and pid != os.getpid() and pid_alive(pid):
                 raise StoreError(_locked_message(path.parent, pid)) from None
             path.unlink(missing_ok=True)  # left by a process that is gone
     else:
@@ -387,16 +387,6 @@ def _pid_file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def result_from_store(store: Store, run_dir: Path) -> RunResult:

@@ -18,11 +18,12 @@ from firepbt.store._rows import (
     SegmentStatus,
     StoreError,
 )
-from firepbt.store._store import Store, as_stored, config_digest
+from firepbt.store._store import Store, as_stored, config_digest, pid_alive
 
 __all__ = [
     "as_stored",
     "config_digest",
+    "pid_alive",
     "SCHEMA_VERSION",
     "STORE_FILE",
     "DecisionRow",

@@ -60,6 +60,17 @@ def as_stored(x: Any) -> Any:
     return json.loads(_json(x))
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
 def _sidecars(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
@@ -121,6 +132,10 @@ class Store(StoreReads):
         path = run_dir / STORE_FILE
         if path.exists():
             _clear_if_nothing_to_keep(path)
+        for stale in run_dir.glob(f".{STORE_FILE}.*.creating*"):  # left by a killed creator
+            pid = stale.name.split(".")[3]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
         temporary = run_dir / f".{STORE_FILE}.{os.getpid()}.{time.monotonic_ns()}.creating"
         try:
             conn = cls._connect(temporary)
