@@ -107,3 +107,31 @@ def test_fire_config_from_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["status", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "evaluator" in out and "idle" in out
+
+
+def test_async_fire_over_many_seeds_runs_no_zero_length_segment(tmp_path: Path) -> None:
+    """Members that copy a finished donor finish with the copy: across 20 seeds of asynchronous
+    FIRE PBT (where this happened in 10 segments of 20 runs, and once crashed the curve fit with
+    a repeated step) every run finishes and no segment of zero steps is run."""
+    import warnings
+
+    from firepbt.store import Store
+
+    copies_of_finished = 0
+    for seed in range(20):
+        run_dir = tmp_path / f"s{seed}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nqm_run(
+                run_dir, dim=30, total_steps=300, population=6, ready_every=25, eval_every=5,
+                strategy="fire", subpopulations=2, evaluators=2, synchrony="async",
+                executor="inprocess", seed=seed, success_test="levels",
+            )  # fmt: skip
+        store = Store.open(run_dir)
+        assert store.meta("status") == "finished"
+        assert [s for s in store.segments() if s.end_step <= s.start_step] == []
+        copies_of_finished += sum(
+            d.kind == "exploit" and d.source_step == 300 for d in store.decisions()
+        )
+        store.close()
+    assert copies_of_finished > 0  # the case this guards did come up

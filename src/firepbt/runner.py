@@ -293,6 +293,8 @@ class Runner:
                     self._seeds[d.member] = d.seed
                 source = self._written[(d.source.member, d.source.step)]
                 self._set_current(d.member, source)
+                if isinstance(d, Exploit) and d.until <= d.source.step:
+                    continue  # a finished donor's weights: the member finishes (a Finish follows)
                 self._enqueue(d.member, d.source.step, d.until, d.hyperparameters, source)
             elif isinstance(d, Release):
                 self._release(self._current.pop(d.member, None))

@@ -109,7 +109,8 @@ class Sim:
                 assert d.until == min(d.source.step + self.ready_every, self.total_steps)
                 self.position[m] = d.source.step
                 self.hyperparameters[m] = d.hyperparameters
-                self._enqueue(m, d.source.step, d.until)
+                if d.until > d.source.step:  # a finished donor's copy finishes (as the runner)
+                    self._enqueue(m, d.source.step, d.until)
             else:
                 assert isinstance(d, Finish)
                 assert d.step == self.position[m] == self.total_steps
@@ -545,7 +546,9 @@ def test_async_copies_a_donor_at_another_step() -> None:
     assert pbt.members[0].scores == [5.0, 10.0]
 
 
-def test_async_copying_a_finished_donor_gives_a_zero_length_segment() -> None:
+def test_async_copying_a_finished_donor_finishes_the_member() -> None:
+    """The copy holds weights at the budget's end: the member finishes with the exploit, and no
+    segment of zero steps is asked for (those reached FIRE's curve maths as a repeated step)."""
     pbt = make(lrs=(0.1, 0.2), total_steps=10, ready_every=5, synchrony="async")
     pbt.start()
     pbt.report(1, 5, 5.0)
@@ -553,14 +556,13 @@ def test_async_copying_a_finished_donor_gives_a_zero_length_segment() -> None:
     pbt.report(1, 10, 10.0)
     assert pbt.ready(1, 10) == [Finish(1, 10)]
     pbt.report(0, 5, 0.0)
-    (d,) = pbt.ready(0, 5)
+    d, finish = pbt.ready(0, 5)
     assert isinstance(d, Exploit)
     assert d.donor == 1
     assert d.source == Weights(1, 10, {"lr": 0.2})
     assert d.until == 10 == d.source.step  # nothing left to train
+    assert finish == Finish(0, 10)
     assert pbt.members[0].step == 10
-    assert not pbt.done()
-    assert pbt.ready(0, 10) == [Finish(0, 10)]
     assert pbt.done()
 
 
@@ -704,7 +706,7 @@ def test_async_finished_donor_in_simulation() -> None:
     assert len(e) == 1
     assert e[0].member == 0 and e[0].source == Weights(1, 10, {"lr": 0.9})
     assert e[0].until == 10
-    assert sim.trained[0] == 5  # its zero-length segment trained nothing
+    assert sim.trained[0] == 5  # no segment after the copy: it finished with it
     assert sim.of(Finish) == [Finish(1, 10), Finish(0, 10)]
 
 

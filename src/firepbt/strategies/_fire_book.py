@@ -300,7 +300,11 @@ class FireBook(Strategy):
         self._curve[member] = [(donor.weights.step, last)]
         self._touched[member] = self._clock
         self._last_curve.pop(member, None)  # its weights changed: the old record is void
-        return [decision, *self._unlink(member, "it lost an evolution event")]
+        return [
+            decision,
+            *self._pop.finish_if_done(member),
+            *self._unlink(member, "it lost an evolution event"),
+        ]
 
     def _unlink(self, member: int, why: str) -> list[Decision]:
         """Stop the evaluators whose parent or target is ``member``; with ``retarget``, an

@@ -77,7 +77,7 @@ class PBT(Strategy):
     def ready(self, member: int, step: int) -> list[Decision]:
         self._population.arrive(member, step)
         if self.synchrony is Synchrony.ASYNC:
-            return [self._decide(member, dict(self.members))]
+            return self._decide(member, dict(self.members))
         self._waiting.add(member)
         return self._release()
 
@@ -112,18 +112,21 @@ class PBT(Strategy):
             return []
         snapshot = self._population.snapshot()
         self._waiting.clear()
-        return [self._decide(m, snapshot) for m in sorted(live)]
+        return [d for m in sorted(live) for d in self._decide(m, snapshot)]
 
-    def _decide(self, member: int, view: Mapping[int, MemberState]) -> Decision:
+    def _decide(self, member: int, view: Mapping[int, MemberState]) -> list[Decision]:
         pop = self._population
         state = self.members[member]
         if state.step >= pop.total_steps or state.step < self.burn_in:
-            return pop.continue_or_finish(member)
+            return [pop.continue_or_finish(member)]
         scores = {m: s.scores for m, s in view.items() if s.alive}
         record = self.exploit.select(member, scores, self.rng)
         if record is None or view[record.donor].weights.step < state.step:
             # Never rewind: in async mode a donor whose saved weights are behind this member's
             # (it has just copied someone) is not copied, or members could copy each other's
             # past forever without making progress.
-            return pop.continue_or_finish(member)
-        return pop.exploit(member, record, view[record.donor], self.explore, self.space, self.rng)
+            return [pop.continue_or_finish(member)]
+        decision = pop.exploit(
+            member, record, view[record.donor], self.explore, self.space, self.rng
+        )
+        return [decision, *pop.finish_if_done(member)]

@@ -124,6 +124,15 @@ class Population:
             return Finish(member, state.step)
         return Continue(member, state.step, self.next_ready(state.step))
 
+    def finish_if_done(self, member: int) -> list[Decision]:
+        """After an exploit: a member that copied a finished donor holds weights at the end of
+        the budget, so it finishes there (no segment of zero steps is run)."""
+        state = self.members[member]
+        if state.step < self.total_steps:
+            return []
+        state.finished = True
+        return [Finish(member, state.step)]
+
     def exploit(
         self,
         member: int,
