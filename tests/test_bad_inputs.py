@@ -96,6 +96,12 @@ CONFIG_CASES: list[tuple[str, str, str, str]] = [
         'mode = "max"\nsegment_timeout = "5"',
         "segment_timeout",
     ),
+    (
+        "segment_timeout in-process",
+        'mode = "max"',
+        'mode = "max"\nsegment_timeout = 5',
+        "segment_timeout",
+    ),
     ("executor unknown", 'kind = "inprocess"', 'kind = "gpu"', "executor"),
     ("executor kind number", 'kind = "inprocess"', "kind = 5", "executor"),
     ("workers zero", 'kind = "inprocess"', 'kind = "process"\nworkers = 0', "workers"),
@@ -436,3 +442,14 @@ def test_command_line_problems_are_one_line(
             err = capsys.readouterr().err
             lines = [line for line in err.splitlines() if line.strip()]
             assert len(lines) == 1 and named in lines[0], err
+
+
+def test_a_test_metric_never_returned_is_a_warning_in_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "run.toml"
+    text = BASE.replace("RUN", str(tmp_path / "run"))
+    config.write_text(text.replace('mode = "max"', 'mode = "max"\ntest_metric = "test_acc"'))
+    assert main(["run", str(config), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: test_metric 'test_acc' was never returned by evaluate()" in out

@@ -427,5 +427,23 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
         wall_seconds=float(wall) if wall else math.nan,
         worker_steps=store.worker_steps(),
         metrics=metrics[best],
-        warnings=tuple(w for w in [no_handover_warning(store)] if w is not None),
+        warnings=tuple(
+            w
+            for w in [no_handover_warning(store), _missing_test_metric(config, metrics)]
+            if w is not None
+        ),
+    )
+
+
+def _missing_test_metric(
+    config: Mapping[str, Any], metrics: Mapping[int, Mapping[str, float]]
+) -> str | None:
+    """A warning when the config names a ``test_metric`` that no evaluation returned."""
+    name = config.get("test_metric")
+    if not name or any(name in m for m in metrics.values()):
+        return None
+    seen = sorted({k for m in metrics.values() for k in m})
+    return (
+        f"test_metric {name!r} was never returned by evaluate() (it returned {seen}); the "
+        "report's Table 1 has no test score"
     )

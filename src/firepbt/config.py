@@ -169,6 +169,11 @@ class RunConfig:
                 f"executor.kind: unknown executor {self.executor!r}; choose one of {EXECUTORS}"
             )
         self._check_ray_options()
+        if self.executor == "inprocess" and self.segment_timeout is not None:
+            raise ConfigError(
+                "segment_timeout: the in-process executor cannot stop a segment; use executor "
+                "'process' or 'ray', or leave segment_timeout out"
+            )
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode: expected 'max' or 'min', got {self.mode!r}")
         if self.checkpoint_every is not None and (
