@@ -223,3 +223,22 @@ def test_firepbt_run_prints_the_no_handover_warning(
         assert main(["run", str(config), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "warning: no hand-over" in out and "likely cause" in out
+
+
+def test_the_no_handover_warning_says_the_test_of_gains_rarely_passes() -> None:
+    from firepbt.fire.evaluation import Ending
+    from firepbt.fire.summary import Evaluation, FireSummary
+
+    stopped = tuple(
+        Evaluation(10, 4, 0, 1, 100 * i, 100 * i + 200, Ending.BINOMIAL_STOP) for i in range(4)
+    )
+
+    def summary(test: str) -> FireSummary:
+        return FireSummary(stopped, (), eval_every=10, p_stat=0.01, thin=1, max_eval_steps=None,
+                           success_test=test)  # fmt: skip
+
+    gains, levels = summary("increments").warning(), summary("levels").warning()
+    assert gains is not None and levels is not None
+    assert "4 of 4 evaluations ended by 'binomial stop'" in gains
+    assert "default test of gains, which rarely passes" in gains
+    assert "test of gains" not in levels

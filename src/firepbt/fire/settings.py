@@ -13,6 +13,7 @@ DEFAULT_P_STAT = 0.01
 # The binomial test compares every DEFAULT_THIN-th pair of points: 1, every pair, as the paper
 # does. Thinning did not bring the false-success rate near p_stat (docs/paper_readings.md).
 DEFAULT_THIN = 1
+DEFAULT_SUCCESS_TEST = "increments"  # compare gains, not levels: docs/paper_readings.md
 # Default max_eval_steps: this many times the points a success needs at the least (and at least
 # 3 ready intervals, the paper's ratio), so that an overlap that starts late can still decide.
 DEFAULT_EVAL_POINTS_FACTOR = 3

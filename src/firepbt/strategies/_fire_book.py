@@ -17,6 +17,7 @@ from firepbt.fire import curves
 from firepbt.fire.evaluation import CurveCache, Ending, Outcome, Point, Verdict, judge
 from firepbt.fire.settings import (
     DEFAULT_P_STAT,
+    DEFAULT_SUCCESS_TEST,
     DEFAULT_THIN,
     FireSettingsWarning,
     default_max_eval_steps,
@@ -85,7 +86,7 @@ class FireBook(Strategy):
         retarget: bool = False,
         eval_every: int | None = None,
         thin: int = DEFAULT_THIN,
-        success_test: str = "increments",
+        success_test: str = DEFAULT_SUCCESS_TEST,
         replace_failed: int = 0,
         initial_hyperparameters: Sequence[Mapping[str, object]] | None = None,
     ) -> None:
