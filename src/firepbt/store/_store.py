@@ -180,8 +180,8 @@ class Store(StoreReads):
             store.close()
             raise StoreError(
                 f"{path} is not a complete firepbt store ({e}): a run killed while its store "
-                f"was being made leaves this; remove {path} (nothing was recorded in it) or "
-                "start the run again, which replaces it"
+                "was being made leaves this, and nothing was recorded in it; start the run "
+                f"again, which replaces it, or clear it with `rm {path}*`"
             ) from None
         if version != str(SCHEMA_VERSION):
             raise StoreError(
