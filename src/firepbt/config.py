@@ -74,6 +74,22 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
 }
 EXECUTORS = ("process", "inprocess", "ray")
 
+# Where a firepbt.run keyword goes in a TOML config when it is not a top-level key.
+_PLACES = {
+    "total_steps": "under [budget] as steps = N",
+    "steps": "under [budget] as steps = N",
+    "population": "under [strategy] (population = N)",
+    "ready_every": "under [strategy] (ready_every = N)",
+    "strategy_options": "under [strategy], one key per option",
+    "workers": "under [executor] (workers = N)",
+    "address": "under [executor] (address = ...; executor kind 'ray')",
+    "num_cpus_per_worker": "under [executor] (kind 'ray')",
+    **{
+        option: f"under [strategy] ({option} = ...)"
+        for option in sorted(set().union(*STRATEGY_OPTIONS.values()))
+    },
+}
+
 # The type every scalar setting must have: a bool is not an int, a string is not a number.
 # "count": an int >= 0; "positive": an int >= 1; "number": an int or float; "flag": a bool;
 # "text": a str. Settings that may be left out (None) are checked only when given.
@@ -306,6 +322,9 @@ class RunConfig:
             "checkpoint_every",
         }
         unknown = sorted(set(data) - known_top)
+        placed = [f"{k} belongs {_PLACES[k]}" for k in unknown if k in _PLACES]
+        if placed:  # a firepbt.run keyword written at the top level
+            raise ConfigError(f"{where}: " + "; ".join(placed))
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known_top)}")
         for required in ("trainable", "space", "budget"):
