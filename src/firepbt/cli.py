@@ -8,6 +8,7 @@ import sqlite3
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -32,10 +33,19 @@ USER_ERRORS = (
 )
 
 
+def _importable(*folders: str | Path) -> None:
+    """Let the trainable's module be imported from ``folders`` (the current directory, the
+    config's), as ``python -m`` would; worker processes inherit the path."""
+    for folder in reversed([str(Path(f).resolve()) for f in folders]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
 def _run(args: argparse.Namespace) -> int:
     from firepbt.api import run_config
     from firepbt.config import RunConfig
 
+    _importable(Path.cwd(), Path(args.config).parent)
     config = RunConfig.from_toml(args.config)
     overrides = {
         k: getattr(args, k) for k in ("run_dir", "workers", "seed") if getattr(args, k) is not None
@@ -50,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from firepbt.api import resume
 
+    _importable(Path.cwd())
     result = resume(args.run_dir, progress=not args.quiet)
     print(result.describe())
     return 0
@@ -92,6 +103,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     from firepbt.replay import replay
     from firepbt.store import Store
+
+    _importable(Path.cwd())
 
     store = Store.open(args.run_dir)
     total = int(store.config().get("total_steps", 0))
