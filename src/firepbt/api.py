@@ -114,10 +114,15 @@ def run(
     """Train a population and return the best member with its hyperparameter schedule.
 
     ``space`` maps names to distributions (``LogUniform(1e-4, 1e-1)``) or constants; ``strategy``
-    is ``"pbt"`` or ``"random"``; PBT options (``exploit``, ``explore``, ``synchrony``,
-    ``burn_in``, ``initial_hyperparameters``) pass through. ``executor`` is ``"process"``,
-    ``"inprocess"``, ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see
-    ``firepbt.ray_executor``) or an ``Executor`` instance.
+    is ``"pbt"``, ``"fire"`` (FIRE PBT) or ``"random"``; their options (PBT: ``exploit``,
+    ``explore``, ``synchrony``, ``burn_in``, ``initial_hyperparameters``, ``replace_failed``;
+    FIRE PBT adds ``subpopulations``, ``evaluators``, ``max_eval_steps``, ``p_stat``,
+    ``min_steps_before_eval``, ``success_test``, ``thin``, ``retarget``, ``keep_curves``) pass
+    through. Scores are maximised unless ``mode="min"``; ``metric`` names the one to select on
+    when ``evaluate()`` returns several. ``executor`` is ``"process"``, ``"inprocess"``,
+    ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see ``firepbt.ray_executor``) or an
+    ``Executor`` instance. The result's ``schedule`` is the best member's hyperparameter
+    schedule (``RunResult.schedule``; ``describe()`` prints it).
 
     >>> from firepbt.examples.toy import Toy
     >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
