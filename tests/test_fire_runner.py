@@ -135,3 +135,29 @@ def test_async_fire_over_many_seeds_runs_no_zero_length_segment(tmp_path: Path) 
         )
         store.close()
     assert copies_of_finished > 0  # the case this guards did come up
+
+
+def test_the_progress_line_counts_population_members_only(tmp_path: Path) -> None:
+    """FIRE's evaluators are workers, not members: the progress line's member count, mean step
+    and top score leave them out (its top score came from an evaluator before)."""
+    import warnings
+
+    from firepbt.runner import Progress
+    from firepbt.store import Role, Store
+
+    seen: list[Progress] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nqm_run(
+            tmp_path / "r", dim=30, total_steps=300, population=6, ready_every=25, eval_every=5,
+            strategy="fire", subpopulations=2, evaluators=2, executor="inprocess", seed=1,
+            success_test="levels", progress=seen.append,
+        )  # fmt: skip
+    store = Store.open(tmp_path / "r")
+    members = {m.id for m in store.members() if m.role is Role.MEMBER}
+    top = min(p.score for m, p in store.points() if m in members)  # the NQM's loss: lower wins
+    evaluated = [p.score for m, p in store.points() if m not in members]
+    store.close()
+    assert seen and all(p.members == 6 for p in seen)
+    assert seen[-1].best_score == top
+    assert evaluated  # evaluators did report scores, which the line left out

@@ -51,7 +51,7 @@ class LiveProgress:
 
     def update(self, p: RunProgress) -> None:
         best = "–" if math.isnan(p.best_score) else f"{p.best_score:.5g}"
-        info = f"best {best} · {p.exploits} exploits · {p.failures} failures"
+        info = f"top score so far {best} · {p.exploits} exploits · {p.failures} failures"
         self._bar.update(self._task, completed=p.mean_step, info=info)
 
 

@@ -56,7 +56,7 @@ class Progress:
     steps_done: int  # worker-steps of finished segments
     mean_step: float
     total_steps: int
-    best_score: float
+    best_score: float  # the top score any population member has reported so far (not evaluators)
     exploits: int
     failures: int
     members: int
@@ -128,6 +128,9 @@ class Runner:
         self._exploits = 0
         self._failures = 0
         self._best = -math.inf
+        # FIRE PBT's evaluators are workers, not population members: the progress line leaves
+        # their scores and steps out.
+        self._evaluators = frozenset(getattr(strategy, "evaluator_ids", ()))
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -389,7 +392,7 @@ class Runner:
                 )
             score = self.mode.orient(p.score)
             self.strategy.report(seg.member, p.step, score)
-            if math.isfinite(score):
+            if math.isfinite(score) and seg.member not in self._evaluators:
                 self._best = max(self._best, score)
         self._written[(seg.member, seg.end_step)] = r.checkpoint
         self._remember_origin(seg, r.checkpoint)
@@ -560,7 +563,7 @@ class Runner:
     def _progress(self) -> None:
         if self.on_progress is None:
             return
-        states = list(self.strategy.members.values())
+        states = [s for m, s in self.strategy.members.items() if m not in self._evaluators]
         live = [s for s in states if s.alive]
         mean_step = sum(s.step for s in live) / len(live) if live else 0.0
         best = self.mode.orient(self._best) if math.isfinite(self._best) else math.nan
