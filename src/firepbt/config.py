@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from firepbt.decisions import Mode
-from firepbt.registry import EXPLOITS, ConfigError, build_explore
+from firepbt.registry import EXPLOITS, ConfigError, build_explore, check_type, is_kind
 from firepbt.space import Space, SpaceError
 from firepbt.strategies import PBT, FirePBT, PopulationConfigError, RandomSearch, Strategy
 
@@ -90,9 +90,8 @@ _PLACES = {
     },
 }
 
-# The type every scalar setting must have: a bool is not an int, a string is not a number.
-# "count": an int >= 0; "positive": an int >= 1; "number": an int or float; "flag": a bool;
-# "text": a str. Settings that may be left out (None) are checked only when given.
+# The type every scalar setting must have (the kinds of ``registry.check_type``); settings that
+# may be left out (None) are checked only when given.
 FIELD_TYPES = {
     "trainable": "text",
     "seed": "count",
@@ -115,31 +114,6 @@ OPTION_TYPES = {
     "synchrony": "text",
     "burn_in": "count",
 }
-_EXPECTED = {
-    "count": "an integer >= 0",
-    "positive": "a positive integer",
-    "number": "a number",
-    "flag": "true or false",
-    "text": "a string",
-}
-
-
-def _is(kind: str, value: Any) -> bool:
-    if kind == "flag":
-        return isinstance(value, bool)
-    if kind == "text":
-        return isinstance(value, str)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    if kind == "number":
-        return True
-    return isinstance(value, int) and value >= (1 if kind == "positive" else 0)
-
-
-def check_type(name: str, value: Any, kind: str) -> None:
-    """A ``ConfigError`` naming ``name`` unless ``value`` (when given) is of ``kind``."""
-    if value is not None and not _is(kind, value):
-        raise ConfigError(f"{name}: expected {_EXPECTED[kind]}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -205,7 +179,7 @@ class RunConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
         if self.segment_timeout is not None and not (
-            _is("number", self.segment_timeout) and self.segment_timeout > 0
+            is_kind("number", self.segment_timeout) and self.segment_timeout > 0
         ):
             raise ConfigError(
                 "segment_timeout: expected a positive number of seconds, "

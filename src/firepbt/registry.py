@@ -52,6 +52,36 @@ class Registry(Generic[T]):
             raise ConfigError(f"{field}: {e}") from None
 
 
+_EXPECTED = {
+    "count": "an integer >= 0",
+    "positive": "a positive integer",
+    "number": "a number",
+    "flag": "true or false",
+    "text": "a string",
+}
+
+
+def is_kind(kind: str, value: Any) -> bool:
+    """Whether ``value`` is of ``kind`` (see ``check_type``)."""
+    if kind == "flag":
+        return isinstance(value, bool)
+    if kind == "text":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind == "number":
+        return True
+    return isinstance(value, int) and value >= (1 if kind == "positive" else 0)
+
+
+def check_type(name: str, value: Any, kind: str) -> None:
+    """A ``ConfigError`` naming ``name`` unless ``value`` (when given) is of ``kind``: "count" (an
+    int >= 0), "positive" (an int >= 1), "number" (an int or float), "flag" (a bool) or "text" (a
+    str). A bool is not an int, and a string is not a number."""
+    if value is not None and not is_kind(kind, value):
+        raise ConfigError(f"{name}: expected {_EXPECTED[kind]}, got {value!r}")
+
+
 def _check_numbers(factory: Callable[..., Any], options: Mapping[str, Any], prefix: str) -> None:
     """An option whose default is a number must be given a number (a bool or a string is not
     one), so the message names the option instead of failing inside the policy."""
@@ -61,9 +91,8 @@ def _check_numbers(factory: Callable[..., Any], options: Mapping[str, Any], pref
         return
     for key, value in options.items():
         default = parameters[key].default if key in parameters else None
-        wants_number = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if wants_number and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ConfigError(f"{prefix}{key}: expected a number, got {value!r}")
+        if is_kind("number", default):
+            check_type(f"{prefix}{key}", value, "number")
 
 
 EXPLOITS: Registry[xp.ExploitPolicy] = Registry("exploit policy")
