@@ -13,11 +13,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _trainables import Quad
 
 import firepbt
 from firepbt import Choice, LogUniform
 from firepbt.examples.nqm import NQM
+from firepbt.runner import RunFailed
+from firepbt.store import Store
 
 NEVER = 10**9
 """The fault step of members without the fault: no test run gets that far."""
@@ -67,6 +70,51 @@ def nqm_toml(
         *_toml_lines(executor),
     ]
     return "\n".join(lines) + "\n"
+
+
+def toy_toml(
+    run_dir: Path | str,
+    *,
+    trainable: str = "firepbt.examples.toy:Toy",
+    strategy: Mapping[str, Any] | None = None,
+    steps: int = 4,
+    executor: Mapping[str, Any] | None = None,
+    **top: Any,
+) -> str:
+    """The TOML config of a tiny run of ``trainable`` (a Toy by default) over ``h0``, ``h1`` in
+    [0, 1]: two PBT members ready every 2 steps, in this process, unless ``strategy`` or
+    ``executor`` say otherwise; ``top`` adds top-level keys."""
+    lines = [
+        f"trainable = {json.dumps(trainable)}",
+        *_toml_lines({"run_dir": str(run_dir), **top}),
+        "[space]",
+        'h0 = { dist = "uniform", low = 0.0, high = 1.0 }',
+        'h1 = { dist = "uniform", low = 0.0, high = 1.0 }',
+        "[strategy]",
+        *_toml_lines(strategy or {"name": "pbt", "population": 2, "ready_every": 2}),
+        "[budget]",
+        f"steps = {steps}",
+        "[executor]",
+        *_toml_lines(executor or {"kind": "inprocess"}),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def every_member_fails(
+    run_dir: Path, space: Mapping[str, Any], trainable: type[firepbt.Trainable]
+) -> tuple[str | None, list[tuple[int, int | None, str, str]]]:
+    """Run two members of ``trainable`` in this process, expecting every one to fail; the run's
+    recorded status and its failures (member, step, kind, message)."""
+    with pytest.raises(RunFailed, match="every member failed"):
+        firepbt.run(
+            trainable, dict(space), total_steps=8, population=2, ready_every=4,
+            executor="inprocess", run_dir=run_dir,
+        )  # fmt: skip
+    store = Store.open(run_dir)
+    try:
+        return store.meta("status"), store.failures()
+    finally:
+        store.close()
 
 
 def faulty_initial(

@@ -8,25 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from _runs import toy_toml
 
 from firepbt.cli import main
 
-BASE = """trainable = "firepbt.examples.toy:Toy"
-run_dir = "RUN"
-seed = 0
-mode = "max"
-[space]
-h0 = { dist = "uniform", low = 0.0, high = 1.0 }
-h1 = { dist = "uniform", low = 0.0, high = 1.0 }
-[strategy]
-name = "pbt"
-population = 2
-ready_every = 2
-[budget]
-steps = 4
-[executor]
-kind = "inprocess"
-"""
+BASE = toy_toml("RUN", seed=0, mode="max")
 
 FIRE = BASE.replace('name = "pbt"\npopulation = 2', 'name = "fire"\npopulation = 4')
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _runs import toy_toml
 
 MODULE = """
 from firepbt.examples.toy import Toy
@@ -15,21 +16,6 @@ from firepbt.examples.toy import Toy
 
 class Mine(Toy):
     pass
-"""
-
-CONFIG = """trainable = "my_trainable_xyz:Mine"
-run_dir = "RUN"
-[space]
-h0 = {{ dist = "uniform", low = 0.0, high = 1.0 }}
-h1 = {{ dist = "uniform", low = 0.0, high = 1.0 }}
-[strategy]
-name = "pbt"
-population = 2
-ready_every = 2
-[budget]
-steps = 4
-[executor]
-kind = "{kind}"
 """
 
 
@@ -43,7 +29,9 @@ def test_a_module_beside_the_config_or_in_the_cwd_is_found(
     project.mkdir()
     (project / "my_trainable_xyz.py").write_text(MODULE)
     config = project / "run.toml"
-    config.write_text(CONFIG.format(kind=kind).replace("RUN", str(tmp_path / "run")))
+    config.write_text(
+        toy_toml(tmp_path / "run", trainable="my_trainable_xyz:Mine", executor={"kind": kind})
+    )
     cwd = project if where == "cwd" else tmp_path  # "config folder": run from elsewhere
     done = subprocess.run(
         [str(Path(sys.executable).parent / "firepbt"), "run", str(config), "--quiet"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _runs import NEVER, fault_run
+from _runs import NEVER, every_member_fails, fault_run
 from _trainables import BadMetric, Quad
 
 import firepbt
@@ -77,21 +77,10 @@ def test_nan_metric_ranks_worst_and_is_recorded(tmp_path: Path, quad_space) -> N
 
 
 def test_every_member_failing_is_a_clear_error(tmp_path: Path, quad_space) -> None:
-    with pytest.raises(RunFailed, match="every member failed"):
-        firepbt.run(
-            BadMetric,
-            quad_space,
-            total_steps=8,
-            population=2,
-            ready_every=4,
-            executor="inprocess",
-            run_dir=tmp_path / "r",
-        )
-    store = Store.open(tmp_path / "r")
-    assert store.meta("status") == "failed"
-    assert {kind for _, _, kind, _ in store.failures()} == {"bad_metric"}
-    assert "not a number" in store.failures()[0][3]
-    store.close()
+    status, failures = every_member_fails(tmp_path / "r", quad_space, BadMetric)
+    assert status == "failed"
+    assert {kind for _, _, kind, _ in failures} == {"bad_metric"}
+    assert "not a number" in failures[0][3]
 
 
 def _first_of_three_on_workers(

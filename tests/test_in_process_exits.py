@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import toy_toml
 from _trainables import Quad
 
 import firepbt
@@ -74,20 +75,12 @@ def test_the_cli_says_so_and_exits_non_zero(
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     config = tmp_path / "run.toml"
     config.write_text(
-        f"""
-trainable = "test_in_process_exits:Interrupted"
-run_dir = "{tmp_path / "r"}"
-[space]
-h0 = {{ dist = "uniform", low = 0.0, high = 1.0 }}
-h1 = {{ dist = "uniform", low = 0.0, high = 1.0 }}
-[strategy]
-name = "random"
-population = 2
-[budget]
-steps = 8
-[executor]
-kind = "inprocess"
-"""
+        toy_toml(
+            tmp_path / "r",
+            trainable="test_in_process_exits:Interrupted",
+            strategy={"name": "random", "population": 2},
+            steps=8,
+        )
     )
     assert main(["run", str(config), "--quiet"]) == 130
     assert "interrupted" in capsys.readouterr().err

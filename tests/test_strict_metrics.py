@@ -9,11 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _runs import every_member_fails
 from _trainables import Quad
 
-import firepbt
-from firepbt import Store
-from firepbt.runner import RunFailed
 from firepbt.segments import MetricError, extract_score
 
 
@@ -64,18 +62,6 @@ class BoolScore(Quad):
 def test_a_run_records_the_bad_metric_with_its_type(
     tmp_path: Path, quad_space, trainable: type, kind: str
 ) -> None:
-    with pytest.raises(RunFailed, match="every member failed"):
-        firepbt.run(
-            trainable,
-            quad_space,
-            total_steps=8,
-            population=2,
-            ready_every=4,
-            executor="inprocess",
-            run_dir=tmp_path / "r",
-        )
-    store = Store.open(tmp_path / "r")
-    failures = store.failures()
-    store.close()
+    _, failures = every_member_fails(tmp_path / "r", quad_space, trainable)
     assert {f[2] for f in failures} == {"bad_metric"}
     assert all(f"{kind} " in f[3] and "is not a number" in f[3] for f in failures)
