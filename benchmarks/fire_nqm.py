@@ -32,21 +32,32 @@ import numpy as np
 from nqm_schedules import EVAL_EVERY, STEPS, run_nqm  # the shared NQM run
 
 RESULTS = Path(__file__).parent / "results"
+# PBT's defaults inside FIRE's sub-populations: FIRE's defaults before its warm-up and the FIRE
+# paper's explore (docs/paper_readings.md), kept as a row to compare side by side.
+PBT_EVOLUTION: dict[str, Any] = {
+    "exploit": {"name": "truncation", "fraction": 0.25},
+    "explore": [{"name": "perturb"}, {"name": "resample", "probability": 0.25}],
+}
 READY = 50
 SPECTRA = {"default": {"dim": 1000, "batch_size": 4}, "wide": {"dim": 3000, "batch_size": 8}}
 
 
 def methods(
-    workers: int, sizes: list[int], variants: dict[str, dict[str, Any]] | None = None
+    workers: int,
+    sizes: list[int],
+    variants: dict[str, dict[str, Any]] | None = None,
+    pbt_variants: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, tuple[str, int, dict[str, Any]]]:
     """name -> (strategy, population, options): each uses ``workers`` workers; FIRE with n
     sub-populations of ``sizes[n - 2]`` members where the evaluators left are at most the
     parents (more would stay idle). ``variants`` (label -> FIRE options) add rows
-    ``"<FIRE row>, <label>"``."""
+    ``"<FIRE row>, <label>"``; ``pbt_variants`` add rows ``"PBT, <label>"``."""
     out: dict[str, tuple[str, int, dict[str, Any]]] = {
         "random search (constant lr)": ("random", workers, {}),
         "PBT": ("pbt", workers, {}),
     }
+    for label, options in (pbt_variants or {}).items():
+        out[f"PBT, {label}"] = ("pbt", workers, options)
     for n, size in zip((2, 3), sizes, strict=False):
         population = n * size
         evaluators = workers - population
@@ -66,6 +77,11 @@ def methods(
         out[f"{tag}, levels (the paper's test)"] = ("fire", population, levels)
         out[f"{tag}, levels, thin 2"] = ("fire", population, {**levels, "thin": 2})
         out[f"{tag}, keep_curves"] = ("fire", population, {**base, "keep_curves": True})
+        out[f"{tag}, PBT paper's evolution, no warm-up"] = (
+            "fire",
+            population,
+            {**base, **PBT_EVOLUTION, "warmup": 0},
+        )
         for label, options in (variants or {}).items():
             out[f"{tag}, {label}"] = ("fire", population, {**base, **options})
     return out
@@ -154,6 +170,12 @@ def main() -> None:
         help="FIRE-2 and FIRE-3 sub-population sizes",
     )
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="run seeds first_seed .. first_seed + seeds - 1 (fresh seeds check a tuned choice)",
+    )
     parser.add_argument("--spectrum", choices=sorted(SPECTRA), default="default")
     parser.add_argument("--methods", nargs="*", help="substrings of method names to run")
     parser.add_argument("--processes", type=int, default=2)
@@ -164,14 +186,22 @@ def main() -> None:
         metavar="LABEL=JSON",
         help="an extra FIRE row with these options, e.g. 'settle 30={\"settle\": 30}'",
     )
+    parser.add_argument(
+        "--pbt-variant",
+        action="append",
+        default=[],
+        metavar="LABEL=JSON",
+        help="an extra PBT row with these options",
+    )
     parser.add_argument("--out", help="results file stem (default fire_nqm_<spectrum>_w<workers>)")
     args = parser.parse_args()
     started = time.time()
-    variants = {}
-    for spec in args.variant:
-        label, _, options = spec.partition("=")
-        variants[label.strip()] = json.loads(options)
-    table = methods(args.workers, args.sizes, variants)
+    variants, pbt_variants = {}, {}
+    for specs, into in ((args.variant, variants), (args.pbt_variant, pbt_variants)):
+        for spec in specs:
+            label, _, options = spec.partition("=")
+            into[label.strip()] = json.loads(options)
+    table = methods(args.workers, args.sizes, variants, pbt_variants)
     if args.methods:
         table = {
             k: v
@@ -183,7 +213,7 @@ def main() -> None:
         jobs = [
             (name, s, p, o, seed, args.spectrum, root)
             for name, (s, p, o) in table.items()
-            for seed in range(args.seeds)
+            for seed in range(args.first_seed, args.first_seed + args.seeds)
         ]
         with multiprocessing.get_context("forkserver").Pool(args.processes) as pool:
             runs = pool.map(run_one, jobs, chunksize=1)
@@ -223,7 +253,8 @@ def main() -> None:
             f"{statistics.mean(r['worker_steps'] for r in rs):.0f} | "
             f"{statistics.median(r['seconds'] for r in rs):.1f} |"
         )
-    lines += ["", "Per seed (seed 0, 1, …):", ""]
+    first = args.first_seed
+    lines += ["", f"Per seed (seed {first}, {first + 1}, …):", ""]
     for name, rs in by.items():
         lines.append(f"- {name}: " + ", ".join(f"{r['expected']:.4f}" for r in rs))
     fire = {n: rs for n, rs in by.items() if n.startswith("FIRE")}
@@ -239,7 +270,9 @@ def main() -> None:
         f"Command: `python benchmarks/fire_nqm.py --workers {args.workers} "
         f"--sizes {' '.join(map(str, args.sizes))} "
         f"--seeds {args.seeds} --spectrum {args.spectrum}"
+        + (f" --first-seed {first}" if first else "")
         + "".join(f" --variant {v!r}" for v in args.variant)
+        + "".join(f" --pbt-variant {v!r}" for v in args.pbt_variant)
         + (f" --methods {' '.join(repr(m) for m in args.methods)}" if args.methods else "")
         + f"`; wall time {time.time() - started:.0f} s on 2 cores.",
     ]

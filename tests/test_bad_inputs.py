@@ -305,6 +305,9 @@ FIRE_CASES: list[tuple[str, str, str, str]] = [
         "ready_every = 2\nmin_steps_before_eval = -5",
         "min_steps_before_eval",
     ),
+    ("fire warmup negative", "ready_every = 2", "ready_every = 2\nwarmup = -1", "warmup"),
+    ("fire warmup text", "ready_every = 2", 'ready_every = 2\nwarmup = "150"', "warmup"),
+    ("fire warmup flag", "ready_every = 2", "ready_every = 2\nwarmup = true", "warmup"),
 ]
 
 

@@ -60,7 +60,7 @@ def _check_store(result) -> Store:
 
 
 def test_fire_sync_in_process_hands_weights_over(tmp_path: Path) -> None:
-    result = _fire(tmp_path, "inprocess", seed=4)
+    result = _fire(tmp_path, "inprocess", seed=7)
     store = _check_store(result)
     handovers = [d for d in store.decisions() if d.kind == "handover"]
     assert handovers, "with this seed evaluators succeed; a hand-over must be recorded"

@@ -117,7 +117,8 @@ def run(
     is ``"pbt"``, ``"fire"`` (FIRE PBT) or ``"random"``; their options (PBT: ``exploit``,
     ``explore``, ``synchrony``, ``burn_in``, ``initial_hyperparameters``, ``replace_failed``;
     FIRE PBT adds ``subpopulations``, ``evaluators``, ``max_eval_steps``, ``p_stat``,
-    ``min_steps_before_eval``, ``success_test``, ``thin``, ``retarget``, ``keep_curves``) pass
+    ``min_steps_before_eval``, ``warmup``, ``success_test``, ``thin``, ``retarget``,
+    ``keep_curves``) pass
     through. Scores are maximised unless ``mode="min"``; ``metric`` names the one to select on
     when ``evaluate()`` returns several. ``executor`` is ``"process"``, ``"inprocess"``,
     ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see ``firepbt.ray_executor``) or an

@@ -65,6 +65,7 @@ STRATEGY_OPTIONS: dict[str, set[str]] = {
         "max_eval_steps",
         "p_stat",
         "min_steps_before_eval",
+        "warmup",
         "keep_curves",
         "retarget",
         "thin",
@@ -113,6 +114,7 @@ OPTION_TYPES = {
     "success_test": "text",
     "synchrony": "text",
     "burn_in": "count",
+    "warmup": "count",
 }
 
 

@@ -113,7 +113,7 @@ def _fire(run_dir: Path, **kw: object) -> firepbt.RunResult:
         ready_every=50,
         eval_every=10,
         strategy="fire",
-        seed=4,
+        seed=7,
         subpopulations=3,
         evaluators=2,
         max_eval_steps=150,

@@ -204,6 +204,46 @@ def test_members_without_an_evaluator_are_exempt_from_evolution() -> None:
     assert {d.member for d in of(Exploit, decisions)} == {0}  # only P1 evolves
 
 
+def test_parents_evolve_greedily_during_their_warmup_and_are_evaluated_only_after_it() -> None:
+    from firepbt import Truncation
+
+    fire = make(exploit=Truncation(0.5), warmup=20)
+    fire.start()
+    scores = {0: 0.5, 1: 0.6, 2: 0.9, 3: 0.1}
+    decisions = []
+    for m, q in scores.items():
+        fire.report(m, 10, q)
+    for m in range(4):
+        decisions += fire.ready(m, 10)
+    assert fire.warming_up(1)
+    exploits = {d.member: d.donor for d in of(Exploit, decisions)}
+    assert exploits == {0: 1, 3: 2}  # ranked on Q: P2's weaker member copies its stronger one
+    assert of(Assign, decisions) == []  # nobody is evaluated in the warm-up
+    decisions = []
+    for m in range(4):
+        fire.report(m, 20, scores[m])
+    for m in range(4):
+        decisions += fire.ready(m, 20)
+    assert not fire.warming_up(1) and fire.fitness(1) == {}  # no curve yet: exempt again
+    assert {d.member for d in of(Exploit, decisions)} == {0}
+    # the one evaluator takes the parent that has trained longest since it last changed weights
+    assert [d.parent for d in of(Assign, decisions)] == [2]
+
+
+def test_fire_defaults_are_the_fire_papers_explore_one_in_eight_truncation_and_a_warmup() -> None:
+    from firepbt import Perturb, Truncation
+
+    fire = FirePBT(
+        SPACE, population=16, total_steps=3000, ready_every=50, rng=np.random.default_rng(0)
+    )
+    assert fire.explore == Perturb((0.5, 0.8, 1.25, 2.0)) and fire.exploit == Truncation(0.125)
+    assert fire.warmup == 150  # 3 ready intervals
+    short = FirePBT(
+        SPACE, population=4, total_steps=100, ready_every=50, rng=np.random.default_rng(0)
+    )
+    assert short.warmup == 10  # at most a tenth of the budget, so that evaluators can start
+
+
 def test_last_round_finishes_members_and_releases_evaluators() -> None:
     sim = Sim(make(total_steps=30), rising_evaluator)
     for _ in range(2):
@@ -224,6 +264,9 @@ def test_last_round_finishes_members_and_releases_evaluators() -> None:
         ({"p_stat": 1.5}, "p_stat"),
         ({"min_steps_before_eval": [0, 1, 2]}, "min_steps_before_eval"),
         ({"synchrony": "eventually"}, "synchrony"),
+        ({"warmup": -1}, "warmup"),
+        ({"warmup": True}, "warmup"),
+        ({"warmup": 1.5}, "warmup"),
     ],
 )
 def test_bad_settings_name_the_field(kwargs, match) -> None:

@@ -17,6 +17,14 @@ DEFAULT_SUCCESS_TEST = "increments"  # compare gains, not levels: docs/paper_rea
 # Default max_eval_steps: this many times the points a success needs at the least (and at least
 # 3 ready intervals, the paper's ratio), so that an overlap that starts late can still decide.
 DEFAULT_EVAL_POINTS_FACTOR = 3
+# Evolution inside FIRE's sub-populations (docs/paper_readings.md): the FIRE paper's explore
+# (multiply by one of these, no resampling), truncation of the bottom 1 in 8 rather than the
+# paper's 25 %, and parents that evolve greedily on their own score for their first
+# DEFAULT_WARMUP_INTERVALS ready intervals (at most a tenth of the budget) before evaluators
+# judge them.
+DEFAULT_PERTURB_FACTORS = (0.5, 0.8, 1.25, 2.0)
+DEFAULT_TRUNCATION = 0.125
+DEFAULT_WARMUP_INTERVALS = 3
 
 
 class FireSettingsWarning(UserWarning):

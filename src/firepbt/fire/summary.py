@@ -318,7 +318,7 @@ def _likely_cause(s: FireSummary) -> str:
     if not s.evaluations:
         return (
             "no evaluator was ever assigned: no parent member became ready for evaluation "
-            "(is min_steps_before_eval within the step budget?)"
+            "(are min_steps_before_eval and warmup within the step budget?)"
         )
     ended = [e for e in s.evaluations if e.end_step is not None]
     counts = Counter(e.label for e in ended)

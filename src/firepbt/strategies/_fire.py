@@ -30,8 +30,12 @@ class FirePBT(FireBook):
 
     ``max_eval_steps`` (default 3 × ``ready_every``) and ``p_stat`` (0.01) are the paper's
     stopping and success settings; ``min_steps_before_eval`` holds per sub-population (an int for
-    all, or one value per sub-population, the first being unused). Evaluators check their
-    criteria every ``ready_every`` steps.
+    all, or one value per sub-population, the first being unused). Parents evolve greedily on
+    their own score, as P1 does, for their first ``warmup`` steps (default 3 × ``ready_every``,
+    at most a tenth of ``total_steps``) and are evaluated only after it. Inside each
+    sub-population the defaults are the FIRE paper's explore (multiply by 0.5, 0.8, 1.25 or 2)
+    and truncation of the bottom 12.5 %.
+    Evaluators check their criteria every ``ready_every`` steps.
 
     >>> import numpy as np
     >>> from firepbt.space import Space, LogUniform

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Weights
-from firepbt.exploit import ExploitPolicy, ExploitRecord, recent_score
-from firepbt.explore import ExplorePolicy
+from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation, recent_score
+from firepbt.explore import ExplorePolicy, Perturb
 from firepbt.fire import curves
 from firepbt.fire.evaluation import CurveCache, Ending, Outcome, Point, Verdict, judge
 from firepbt.fire.settings import (
     DEFAULT_P_STAT,
+    DEFAULT_PERTURB_FACTORS,
     DEFAULT_SUCCESS_TEST,
     DEFAULT_THIN,
+    DEFAULT_TRUNCATION,
+    DEFAULT_WARMUP_INTERVALS,
     FireSettingsWarning,
     default_max_eval_steps,
     settings_problems,
@@ -82,6 +85,7 @@ class FireBook(Strategy):
         max_eval_steps: int | None = None,
         p_stat: float = DEFAULT_P_STAT,
         min_steps_before_eval: int | Sequence[int] = 0,
+        warmup: int | None = None,
         keep_curves: bool = False,
         retarget: bool = False,
         eval_every: int | None = None,
@@ -136,9 +140,21 @@ class FireBook(Strategy):
                     f"min_steps_before_eval: give one value per sub-population "
                     f"({subpopulations}), got {len(self.min_steps_before_eval)}"
                 )
+        # warmup: parents evolve greedily on their own score (as P1 does) for their first
+        # `warmup` steps and are not evaluated before (a departure: docs/paper_readings.md).
+        self.warmup = (
+            min(DEFAULT_WARMUP_INTERVALS * ready_every, total_steps // 10)
+            if warmup is None
+            else warmup
+        )
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise PopulationConfigError(f"warmup: expected a step count >= 0, got {warmup!r}")
         self._replacements = Replacements(replace_failed)
         self.synchrony, self.exploit, self.explore = evolution_settings(
-            synchrony, burn_in, exploit, explore
+            synchrony,
+            burn_in,
+            Truncation(DEFAULT_TRUNCATION) if exploit is None else exploit,
+            Perturb(DEFAULT_PERTURB_FACTORS) if explore is None else explore,
         )
         self.space = space
         self.rng = rng
@@ -251,10 +267,11 @@ class FireBook(Strategy):
     # -- fitness ----------------------------------------------------------------------------
 
     def fitness(self, subpopulation: int) -> dict[int, float]:
-        """Fitness of the live members of a sub-population; parents without an evaluator curve
-        have none (they are exempt from evolution)."""
+        """Fitness of the live members of a sub-population: Q for P1 and for parents in their
+        warm-up; after it, parents without an evaluator curve have none (they are exempt from
+        evolution)."""
         members = self._live(subpopulation)
-        if subpopulation == 0:
+        if subpopulation == 0 or self.warming_up(subpopulation):
             return self._recent(members)
         assessed = {}
         for m in members:
@@ -264,6 +281,12 @@ class FireBook(Strategy):
             elif self.keep_curves and len(self._last_curve.get(m, ())) >= 2:
                 assessed[m] = self._fits.fit((2, m), self._last_curve[m])
         return curves.fitness(assessed) if len(assessed) >= 2 else {}
+
+    def warming_up(self, subpopulation: int) -> bool:
+        """Whether a parent sub-population is still in its greedy warm-up: none of its live
+        members has trained ``warmup`` steps yet."""
+        steps = [self._pop.members[m].step for m in self._live(subpopulation)]
+        return subpopulation > 0 and bool(steps) and max(steps) < self.warmup
 
     def _recent(self, members: list[int]) -> dict[int, float]:
         """Q of P1 members as the exploit policy ranks it (mean of its window of scores)."""
@@ -283,7 +306,8 @@ class FireBook(Strategy):
         state = self._pop.members[member]
         if state.step >= self._pop.total_steps or state.step < self.burn_in:
             return None
-        if self.subpopulation(member) == 0:  # P1: the policy ranks the raw scores itself
+        i = self.subpopulation(member)
+        if i == 0 or self.warming_up(i):  # greedy: the policy ranks the raw scores itself
             history = {m: view[m].scores for m in fit}
             record = self.exploit.select(member, history, self.rng)
         else:
@@ -436,7 +460,7 @@ class FireBook(Strategy):
                 or m in self._evaluator_of
                 or s.step == 0
                 or s.step >= self._pop.total_steps
-                or s.step < self.min_steps_before_eval[i]
+                or s.step < max(self.min_steps_before_eval[i], self.warmup)
                 or self._touched[m] == self._clock
             ):
                 continue
