@@ -65,3 +65,21 @@ def test_a_run_records_the_bad_metric_with_its_type(
     _, failures = every_member_fails(tmp_path / "r", quad_space, trainable)
     assert {f[2] for f in failures} == {"bad_metric"}
     assert all(f"{kind} " in f[3] and "is not a number" in f[3] for f in failures)
+
+
+@pytest.mark.parametrize("strategy", ["pbt", "fire"])
+def test_a_metric_the_trainable_never_returns_ends_the_run_with_that_cause(
+    tmp_path: Path, strategy: str
+) -> None:
+    # FIRE's evaluators are workers, not members: a run whose every member failed is a failed
+    # run, not one that finished without a finite score.
+    import firepbt
+    from firepbt.examples.nqm import NQM, nqm_space
+    from firepbt.runner import RunFailed
+
+    options: dict[str, Any] = {"subpopulations": 2} if strategy == "fire" else {}
+    with pytest.raises(RunFailed, match=r"every member failed.*selects on 'accuracy'"):
+        firepbt.run(
+            NQM, nqm_space(), total_steps=20, population=4, ready_every=10, metric="accuracy",
+            strategy=strategy, executor="inprocess", run_dir=tmp_path / "run", **options,
+        )  # fmt: skip

@@ -147,7 +147,8 @@ class Runner:
                     self._complete(result)
         finally:
             self.executor.shutdown()
-        states = self.strategy.members.values()
+        # Population members only: FIRE's evaluators never fail for a member that cannot run.
+        states = [s for m, s in self.strategy.members.items() if m not in self._evaluators]
         if states and all(not s.alive for s in states):
             self.store.set_meta("status", "failed")
             member, step, kind, message = self.store.failures()[-1]
