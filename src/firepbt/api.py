@@ -14,7 +14,12 @@ from typing import Any
 from firepbt.checkpoints import read_checkpoint
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
-from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
+from firepbt.executors import (
+    Executor,
+    InProcessExecutor,
+    ProcessPoolExecutor,
+    unimportable_in_workers,
+)
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
@@ -205,6 +210,7 @@ def run_config(
 ) -> RunResult:
     """Run a validated config (what ``firepbt run CONFIG`` does)."""
     cls = trainable or import_trainable(config.trainable)
+    _check_workers_can_import(config, cls, executor)
     strategy = config.build_strategy(strategy_objects)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     store = Store.create(run_dir, config.to_dict())
@@ -250,6 +256,11 @@ def resume(
         store.close()
         raise
     cls = trainable or import_trainable(config.trainable)
+    try:
+        _check_workers_can_import(config, cls, executor)
+    except ConfigError:
+        store.close()
+        raise
     store.set_meta("status", "running")
     return _drive(
         config, store, run_dir, config.build_strategy(), cls, executor, progress, resume=True
@@ -308,6 +319,17 @@ def _drive(
         return result_from_store(store, run_dir)
     finally:
         store.close()
+
+
+def _check_workers_can_import(
+    config: RunConfig, cls: type[Trainable], executor: Executor | None
+) -> None:
+    """The process pool's workers import the trainable by module and class: refuse, before
+    anything runs, a class they could not import (Ray ships such a class by value)."""
+    if executor is None and config.executor == "process":
+        problem = unimportable_in_workers(cls)
+        if problem:
+            raise ConfigError(f"trainable: {problem}")
 
 
 def make_executor(config: RunConfig) -> Executor:

@@ -20,6 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from firepbt.checkpoints import CheckpointError
@@ -115,6 +116,36 @@ def _init_worker(threads: int = 1) -> None:
     fight over threads. torch, numpy's BLAS and OpenMP read these variables when first imported."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
+
+
+def unimportable_in_workers(cls: type) -> str | None:
+    """Why worker processes could not import the trainable ``cls`` by reference (how segments
+    name it), or None. Caught here, before anything runs, instead of by every worker dying."""
+    name = getattr(cls, "__qualname__", cls.__name__)
+    if "<locals>" in name:
+        return (
+            f"the trainable {name} is defined inside a function; worker processes can only "
+            "import a class defined at the top level of a module"
+        )
+    if cls.__module__ == "__main__":
+        path = getattr(sys.modules.get("__main__"), "__file__", None)
+        if not path or not os.path.isfile(path):
+            return (
+                f"the trainable {name} is defined in __main__ of a session without a script "
+                "file (a notebook, python -c, or a script read from stdin), and worker "
+                "processes cannot import it from there. Move the class into a module (a .py "
+                "file beside the notebook) and import it from that module, or run with "
+                "executor='inprocess'"
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class Unloadable:
+    """A worker's answer to a segment it could not unpickle (its trainable cannot be imported
+    in the worker): the error, in place of a result."""
+
+    message: str
 
 
 def check_pool(workers: int, timeout: float | None) -> None:
@@ -289,7 +320,7 @@ class ProcessPoolExecutor(Executor):
         try:
             if not proc.tasks.poll():
                 raise EOFError
-            result: SegmentResult = proc.tasks.recv()
+            result: SegmentResult | Unloadable = proc.tasks.recv()
         except (EOFError, OSError):
             proc.process.join(5)
             code = proc.process.exitcode
@@ -301,6 +332,9 @@ class ProcessPoolExecutor(Executor):
                 "`if __name__ == '__main__':`",
             )
         proc.segment = None
+        if isinstance(result, Unloadable):
+            message = f"a worker process could not load the segment: {result.message}"
+            return _died(segment, message, kind="unloadable")
         if result.failure is None:
             self._home[segment.member] = index
         elif self._home.get(segment.member) == index:
@@ -356,9 +390,14 @@ def _worker_main(tasks: Connection, control: Connection) -> None:
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
     while True:
         try:
-            segment = tasks.recv()
+            data = tasks.recv_bytes()
         except (EOFError, OSError):  # the controller is gone
             return
+        try:
+            segment = ForkingPickler.loads(data)
+        except Exception as e:  # e.g. the trainable's module cannot be imported here
+            tasks.send(Unloadable(f"{type(e).__name__}: {e}"))
+            continue
         if segment is None:
             return
         try:

@@ -455,6 +455,14 @@ class Runner:
         if failure.kind == "source_unreadable" and self._repair(seg):
             self.store.segment_failed(r, final=False)
             return
+        if failure.kind == "unloadable":  # no worker could load any segment: stop at once
+            self.store.segment_failed(r, final=True)
+            self.store.set_meta("status", "failed")
+            raise RunFailed(
+                f"member {seg.member} at step {seg.start_step}: {failure.message}. Every "
+                "segment names the trainable by module and class, and the worker processes "
+                "import it from there: is its module importable outside this process?"
+            )
         # A source that cannot be repaired would fail the same way again.
         hopeless = failure.kind in ("bad_metric", "source_unreadable")
         final = seg.attempt >= self.max_retries or hopeless
