@@ -54,6 +54,12 @@ def test_other_seeds_differ_and_are_all_recorded(tmp_path: Path) -> None:
     assert finals[0] == result.best_score
     assert len(set(finals)) == 3
     assert len({r.seed for r in replayed.runs}) == 3
+    text = replayed.describe()  # one line per replay, its last point's metrics
+    assert text.startswith(f"replayed the schedule of member {result.best_member} (")
+    for run in replayed.runs:
+        assert f"seed {run.seed}: step 200: loss={run.final.score:.6g}, expected_loss=" in text
+    shown = repr(replayed)  # short: the curves' last points, not every point
+    assert len(shown) < 1000 and f"{len(replayed.runs[0].points)} points" in shown
     store = Store.open(result.run_dir)
     assert [r.seed for r in store.replays()] == [r.seed for r in replayed.runs]
     store.close()

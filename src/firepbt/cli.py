@@ -118,10 +118,7 @@ def _replay(args: argparse.Namespace) -> int:
             bar.update(tasks[index], completed=step)
 
         result = replay(args.run_dir, args.member, args.seeds, split=args.split, on_step=on_step)
-    print(f"replayed the schedule of member {result.member} ({len(result.schedule)} stretches)")
-    for run in result.runs:
-        metrics = ", ".join(f"{k}={v:.6g}" for k, v in run.final.metrics.items())
-        print(printable(f"  seed {run.seed}: step {run.final.step}: {metrics}"))
+    print(result.describe())
     return 0
 
 

@@ -24,6 +24,7 @@ from firepbt.lineage import ScheduleEntry, schedule, segment_chain
 from firepbt.registry import ConfigError
 from firepbt.segments import Point, extract_score
 from firepbt.store import SegmentRow, Store
+from firepbt.text import printable
 from firepbt.trainable import Trainable, import_trainable
 
 
@@ -39,12 +40,32 @@ class ReplayRun:
     def final(self) -> Point:
         return self.points[-1]
 
+    def summary(self) -> str:
+        """``seed S: step N: metric=value, …`` of its last point."""
+        metrics = ", ".join(f"{k}={v:.6g}" for k, v in self.final.metrics.items())
+        return printable(f"seed {self.seed}: step {self.final.step}: {metrics}")
+
+    def __repr__(self) -> str:  # the curve can hold thousands of points: show its end only
+        return f"ReplayRun(id={self.id}, {len(self.points)} points, {self.summary()})"
+
 
 @dataclass(frozen=True)
 class ReplayResult:
+    """The replays of one member's schedule (``describe()`` prints them)."""
+
     member: int
     schedule: list[ScheduleEntry]
     runs: list[ReplayRun]
+
+    def describe(self) -> str:
+        lines = [f"replayed the schedule of member {self.member} ({len(self.schedule)} stretches)"]
+        return "\n".join(lines + [f"  {run.summary()}" for run in self.runs])
+
+    def __repr__(self) -> str:
+        return (
+            f"ReplayResult(member={self.member}, {len(self.schedule)} schedule stretches, "
+            f"runs={self.runs!r})"
+        )
 
 
 def _seeds(root_seed: int, seeds: int | Sequence[int]) -> list[int]:
