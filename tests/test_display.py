@@ -174,3 +174,31 @@ def test_no_finite_score_means_no_schedule_and_no_mark(tmp_path: Path) -> None:
         assert BEST_MARK not in text and "10/10" in text
     finally:
         store.close()
+
+
+def test_the_progress_line_says_what_happens_before_the_first_segment_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from firepbt import display
+
+    shown: list[str] = []
+    real = display.LiveProgress.__init__
+
+    def recording(self: display.LiveProgress, *args: Any, **kwargs: Any) -> None:
+        console = Console(file=io.StringIO(), width=200, force_terminal=False)
+        real(self, *args, console=console, **kwargs)
+        shown.append(kwargs.get("starting", ""))
+        with console.capture() as captured:
+            console.print(self._bar)  # the line as it reads before any update
+        shown.append(captured.get())
+
+    monkeypatch.setattr(display.LiveProgress, "__init__", recording)
+    firepbt.run(
+        Toy, TOY_SPACE, total_steps=4, population=2, ready_every=2, executor="inprocess",
+        run_dir=tmp_path / "run", progress=True,
+    )  # fmt: skip
+    starting, line = shown
+    assert starting == "training the first segments in this process: the bar moves each 2 steps"
+    assert starting in line

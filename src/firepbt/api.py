@@ -286,7 +286,17 @@ def _drive(
     if progress is True:
         from firepbt.display import LiveProgress
 
-        display = LiveProgress(config.population, config.total_steps)
+        where = (
+            "in this process"
+            if config.executor == "inprocess"
+            else f"on {config.workers} worker{'s' if config.workers != 1 else ''}"
+        )
+        display = LiveProgress(
+            config.population,
+            config.total_steps,
+            starting=f"training the first segments {where}: the bar moves each "
+            f"{config.ready_every} steps",
+        )
         callback = display.update
     elif callable(progress):
         callback = progress

@@ -28,7 +28,14 @@ BEST_MARK = "★"
 class LiveProgress:
     """A rich progress bar: mean member step of the budget, best score, exploits, failures."""
 
-    def __init__(self, population: int, total_steps: int, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        population: int,
+        total_steps: int,
+        console: Console | None = None,
+        *,
+        starting: str = "",
+    ) -> None:
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -38,7 +45,8 @@ class LiveProgress:
             TextColumn("{task.fields[info]}"),
             console=console or Console(stderr=True),
         )
-        self._task = self._bar.add_task("training", total=total_steps, info="")
+        # Shown until the first segment ends: workers start and train before anything moves.
+        self._task = self._bar.add_task("training", total=total_steps, info=starting)
 
     def __enter__(self) -> LiveProgress:
         self._bar.__enter__()
