@@ -203,7 +203,7 @@ def _summary(run: _Run) -> list[str]:
         if final is not None:
             rows.append(
                 (
-                    "best member",
+                    "best member (the best latest score, as firepbt.run returns it)",
                     f"{run.label(run.best)}: {run.metric} {final.score:.6g} at step {final.step}",
                 )
             )
@@ -277,7 +277,7 @@ def _table_one_section(run: _Run, t: Mapping[str, Any]) -> list[str]:
         if not test:
             replay += f" (final {run.metric}: the run names no test_metric)"
     rows = [
-        (f"top validation ({run.metric}, {_direction(run)})", top),
+        (f"top validation any member reached ({run.metric}, {_direction(run)})", top),
         (
             f"test at the same point ({test})" if test else "test at the same point",
             num(t["matching_test"]) if test else "– (the run names no test_metric)",
