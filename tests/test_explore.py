@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,24 +308,3 @@ def test_long_exploration_keeps_hyperparameters_valid() -> None:
         h, _ = policy(h, space, g)
         assert space.validate(h) == h
         assert h["schedule"] == "cosine"
-
-
-def test_a_run_warns_once_per_hyperparameter_that_perturbation_took_outside_its_prior(
-    tmp_path: Path,
-) -> None:
-    import firepbt
-    from firepbt.examples.toy import Toy
-
-    space = {
-        "h0": Uniform(0.5, 0.99),  # no bounds: doubled, it leaves [0.5, 0.99]
-        "h1": Uniform(0.0, 1.0, bounds=(0.0, 1.0)),  # bounds: it never does
-    }
-    result = firepbt.run(
-        Toy, space, total_steps=40, population=4, ready_every=2, executor="inprocess",
-        run_dir=tmp_path / "run", seed=0, explore=Perturb((2.0,)),
-    )  # fmt: skip
-    (warning,) = [w for w in result.warnings if "perturbed" in w]
-    assert warning.startswith("h0 was perturbed to ") and "[0.5, 0.99]" in warning
-    assert "bounds=(lower, upper)" in warning and warning in result.describe()
-    assert LogUniform(1e-3, 1e-1).left_prior(1e-4) and not LogUniform(1e-3, 1e-1).left_prior(1e-2)
-    assert not LogUniform(1e-3, 1e-1, bounds=(1e-6, 1.0)).left_prior(1e-4)

@@ -24,14 +24,7 @@ from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, ResumeError, Runner
-from firepbt.space import (
-    Distribution,
-    Hyperparameters,
-    IntUniform,
-    LogUniform,
-    Space,
-    Uniform,
-)
+from firepbt.space import Distribution, Hyperparameters
 from firepbt.store import MemberStatus, Role, Store, StoreError, config_digest, pid_alive
 from firepbt.strategies import Strategy
 from firepbt.text import printable
@@ -474,33 +467,10 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
         metrics=metrics[best],
         warnings=tuple(
             w
-            for w in [
-                no_handover_warning(store),
-                _missing_test_metric(config, metrics),
-                *_left_prior(config, store),
-            ]
+            for w in [no_handover_warning(store), _missing_test_metric(config, metrics)]
             if w is not None
         ),
     )
-
-
-def _left_prior(config: Mapping[str, Any], store: Store) -> list[str]:
-    """One warning per hyperparameter that perturbation took outside the range it was sampled
-    from, where the space gives no ``bounds`` (its first such value)."""
-    space = Space.from_dict(config.get("space", {}))
-    ranged = {n: d for n, d in space.items() if isinstance(d, (Uniform, LogUniform, IntUniform))}
-    seen: dict[str, str] = {}
-    for d in store.decisions():
-        for name, value in (d.hyperparameters or {}).items():
-            dist = ranged.get(name)
-            if name not in seen and dist is not None and dist.left_prior(value):
-                seen[name] = (
-                    f"{name} was perturbed to {value:.4g} (member {d.member}, step {d.step}), "
-                    f"outside the range it was sampled from [{dist.low:g}, {dist.high:g}]: "
-                    "without bounds, perturbation can leave that range. Give the distribution "
-                    f"bounds=(lower, upper) to keep {name} inside them"
-                )
-    return list(seen.values())
 
 
 def _missing_test_metric(

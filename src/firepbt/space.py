@@ -124,14 +124,6 @@ class _Continuous(Distribution):
     def perturb(self, value: Any, factor: float, rng: np.random.Generator) -> float:
         return self._clip(float(value) * factor)
 
-    def left_prior(self, value: Any) -> bool:
-        """Whether ``value`` lies outside the prior [low, high] with no ``bounds`` given: where
-        repeated perturbation can take a value (a decaying learning rate should; a momentum
-        past 1 should not)."""
-        if self._given_bounds is not None or isinstance(value, bool):
-            return False
-        return isinstance(value, (int, float)) and not self.low <= value <= self.high
-
     def validate(self, value: Any) -> float:
         try:
             v = float(value)
