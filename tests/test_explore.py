@@ -308,3 +308,23 @@ def test_long_exploration_keeps_hyperparameters_valid() -> None:
         h, _ = policy(h, space, g)
         assert space.validate(h) == h
         assert h["schedule"] == "cosine"
+
+
+@pytest.mark.parametrize("strategy", ["pbt", "fire"])
+def test_no_run_takes_a_hyperparameter_outside_its_hard_range(strategy: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import firepbt
+    from firepbt.examples.toy import Toy
+    from firepbt.store import Store
+
+    space = {"h0": Uniform(0.5, 0.99), "h1": Uniform(0.0, 1.0, bounds=(0.0, 2.0))}
+    options = {"subpopulations": 2} if strategy == "fire" else {}
+    firepbt.run(
+        Toy, space, total_steps=40, population=4, ready_every=2, executor="inprocess",
+        run_dir=tmp_path / "run", strategy=strategy, explore=Perturb((2.0, 0.5)), **options,
+    )  # fmt: skip
+    store = Store.open(tmp_path / "run")
+    values = [d.hyperparameters for d in store.decisions() if d.hyperparameters]
+    store.close()
+    assert len(values) > 10
+    assert all(0.5 <= h["h0"] <= 0.99 and 0.0 <= h["h1"] <= 2.0 for h in values)
+    assert any(h["h1"] > 1.0 for h in values)  # bounds widened h1's range, and it was used

@@ -130,11 +130,18 @@ def test_continuous_perturb_multiplies_by_the_factor(factor: float) -> None:
     assert LogUniform(1e-4, 1e-1).perturb(0.01, factor, g) == pytest.approx(0.01 * factor)
 
 
-def test_perturb_without_bounds_may_leave_the_prior() -> None:
+def test_without_bounds_the_prior_is_the_hard_range() -> None:
     g = rng(0)
-    assert Uniform(0.0, 1.0).perturb(0.9, 2.0, g) == pytest.approx(1.8)
-    assert LogUniform(1e-3, 1e-1).perturb(1e-3, 0.5, g) == pytest.approx(5e-4)
-    assert IntUniform(1, 10).perturb(10, 2.0, g) == 20
+    assert Uniform(0.0, 1.0).perturb(0.9, 2.0, g) == 1.0
+    assert LogUniform(1e-3, 1e-1).perturb(1e-3, 0.5, g) == 1e-3
+    assert IntUniform(1, 10).perturb(10, 2.0, g) == 10
+    momentum, value = Uniform(0.5, 0.99), 0.9
+    for _ in range(50):  # repeated x1.2 can never reach 1.19, nor repeated x0.8 leave 0.5
+        value = momentum.perturb(value, 1.2, g)
+        assert 0.5 <= value <= 0.99
+    assert value == 0.99 and momentum.perturb(0.55, 0.8, g) == 0.5
+    # bounds widen the hard range: a learning rate may then decay below its prior
+    assert LogUniform(1e-3, 1e-1, bounds=(1e-5, 1e-1)).perturb(1e-3, 0.5, g) == pytest.approx(5e-4)
 
 
 @pytest.mark.parametrize(
@@ -182,7 +189,7 @@ def test_uniform_stays_finite_without_bounds() -> None:
 
 @pytest.mark.parametrize("factor", [1.01, 1.2, 0.99, 0.8, 0.5, 2.0])
 def test_intuniform_perturb_moves_by_at_least_one(factor: float) -> None:
-    d = IntUniform(0, 100)  # no bounds: nothing is clipped
+    d = IntUniform(0, 100, bounds=(0, 1000))  # wide bounds: nothing is clipped
     g = rng(0)
     for v in range(1, 60):
         moved = d.perturb(v, factor, g)
@@ -364,13 +371,16 @@ def test_space_validate_names_the_bad_field(h: dict, match: str) -> None:  # typ
         space.validate(full)
 
 
-def test_unbounded_values_must_still_be_finite() -> None:
+def test_values_outside_the_hard_range_are_refused() -> None:
     space = Space({"x": Uniform(0.0, 1.0), "lr": LogUniform(1e-3, 1.0)})
     with pytest.raises(SpaceError, match=r"^x: inf is outside"):
         space.validate({"x": math.inf, "lr": 0.1})
     with pytest.raises(SpaceError, match=r"^lr: -0\.1 is outside"):
         space.validate({"x": 0.5, "lr": -0.1})
-    assert space.validate({"x": 5.0, "lr": 3.0}) == {"x": 5.0, "lr": 3.0}
+    with pytest.raises(SpaceError, match=r"^x: 5\.0 is outside the allowed range \[0\.0, 1\.0\]"):
+        space.validate({"x": 5.0, "lr": 0.1})
+    wide = Space({"x": Uniform(0.0, 1.0, bounds=(0.0, 10.0)), "lr": LogUniform(1e-3, 1.0)})
+    assert wide.validate({"x": 5.0, "lr": 1.0}) == {"x": 5.0, "lr": 1.0}
 
 
 # --- distribution_from_dict / round trip ---------------------------------------------------

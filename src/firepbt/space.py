@@ -1,8 +1,10 @@
 """Search spaces: the prior each hyperparameter is drawn from, and how it moves.
 
 Each distribution can ``sample`` a value from its prior, ``perturb`` a value by a factor
-(multiplicative moves, as in the PBT paper) and ``resample`` it from the prior. Optional hard
-``bounds`` are respected by every move: perturbation clips to them, so a value never leaves them.
+(multiplicative moves, as in the PBT paper) and ``resample`` it from the prior. A value never
+leaves its hard range: the prior's ``[low, high]``, unless ``bounds`` widen it (a learning rate
+that should decay below the range it is drawn from needs a lower bound below ``low``).
+Perturbation clips to the hard range.
 
 >>> import numpy as np
 >>> lr = LogUniform(1e-4, 1e-1, bounds=(1e-6, 1.0))
@@ -87,8 +89,8 @@ def _check_bounds(
         raise SpaceError(f"{name}: low must be below high, got low={low}, high={high}")
     if positive and low <= 0:
         raise SpaceError(f"{name}: a log-scale range needs low > 0, got low={low}")
-    if bounds is None:
-        return (0.0 if positive else -math.inf, math.inf)
+    if bounds is None:  # the prior's range is the hard range unless bounds widen it
+        return (low, high)
     pair = _pair(bounds)
     if pair is None:
         raise SpaceError(f"{name}: bounds must be a pair (lower, upper), got {bounds!r}")
