@@ -26,3 +26,18 @@ def test_the_readme_python_blocks_run(tmp_path: Path) -> None:
     assert re.search(r"replayed the schedule of member \d+", out["quadratic.py"])
     assert "best member" in out["fire_quadratic.py"] and "schedule:" in out["fire_quadratic.py"]
     assert len(list((tmp_path / "runs").iterdir())) == 2  # each run made its own directory
+
+
+def test_the_readme_maps_every_run_keyword_and_strategy_option_to_the_config() -> None:
+    import inspect
+
+    import firepbt
+    from firepbt.config import STRATEGY_OPTIONS
+
+    text = README.read_text()
+    table = text[text.index("| `firepbt.run` keyword | in a TOML config |") :]
+    table = table[: table.index("\n\n")]
+    keywords = set(inspect.signature(firepbt.run).parameters) - {"strategy_options"}
+    options = set().union(*STRATEGY_OPTIONS.values())
+    missing = sorted(k for k in keywords | options if f"`{k}`" not in table)
+    assert not missing, f"README config table lacks {missing}"
