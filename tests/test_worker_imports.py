@@ -1,6 +1,7 @@
-"""A trainable the worker processes cannot import fails the run at once with the real cause:
-refused before anything runs where that can be seen from the controller, otherwise at the first
-segment a worker cannot load, never by every member's worker dying in turn."""
+"""Trainables and worker processes: a class no worker could import by name (defined in a
+notebook, a script read from stdin, or a function) travels pickled by value and is stored in the
+run directory for later commands; a module the workers cannot import fails the run at its first
+segment with the real cause, never by every member's worker dying in turn."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import pytest
 
 import firepbt
 from firepbt import LogUniform, Space
-from firepbt.registry import ConfigError
 from firepbt.runner import RunFailed
 from firepbt.store import Store
+from firepbt.trainable import BY_VALUE_FILE
 
 TRAINABLE = textwrap.dedent(
     """
@@ -66,49 +67,52 @@ def test_a_module_the_workers_cannot_import_fails_the_run_at_once(tmp_path: Path
         store.close()
 
 
-def test_a_trainable_defined_in_a_script_read_from_stdin_is_refused_before_anything_runs(
+def test_a_trainable_defined_in_a_script_read_from_stdin_trains_on_worker_processes(
     tmp_path: Path,
 ) -> None:
+    # as in a notebook: the class lives in a __main__ that no worker could import it from
     run_dir = tmp_path / "run"
     script = TRAINABLE + textwrap.dedent(
         f"""
         from firepbt import LogUniform, Space
-        firepbt.run(Flat, Space({{"lr": LogUniform(1e-3, 1e-1)}}), total_steps=4,
-                    population=2, ready_every=2, workers=2, run_dir={str(run_dir)!r})
+        if __name__ == "__main__":
+            result = firepbt.run(Flat, Space({{"lr": LogUniform(1e-3, 1e-1)}}), total_steps=4,
+                                 population=2, ready_every=2, workers=2, run_dir={str(run_dir)!r})
+            print("best", result.best_score)
         """
     )
     done = subprocess.run(
-        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300,
         cwd=tmp_path,
     )  # fmt: skip
-    assert done.returncode != 0
-    assert "ConfigError: trainable: the trainable Flat is defined in __main__" in done.stderr
-    assert "executor='inprocess'" in done.stderr
-    assert "worker process died" not in done.stderr and not run_dir.exists()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best 1.0" in done.stdout and "Traceback" not in done.stderr
+    assert (run_dir / BY_VALUE_FILE).exists()  # the class, pickled by value, for later commands
+    replayed = subprocess.run(
+        [sys.executable, "-m", "firepbt.cli", "replay", str(run_dir)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr[-3000:]
+    assert "replayed the schedule of member" in replayed.stdout
 
 
-def test_a_class_defined_inside_a_function_is_refused_with_the_process_pool(
-    tmp_path: Path,
-) -> None:
+def test_a_class_defined_inside_a_function_trains_on_worker_processes(tmp_path: Path) -> None:
     class Local(firepbt.Trainable):
         def train(self, steps: int) -> None:
-            pass
+            self.done = getattr(self, "done", 0) + steps
 
         def evaluate(self) -> float:
-            return 1.0
+            return float(getattr(self, "done", 0))
 
         def save(self) -> dict[str, float]:
-            return {}
+            return {"done": getattr(self, "done", 0)}
 
-        def load(self, state: object) -> None:
-            pass
+        def load(self, state: dict[str, float]) -> None:
+            self.done = int(state["done"])
 
-    with pytest.raises(ConfigError, match="defined inside a function"):
-        firepbt.run(
-            Local, SPACE, total_steps=4, population=2, ready_every=2, run_dir=tmp_path / "r"
-        )
-    result = firepbt.run(  # in this process a local class is fine
-        Local, SPACE, total_steps=4, population=2, ready_every=2, run_dir=tmp_path / "ok",
-        executor="inprocess",
+    result = firepbt.run(
+        Local, SPACE, total_steps=6, population=2, ready_every=2, workers=2,
+        run_dir=tmp_path / "run",
     )  # fmt: skip
-    assert result.best_score == 1.0
+    assert result.best_score == 6.0 and result.best_step == 6
+    assert (tmp_path / "run" / BY_VALUE_FILE).exists()

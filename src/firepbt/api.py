@@ -11,15 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firepbt.checkpoints import read_checkpoint
+from firepbt.checkpoints import read_checkpoint, write_bytes
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
-from firepbt.executors import (
-    Executor,
-    InProcessExecutor,
-    ProcessPoolExecutor,
-    unimportable_in_workers,
-)
+from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.registry import ConfigError
@@ -28,7 +23,15 @@ from firepbt.space import Distribution, Hyperparameters
 from firepbt.store import MemberStatus, Role, Store, StoreError, config_digest, pid_alive
 from firepbt.strategies import Strategy
 from firepbt.text import printable
-from firepbt.trainable import Trainable, TrainableError, import_trainable
+from firepbt.trainable import (
+    BY_VALUE_FILE,
+    Trainable,
+    TrainableError,
+    dumps_by_value,
+    import_trainable,
+    ships_by_value,
+    trainable_of_run,
+)
 
 
 @dataclass(frozen=True)
@@ -210,10 +213,12 @@ def run_config(
 ) -> RunResult:
     """Run a validated config (what ``firepbt run CONFIG`` does)."""
     cls = trainable or import_trainable(config.trainable)
-    _check_workers_can_import(config, cls, executor)
     strategy = config.build_strategy(strategy_objects)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
+    by_value = dumps_by_value(cls) if ships_by_value(cls) else None  # before anything is made
     store = Store.create(run_dir, config.to_dict())
+    if by_value is not None:  # resume and replay from the command line load it from here
+        write_bytes(run_dir / BY_VALUE_FILE, by_value)
     if strategy_objects:
         store.set_meta("unresumable", ", ".join(sorted(strategy_objects)))
     return _drive(config, store, run_dir, strategy, cls, executor, progress, resume=False)
@@ -255,10 +260,9 @@ def resume(
     except BaseException:
         store.close()
         raise
-    cls = trainable or import_trainable(config.trainable)
     try:
-        _check_workers_can_import(config, cls, executor)
-    except ConfigError:
+        cls = trainable or trainable_of_run(config.trainable, run_dir)
+    except TrainableError:
         store.close()
         raise
     store.set_meta("status", "running")
@@ -329,17 +333,6 @@ def _drive(
         return result_from_store(store, run_dir)
     finally:
         store.close()
-
-
-def _check_workers_can_import(
-    config: RunConfig, cls: type[Trainable], executor: Executor | None
-) -> None:
-    """The process pool's workers import the trainable by module and class: refuse, before
-    anything runs, a class they could not import (Ray ships such a class by value)."""
-    if executor is None and config.executor == "process":
-        problem = unimportable_in_workers(cls)
-        if problem:
-            raise ConfigError(f"trainable: {problem}")
 
 
 def make_executor(config: RunConfig) -> Executor:

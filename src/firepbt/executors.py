@@ -17,6 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -33,6 +34,7 @@ from firepbt.segments import (
     run_segment,
     worker_name,
 )
+from firepbt.trainable import dumps_by_value, ships_by_value
 
 
 class Executor(ABC):
@@ -118,26 +120,21 @@ def _init_worker(threads: int = 1) -> None:
         os.environ.setdefault(var, str(threads))
 
 
-def unimportable_in_workers(cls: type) -> str | None:
-    """Why worker processes could not import the trainable ``cls`` by reference (how segments
-    name it), or None. Caught here, before anything runs, instead of by every worker dying."""
-    name = getattr(cls, "__qualname__", cls.__name__)
-    if "<locals>" in name:
-        return (
-            f"the trainable {name} is defined inside a function; worker processes can only "
-            "import a class defined at the top level of a module"
-        )
-    if cls.__module__ == "__main__":
-        path = getattr(sys.modules.get("__main__"), "__file__", None)
-        if not path or not os.path.isfile(path):
-            return (
-                f"the trainable {name} is defined in __main__ of a session without a script "
-                "file (a notebook, python -c, or a script read from stdin), and worker "
-                "processes cannot import it from there. Move the class into a module (a .py "
-                "file beside the notebook) and import it from that module, or run with "
-                "executor='inprocess'"
-            )
-    return None
+@contextlib.contextmanager
+def _main_file_hidden() -> Iterator[None]:
+    """Start processes without asking them to run ``__main__`` again from a file that does not
+    exist (``python - < script.py`` names it ``<stdin>``): multiprocessing would try, and every
+    new process would die. Its classes travel by value instead (``ships_by_value``)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not isinstance(path, str) or os.path.isfile(path):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 @dataclass(frozen=True)
@@ -193,7 +190,8 @@ class ProcessPoolExecutor(Executor):
         process = context.Process(
             target=_worker_main, args=(their_tasks, their_control), daemon=True
         )
-        process.start()
+        with _main_file_hidden():
+            process.start()
         their_tasks.close()
         their_control.close()
         return _Process(process, tasks, control, f"pid-{process.pid}")
@@ -236,7 +234,10 @@ class ProcessPoolExecutor(Executor):
         )
         proc = self._procs[index]
         try:
-            proc.tasks.send(segment)
+            if ships_by_value(segment.trainable):
+                proc.tasks.send_bytes(dumps_by_value(segment))
+            else:
+                proc.tasks.send(segment)
         except (OSError, ValueError):  # the process is gone: the next wait reports it
             pass
         except Exception as e:  # e.g. the segment could not be pickled
@@ -400,8 +401,13 @@ def _worker_main(tasks: Connection, control: Connection) -> None:
             continue
         if segment is None:
             return
+        result = run_segment(segment)
         try:
-            tasks.send(run_segment(segment))
+            data = bytes(ForkingPickler.dumps(result))
+        except Exception:  # its trainable came by value: it goes back the same way
+            data = dumps_by_value(result)
+        try:
+            tasks.send_bytes(data)
         except OSError:  # the controller is gone (a broken pipe)
             os._exit(0)
 

@@ -25,7 +25,7 @@ from firepbt.registry import ConfigError
 from firepbt.segments import Point, extract_score
 from firepbt.store import SegmentRow, Store
 from firepbt.text import printable
-from firepbt.trainable import Trainable, import_trainable
+from firepbt.trainable import Trainable, trainable_of_run
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def replay(
         chain = [s for s in segment_chain(store, member_id) if s.end_step > s.start_step]
         if not chain:
             raise ConfigError(f"member {member_id} has no finished segment to replay")
-        cls = trainable or import_trainable(config.trainable)
+        cls = trainable or trainable_of_run(config.trainable, run_dir)
         root_seed = next(m.seed for m in store.members() if m.id == chain[0].member)
         runs = []
         for index, seed in enumerate(_seeds(root_seed, seeds)):

@@ -25,8 +25,12 @@ atomically with a checksum, so an exploit gets a deep copy, never a shared objec
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from firepbt.space import Hyperparameters
@@ -105,3 +109,57 @@ def import_trainable(path: str) -> type[Trainable]:
     if not (isinstance(cls, type) and issubclass(cls, Trainable)):
         raise TrainableError(f"trainable: {path!r} is not a subclass of firepbt.Trainable")
     return cls
+
+
+# A run whose trainable cannot be imported by module and name keeps it here, pickled by value.
+BY_VALUE_FILE = "trainable.pkl"
+
+
+def ships_by_value(cls: type) -> bool:
+    """Whether another process cannot import ``cls`` by module and name: a class defined in
+    ``__main__`` of a session without a script file (a notebook, ``python -c``, a script read
+    from stdin) or inside a function. Such a class travels to worker processes, and into the run
+    directory, pickled by value (cloudpickle)."""
+    if "<locals>" in getattr(cls, "__qualname__", ""):
+        return True
+    if cls.__module__ != "__main__":
+        return False
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return not path or not os.path.isfile(path)
+
+
+def dumps_by_value(obj: object) -> bytes:
+    """``obj`` pickled with the classes and functions it names from ``__main__`` or a function
+    body carried by value, as cloudpickle does."""
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - a dependency of firepbt
+        raise TrainableError(
+            "trainable: a class defined in a notebook, python -c or stdin travels to the "
+            "workers pickled by value, which needs cloudpickle: pip install cloudpickle, or "
+            "move the class into a module"
+        ) from None
+    return bytes(cloudpickle.dumps(obj))
+
+
+def stored_trainable(run_dir: str | os.PathLike[str]) -> type[Trainable] | None:
+    """The trainable a run stored by value (``BY_VALUE_FILE``), or None if it stored none."""
+    path = Path(run_dir) / BY_VALUE_FILE
+    if not path.exists():
+        return None
+    try:
+        cls = pickle.loads(path.read_bytes())
+    except Exception as e:
+        raise TrainableError(
+            f"trainable: {path} holds the run's trainable class pickled by value, but it "
+            f"cannot be loaded here ({type(e).__name__}: {e}); pass the class itself "
+            "(trainable=...)"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Trainable)):
+        raise TrainableError(f"trainable: {path} does not hold a firepbt.Trainable subclass")
+    return cls
+
+
+def trainable_of_run(path: str, run_dir: str | os.PathLike[str]) -> type[Trainable]:
+    """A run's trainable: the class it stored by value if it did, else ``path`` imported."""
+    return stored_trainable(run_dir) or import_trainable(path)
