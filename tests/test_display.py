@@ -202,3 +202,29 @@ def test_the_progress_line_says_what_happens_before_the_first_segment_ends(
     starting, line = shown
     assert starting == "training the first segments in this process: the bar moves each 2 steps"
     assert starting in line
+
+
+def test_status_shows_members_waiting_for_a_worker_as_queued(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+
+    def snapshot(_: object) -> None:  # called as segments end, while the run runs
+        store = Store.open(tmp_path / "run")
+        try:
+            text = _render(status_table(store))
+        finally:
+            store.close()
+        rows = [line for line in text.splitlines() if re.match(r"^│ +(★ )?\d+ +│", line)]
+        seen.append([status for status in ("queued", "training") for row in rows if status in row])
+
+    firepbt.run(
+        Toy, TOY_SPACE, total_steps=8, population=4, ready_every=2, executor="inprocess",
+        run_dir=tmp_path / "run", progress=snapshot,
+    )  # fmt: skip
+    # in this process one segment runs at a time: the other training members wait for it
+    assert seen and all(s.count("training") <= 1 for s in seen)
+    assert any(s.count("queued") >= 2 for s in seen)
+    store = Store.open(tmp_path / "run")
+    try:
+        assert "queued" not in _render(status_table(store))  # the run is over
+    finally:
+        store.close()

@@ -104,12 +104,16 @@ def status_table(store: Store) -> Table:
         table.add_column(
             col, justify="left" if col in ("role", "status", "hyperparameters") else "right"
         )
+    # While the run runs, a training member without a segment on a worker waits for one.
+    running = store.meta("running") if store.meta("status") == "running" else None
+    on_workers = {int(x) for x in running.split(",") if x} if running is not None else None
     for m in members:
         marker = f"{BEST_MARK} {m.id}" if m.id == best_member else str(m.id)
+        queued = on_workers is not None and m.status.value == "training" and m.id not in on_workers
         table.add_row(
             marker,
             *([role_label(m)] if show_role else []),
-            m.status.value,
+            "queued" if queued else m.status.value,
             f"{m.step}/{config.get('total_steps', '?')}",
             _num(latest.get(m.id)),
             _num(best.get(m.id)),

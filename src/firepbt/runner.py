@@ -131,6 +131,10 @@ class Runner:
         # FIRE PBT's evaluators are workers, not population members: the progress line leaves
         # their scores and steps out.
         self._evaluators = frozenset(getattr(strategy, "evaluator_ids", ()))
+        # Workers (members and evaluators) with a segment on an executor, as last written to
+        # the store's meta "running" for `firepbt status` (the others wait in the queue).
+        self._on_executor: set[int] = set()
+        self._published: frozenset[int] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -147,6 +151,8 @@ class Runner:
                     self._complete(result)
         finally:
             self.executor.shutdown()
+            self._on_executor.clear()
+            self._publish_running()
         # Population members only: FIRE's evaluators never fail for a member that cannot run.
         states = [s for m, s in self.strategy.members.items() if m not in self._evaluators]
         if states and all(not s.alive for s in states):
@@ -229,7 +235,16 @@ class Runner:
             if segment is None:
                 continue
             self.executor.submit(segment)
+            self._on_executor.add(segment.member)
             self._isolated_running = segment.isolated
+        self._publish_running()
+
+    def _publish_running(self) -> None:
+        """Write which workers have a segment on an executor, when that changed."""
+        now = frozenset(self._on_executor)
+        if now != self._published:
+            self.store.set_meta("running", ",".join(map(str, sorted(now))))
+            self._published = now
 
     def _next(self) -> Segment:
         """The first queued segment that continues a member on the idle worker holding it in
@@ -369,6 +384,7 @@ class Runner:
 
     def _complete(self, r: SegmentResult) -> None:
         seg = r.segment
+        self._on_executor.discard(seg.member)
         if seg.isolated:
             self._isolated_running = False
         if seg.repair:
