@@ -17,7 +17,7 @@ import firepbt
 from firepbt import LogUniform, Space
 from firepbt.runner import RunFailed
 from firepbt.store import Store
-from firepbt.trainable import BY_VALUE_FILE
+from firepbt.trainable import BY_VALUE_FILE, ships_by_value, stored_trainable
 
 TRAINABLE = textwrap.dedent(
     """
@@ -116,3 +116,98 @@ def test_a_class_defined_inside_a_function_trains_on_worker_processes(tmp_path: 
     )  # fmt: skip
     assert result.best_score == 6.0 and result.best_step == 6
     assert (tmp_path / "run" / BY_VALUE_FILE).exists()
+
+
+SLOW = textwrap.dedent(
+    """
+    import time
+    import firepbt
+    from firepbt import LogUniform, Space
+
+    class Slow(firepbt.Trainable):
+        def train(self, steps):
+            time.sleep(0.05 * steps)
+            self.done = getattr(self, "done", 0) + steps
+
+        def evaluate(self):
+            return float(getattr(self, "done", 0))
+
+        def save(self):
+            return {"done": getattr(self, "done", 0)}
+
+        def load(self, state):
+            self.done = state["done"]
+
+    if __name__ == "__main__":
+        firepbt.run(Slow, Space({"lr": LogUniform(1e-3, 1e-1)}), total_steps=60, population=4,
+                    ready_every=4, workers=2, run_dir=RUN_DIR)
+    """
+)
+
+
+def test_a_killed_run_of_a_class_sent_by_value_resumes_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    driver = subprocess.Popen(
+        [sys.executable, "-"], stdin=subprocess.PIPE, cwd=tmp_path, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    assert driver.stdin is not None
+    driver.stdin.write(SLOW.replace("RUN_DIR", repr(str(run_dir))))
+    driver.stdin.close()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # until a few segments are done, then kill it all
+        if (run_dir / "firepbt.sqlite").exists():
+            store = Store.open(run_dir)
+            try:
+                done = len(store.points())
+            finally:
+                store.close()
+            if done >= 4:
+                break
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=60)
+    # the class comes back from the run directory; its name leads nowhere here
+    stored = stored_trainable(run_dir)
+    assert stored is not None and ships_by_value(stored)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "firepbt.cli", "resume", str(run_dir), "--quiet"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "best member" in resumed.stdout and "score 60" in resumed.stdout
+
+
+def test_a_run_dir_reused_after_an_early_failure_forgets_the_earlier_class(tmp_path: Path) -> None:
+    from firepbt.examples.toy import Toy
+
+    class Local(firepbt.Trainable):
+        def train(self, steps: int) -> None:
+            pass
+
+        def evaluate(self) -> dict[str, float]:
+            return {"other": 1.0}
+
+        def save(self) -> dict[str, float]:
+            return {}
+
+        def load(self, state: object) -> None:
+            pass
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunFailed, match="selects on 'accuracy'"):  # fails at its first segment
+        firepbt.run(
+            Local, SPACE, total_steps=4, population=2, ready_every=2, metric="accuracy",
+            executor="inprocess", run_dir=run_dir,
+        )  # fmt: skip
+    assert (run_dir / BY_VALUE_FILE).exists()
+    space = {"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)}
+    firepbt.run(Toy, space, total_steps=4, population=2, ready_every=2, executor="inprocess",
+                run_dir=run_dir)  # fmt: skip
+    assert not (run_dir / BY_VALUE_FILE).exists() and stored_trainable(run_dir) is None

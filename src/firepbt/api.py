@@ -219,6 +219,8 @@ def run_config(
     store = Store.create(run_dir, config.to_dict())
     if by_value is not None:  # resume and replay from the command line load it from here
         write_bytes(run_dir / BY_VALUE_FILE, by_value)
+    else:  # left by an earlier run that failed early in this directory
+        (run_dir / BY_VALUE_FILE).unlink(missing_ok=True)
     if strategy_objects:
         store.set_meta("unresumable", ", ".join(sorted(strategy_objects)))
     return _drive(config, store, run_dir, strategy, cls, executor, progress, resume=False)

@@ -16,7 +16,7 @@ from rich.table import Table
 from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_summary
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress as RunProgress
-from firepbt.store import MemberRow, Role, Store
+from firepbt.store import MemberRow, Role, Store, pid_alive
 from firepbt.text import printable
 
 if TYPE_CHECKING:
@@ -93,9 +93,13 @@ def status_table(store: Store) -> Table:
     )
     result = best_result(store)
     best_member = None if result is None else result.best_member
+    state = store.meta("status")
+    live = state == "running" and _driven(store)
+    if state == "running" and not live:
+        state = "stopped (no process is running it; firepbt resume continues it)"
     title = _shown(
         f"{config.get('strategy', '?')} · {config.get('trainable', '?')} · "
-        f"status: {store.meta('status')} · mode {mode}"
+        f"status: {state} · mode {mode}"
     )
     table = Table(title=title)
     columns = ["member", *(["role"] if show_role else []), "status", "step", "latest", "best"]
@@ -105,7 +109,7 @@ def status_table(store: Store) -> Table:
             col, justify="left" if col in ("role", "status", "hyperparameters") else "right"
         )
     # While the run runs, a training member without a segment on a worker waits for one.
-    running = store.meta("running") if store.meta("status") == "running" else None
+    running = store.meta("running") if live else None
     on_workers = {int(x) for x in running.split(",") if x} if running is not None else None
     for m in members:
         marker = f"{BEST_MARK} {m.id}" if m.id == best_member else str(m.id)
@@ -199,6 +203,17 @@ def best_result(store: Store) -> RunResult | None:
         return result_from_store(store, store.path.parent)
     except ConfigError:
         return None
+
+
+def _driven(store: Store) -> bool:
+    """Whether the process that holds the run's lock (it wrote its id there) is alive."""
+    from firepbt.api import LOCK_FILE
+
+    try:
+        pid = int((store.path.parent / LOCK_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid_alive(pid)
 
 
 def role_label(m: MemberRow) -> str:

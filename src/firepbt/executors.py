@@ -18,11 +18,11 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, cast
 
 from firepbt.checkpoints import CheckpointError
 from firepbt.segments import (
@@ -135,6 +135,10 @@ def _main_file_hidden() -> Iterator[None]:
         yield
     finally:
         main.__file__ = path
+
+
+# What a worker's result holds in place of its segment, which the controller already has.
+_SENT = cast(Segment, None)
 
 
 @dataclass(frozen=True)
@@ -333,6 +337,8 @@ class ProcessPoolExecutor(Executor):
                 "`if __name__ == '__main__':`",
             )
         proc.segment = None
+        if isinstance(result, SegmentResult):
+            result = replace(result, segment=segment)
         if isinstance(result, Unloadable):
             message = f"a worker process could not load the segment: {result.message}"
             return _died(segment, message, kind="unloadable")
@@ -401,13 +407,11 @@ def _worker_main(tasks: Connection, control: Connection) -> None:
             continue
         if segment is None:
             return
-        result = run_segment(segment)
+        # The controller has the segment: send the result without it (its trainable may have
+        # come by value, and must not travel back and overwrite the controller's class).
+        result = replace(run_segment(segment), segment=_SENT)
         try:
-            data = bytes(ForkingPickler.dumps(result))
-        except Exception:  # its trainable came by value: it goes back the same way
-            data = dumps_by_value(result)
-        try:
-            tasks.send_bytes(data)
+            tasks.send(result)
         except OSError:  # the controller is gone (a broken pipe)
             os._exit(0)
 

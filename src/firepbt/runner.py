@@ -157,7 +157,8 @@ class Runner:
         states = [s for m, s in self.strategy.members.items() if m not in self._evaluators]
         if states and all(not s.alive for s in states):
             self.store.set_meta("status", "failed")
-            member, step, kind, message = self.store.failures()[-1]
+            failures = [f for f in self.store.failures() if f[0] not in self._evaluators]
+            member, step, kind, message = (failures or self.store.failures())[-1]
             raise RunFailed(
                 f"every member failed. The last failure: member {member} at step {step} "
                 f"[{kind}] {message}. Every failure is recorded in {self.store.path} "

@@ -122,6 +122,11 @@ def ships_by_value(cls: type) -> bool:
     directory, pickled by value (cloudpickle)."""
     if "<locals>" in getattr(cls, "__qualname__", ""):
         return True
+    found: object = sys.modules.get(cls.__module__)
+    for part in getattr(cls, "__qualname__", "").split("."):
+        found = getattr(found, part, None)
+    if found is not cls:  # its name leads elsewhere here: e.g. loaded from a run's BY_VALUE_FILE
+        return True
     if cls.__module__ != "__main__":
         return False
     path = getattr(sys.modules.get("__main__"), "__file__", None)

@@ -190,6 +190,21 @@ def test_parent_losing_an_evolution_event_stops_its_evaluator() -> None:
     assert "lost an evolution event" in released[5]
 
 
+def test_a_parent_that_keeps_its_weights_and_only_explores_keeps_its_evaluator() -> None:
+    from firepbt import KeepOwn
+
+    def score(w: int, s: int) -> float:  # evaluators 4 and 5 climb slowly: no verdict yet
+        return 0.3 + 0.001 * s if w >= 4 else {0: 0.5, 1: 0.6, 2: 0.3, 3: 0.2}[w]
+
+    sim = Sim(make(evaluators=2, exploit=KeepOwn(), max_eval_steps=50), score)
+    assigns = {d.member: d.parent for d in of(Assign, sim.round())}
+    assert assigns == {4: 2, 5: 3}
+    decisions = sim.round()
+    explored = {d.member for d in of(Exploit, decisions) if d.donor == d.member}
+    assert {2, 3} <= explored  # both parents explored in place...
+    assert not [d for d in of(Release, decisions) if "parent" in d.reason]  # ...evaluators stay
+
+
 def test_members_without_an_evaluator_are_exempt_from_evolution() -> None:
     from firepbt import Truncation
 
@@ -228,6 +243,19 @@ def test_parents_evolve_greedily_during_their_warmup_and_are_evaluated_only_afte
     assert {d.member for d in of(Exploit, decisions)} == {0}
     # the one evaluator takes the parent that has trained longest since it last changed weights
     assert [d.parent for d in of(Assign, decisions)] == [2]
+
+
+def test_async_a_parent_evolves_greedily_until_its_own_step_passes_the_warmup() -> None:
+    from firepbt import Truncation
+
+    fire = make(exploit=Truncation(0.5), warmup=20, synchrony="async")
+    fire.start()
+    for step in (10, 20):  # parent 2 runs ahead, past the warm-up
+        fire.report(2, step, 0.9)
+        fire.ready(2, step)
+    fire.report(3, 10, 0.1)  # parent 3 is still inside it, and weaker
+    exploits = of(Exploit, fire.ready(3, 10))
+    assert [(d.member, d.donor) for d in exploits] == [(3, 2)]
 
 
 def test_fire_defaults_are_the_fire_papers_explore_one_in_eight_truncation_and_a_warmup() -> None:

@@ -307,8 +307,9 @@ class FireBook(Strategy):
         if state.step >= self._pop.total_steps or state.step < self.burn_in:
             return None
         i = self.subpopulation(member)
-        if i == 0 or self.warming_up(i):  # greedy: the policy ranks the raw scores itself
-            history = {m: view[m].scores for m in fit}
+        if i == 0 or state.step < self.warmup:  # greedy: the policy ranks the raw scores itself
+            peers = fit if i == 0 else [m for m in self._live(i) if view[m].scores]
+            history = {m: view[m].scores for m in peers}
             record = self.exploit.select(member, history, self.rng)
         else:
             record = self.exploit.select(member, {m: [f] for m, f in fit.items()}, self.rng)
@@ -323,20 +324,26 @@ class FireBook(Strategy):
         decision = self._pop.exploit(member, record, donor, self.explore, self.space, self.rng)
         last = donor.scores[-1] if donor.scores else float("-inf")
         self._curve[member] = [(donor.weights.step, last)]
-        self._touched[member] = self._clock
-        self._last_curve.pop(member, None)  # its weights changed: the old record is void
+        own = record.donor == member  # it keeps its weights and only explores
+        if not own:
+            self._touched[member] = self._clock
+            self._last_curve.pop(member, None)  # its weights changed: the old record is void
         return [
             decision,
             *self._pop.finish_if_done(member),
-            *self._unlink(member, "it lost an evolution event"),
+            *self._unlink(member, "it lost an evolution event", as_parent=not own),
         ]
 
-    def _unlink(self, member: int, why: str) -> list[Decision]:
+    def _unlink(self, member: int, why: str, as_parent: bool = True) -> list[Decision]:
         """Stop the evaluators whose parent or target is ``member``; with ``retarget``, an
-        evaluator whose target it was points at the child sub-population's best instead."""
+        evaluator whose target it was points at the child sub-population's best instead. With
+        ``as_parent`` False (it kept its weights, so the curves of its weights stand), only those
+        it is the target of."""
         decisions: list[Decision] = []
         for e, ev in self._ev.items():
             if ev.parent is None or member not in (ev.parent, ev.target):
+                continue
+            if member == ev.parent and not as_parent:
                 continue
             if ev.busy and ev.stop_requested:  # already told to stop at its next ready step
                 continue
