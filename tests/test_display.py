@@ -228,3 +228,26 @@ def test_status_shows_members_waiting_for_a_worker_as_queued(tmp_path: Path) -> 
         assert "queued" not in _render(status_table(store))  # the run is over
     finally:
         store.close()
+
+
+def test_status_of_a_run_whose_process_is_gone_says_stopped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from firepbt.api import LOCK_FILE
+
+    firepbt.run(
+        Toy, TOY_SPACE, total_steps=4, population=2, ready_every=2, executor="inprocess",
+        run_dir=tmp_path / "run",
+    )  # fmt: skip
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (tmp_path / "run" / LOCK_FILE).write_text(gone.stdout.strip())  # its holder has exited
+    store = Store.open(tmp_path / "run")
+    try:
+        store.set_meta("status", "running")  # as a killed run leaves it
+        store.set_meta("running", "0")
+        text = _render(status_table(store))
+    finally:
+        store.close()
+    assert "status: stopped (no process is running it" in text and "queued" not in text

@@ -3,12 +3,14 @@ stored like members', and the best member's schedule follows weights through eva
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from _runs import nqm_run, nqm_toml
 
-from firepbt import Store
+import firepbt
+from firepbt import Store, Uniform
 from firepbt.examples.nqm import expected_loss_of_schedule
 from firepbt.store import MemberStatus, Role
 
@@ -161,3 +163,24 @@ def test_the_progress_line_counts_population_members_only(tmp_path: Path) -> Non
     assert seen and all(p.members == 6 for p in seen)
     assert seen[-1].best_score == top
     assert evaluated  # evaluators did report scores, which the line left out
+
+
+def test_a_fire_run_whose_every_member_fails_names_a_member_not_an_evaluator(
+    tmp_path: Path,
+) -> None:
+    from _trainables import Quad
+
+    from firepbt.runner import RunFailed
+
+    space = {"h0": Uniform(0.0, 1.0), "h1": Uniform(0.0, 1.0), "fail_at": 25}
+    with pytest.raises(
+        RunFailed, match=r"every member failed. The last failure: member (\d+)"
+    ) as e:
+        firepbt.run(
+            Quad, space, strategy="fire", total_steps=40, population=4, subpopulations=2,
+            evaluators=2, ready_every=5, warmup=0, executor="inprocess", run_dir=tmp_path / "r",
+        )  # fmt: skip
+    found = re.search(r"The last failure: member (\d+)", str(e.value))
+    assert found is not None
+    member = int(found.group(1))
+    assert member < 4  # members are 0-3; 4 and 5 are evaluators
