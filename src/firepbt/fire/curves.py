@@ -69,13 +69,14 @@ Conventions
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+from firepbt.fire import _gp
 
 __all__ = ["Curve", "Overlap", "best_score_diff", "binom_test", "fit_curve", "fitness", "overlap"]
 
@@ -84,11 +85,7 @@ K = TypeVar("K", bound=Hashable)
 FloatArray = npt.NDArray[np.float64]
 
 _REACH_RTOL = 1e-9
-# One optimisation from a sensible start (x in [0, 1], y normalised): restarts tripled the cost
-# (52 -> 14 ms for 16 points, 72 -> 23 ms for 50) without changing a test's outcome.
-_GP_RESTARTS = 0
 MAX_GP_POINTS = 100
-_GP_SEED = 0
 
 
 def _as_vector(name: str, x: npt.ArrayLike) -> FloatArray:
@@ -188,33 +185,17 @@ def _replace_non_finite(values: FloatArray, worst: float | None) -> FloatArray:
 
 
 def _gp_smooth(steps: FloatArray, values: FloatArray) -> FloatArray:
-    """GP posterior mean at ``steps``: Matérn 5/2, empirical Bayes, deterministic."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
-    # Steps rescaled to [0, 1] so that one set of length-scale bounds fits any step range;
-    # normalize_y=True does the same for values.
-    x = ((steps - steps[0]) / (steps[-1] - steps[0]))[:, None]
+    """GP posterior mean at ``steps``: Matérn 5/2, empirical Bayes, deterministic (``_gp``)."""
+    # Steps rescaled to [0, 1] so that one set of length-scale bounds fits any step range; the
+    # values are normalised inside.
+    x = (steps - steps[0]) / (steps[-1] - steps[0])
     # A long curve (a member that has not copied weights for a long time) is fitted on evenly
     # spaced points, first and last included, and the posterior mean is read at every step: the
     # cost stays bounded (O(MAX_GP_POINTS³) for the fit) while the smoothing is the same kind.
     fit_idx = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), MAX_GP_POINTS)).round())
-    fit_x, fit_y = x[fit_idx.astype(int)], values[fit_idx.astype(int)]
-    kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(
-        length_scale=0.3, length_scale_bounds=(1e-2, 1e2), nu=2.5
-    ) + WhiteKernel(noise_level=1e-2, noise_level_bounds=(1e-8, 1e1))
-    gp = GaussianProcessRegressor(
-        kernel=kernel,
-        normalize_y=True,
-        n_restarts_optimizer=_GP_RESTARTS,
-        random_state=_GP_SEED,
-    )
+    fit_idx = fit_idx.astype(int)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(fit_x, fit_y)
-            mean: FloatArray = np.asarray(gp.predict(x), dtype=np.float64)
+        mean = _gp.smooth(x[fit_idx], values[fit_idx], x)
     except (np.linalg.LinAlgError, ValueError):
         mean = values.copy()  # numerically hopeless fit: use the raw points
     if mean.shape != values.shape or not np.isfinite(mean).all():
@@ -225,9 +206,10 @@ def _gp_smooth(steps: FloatArray, values: FloatArray) -> FloatArray:
 def fit_curve(steps: npt.ArrayLike, values: npt.ArrayLike, *, worst: float | None = None) -> Curve:
     """Validate a raw training curve and smooth it once with a Gaussian process.
 
-    Kernel: ``ConstantKernel * Matern(nu=2.5) + WhiteKernel`` on steps rescaled to [0, 1], with
-    ``normalize_y=True``; hyperparameters maximise the marginal likelihood (empirical Bayes) with
-    one optimisation from a fixed start, so the result is deterministic. Curves of 1 or 2 points and
+    Kernel: constant × Matérn 5/2 + white noise on steps rescaled to [0, 1], values normalised;
+    hyperparameters maximise the marginal likelihood (empirical Bayes) with one optimisation from
+    a fixed start, so the result is deterministic (``firepbt.fire._gp``; restarts tripled the cost
+    without changing a test's outcome). Curves of 1 or 2 points and
     constant curves are not fitted: ``smoothed = values``. Non-finite values rank worst and are
     replaced before smoothing (see the module docstring); a curve with no finite value raises
     ``ValueError`` unless ``worst`` is given. Steps must be finite and strictly increasing, and
