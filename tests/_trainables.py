@@ -68,3 +68,18 @@ class Sleeper(Quad):
         with open(os.path.join(folder, str(os.getpid())), "w") as f:
             f.write("busy")
         time.sleep(3600)
+
+
+class DeviceProbe(Quad):
+    """Quad that also reports where it ran: its worker's process id, the GPUs the worker was
+    given (the first of ``CUDA_VISIBLE_DEVICES``; -1 when unset), whether ``self.device`` is
+    CUDA."""
+
+    def evaluate(self) -> dict[str, float]:  # type: ignore[override]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return {
+            "q": float(super().evaluate()),
+            "pid": float(os.getpid()),
+            "visible": float(visible.split(",")[0]) if visible else -1.0,
+            "cuda": 1.0 if self.device == "cuda" else 0.0,
+        }

@@ -206,3 +206,22 @@ def test_ray_options_are_checked_by_the_config() -> None:
         }
     )
     assert (config.executor, config.address, config.num_cpus_per_worker) == ("ray", "auto", 2)
+
+
+def test_gpus_per_worker_asks_ray_for_gpus_it_must_have(tmp_path: Path, quad_space) -> None:
+    # This module's Ray has no GPUs: a run asking for one per worker is refused with the reason.
+    with pytest.raises(ConfigError, match=r"asks Ray for 1 GPU\(s\), but the Ray cluster has 0"):
+        firepbt.run(
+            Quad,
+            quad_space,
+            total_steps=8,
+            population=2,
+            ready_every=4,
+            executor="ray",
+            gpus_per_worker=1,
+            run_dir=tmp_path / "r",
+        )
+    executor = RayExecutor(2, num_gpus_per_worker=0.5)
+    assert executor.num_gpus_per_worker == 0.5
+    with pytest.raises(ConfigError, match="1/k of a device"):
+        RayExecutor(2, num_gpus_per_worker=0.3)

@@ -116,6 +116,8 @@ def run(
     segment_timeout: float | None = None,
     address: str | None = None,
     num_cpus_per_worker: float | None = None,
+    gpus_per_worker: float | None = None,
+    devices: list[str] | None = None,
     progress: bool | Callable[[Progress], None] = False,
     **strategy_options: Any,
 ) -> RunResult:
@@ -130,8 +132,11 @@ def run(
     through. Scores are maximised unless ``mode="min"``; ``metric`` names the one to select on
     when ``evaluate()`` returns several. ``executor`` is ``"process"``, ``"inprocess"``,
     ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see ``firepbt.ray_executor``) or an
-    ``Executor`` instance. The result's ``schedule`` is the best member's hyperparameter
-    schedule (``RunResult.schedule``; ``describe()`` prints it).
+    ``Executor`` instance. ``gpus_per_worker`` (1, or 0.5 for two workers per GPU) gives each
+    worker its own GPUs, out of ``devices`` (process pool; default: every visible GPU) or
+    reserved from Ray; a trainable trains on ``self.device`` (see ``firepbt.devices``). The
+    result's ``schedule`` is the best member's hyperparameter schedule (``RunResult.schedule``;
+    ``describe()`` prints it).
 
     >>> from firepbt.examples.toy import Toy
     >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
@@ -158,6 +163,8 @@ def run(
         segment_timeout=segment_timeout,
         address=address,
         num_cpus_per_worker=num_cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        devices=[str(d) for d in devices] if devices is not None else None,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
     )
@@ -214,6 +221,7 @@ def run_config(
     """Run a validated config (what ``firepbt run CONFIG`` does)."""
     cls = trainable or import_trainable(config.trainable)
     strategy = config.build_strategy(strategy_objects)
+    executor = executor or make_executor(config)  # e.g. too few GPUs: refused before any file
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     by_value = dumps_by_value(cls) if ships_by_value(cls) else None  # before anything is made
     store = Store.create(run_dir, config.to_dict())
@@ -348,9 +356,15 @@ def make_executor(config: RunConfig) -> Executor:
             config.workers,
             address=config.address,
             num_cpus_per_worker=config.num_cpus_per_worker or 1.0,
+            num_gpus_per_worker=config.gpus_per_worker or 0,
             timeout=config.segment_timeout,
         )
-    return ProcessPoolExecutor(config.workers, timeout=config.segment_timeout)
+    return ProcessPoolExecutor(
+        config.workers,
+        timeout=config.segment_timeout,
+        gpus_per_worker=config.gpus_per_worker or 0,
+        devices=config.devices,
+    )
 
 
 LOCK_FILE = "firepbt.lock"

@@ -30,6 +30,8 @@ A TOML config looks like::
     workers = 2
     # address = "auto"          # ray only: join a running cluster ("auto", "ray://host:10001")
     # num_cpus_per_worker = 1   # ray only: CPUs each worker actor reserves
+    # gpus_per_worker = 1       # process, ray: GPUs per worker (0.5: two workers share one)
+    # devices = [0, 1]          # process only: the GPUs to hand out (default: all visible)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from firepbt.decisions import Mode
+from firepbt.devices import check_gpus_per_worker
 from firepbt.registry import EXPLOITS, ConfigError, build_explore, check_type, is_kind
 from firepbt.space import Space, SpaceError
 from firepbt.strategies import PBT, FirePBT, PopulationConfigError, RandomSearch, Strategy
@@ -85,6 +88,8 @@ _PLACES = {
     "workers": "under [executor] (workers = N)",
     "address": "under [executor] (address = ...; executor kind 'ray')",
     "num_cpus_per_worker": "under [executor] (kind 'ray')",
+    "gpus_per_worker": "under [executor] (gpus_per_worker = 1, or 0.5 to share a GPU)",
+    "devices": "under [executor] (devices = [0, 1]; kind 'process')",
     **{
         option: f"under [strategy] ({option} = ...)"
         for option in sorted(set().union(*STRATEGY_OPTIONS.values()))
@@ -140,6 +145,8 @@ class RunConfig:
     segment_timeout: float | None = None  # seconds; a longer segment is stopped (process, ray)
     address: str | None = None  # ray: None starts a local Ray; "auto" / "ray://..." joins one
     num_cpus_per_worker: float | None = None  # ray: CPUs per worker actor (default 1)
+    gpus_per_worker: float | None = None  # process, ray: GPUs per worker (0.5: two share one)
+    devices: list[str] | None = None  # process: the GPUs to hand out (default: all visible)
     run_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
 
@@ -161,6 +168,7 @@ class RunConfig:
                 f"executor.kind: unknown executor {self.executor!r}; choose one of {EXECUTORS}"
             )
         self._check_ray_options()
+        self._check_devices()
         if self.executor == "inprocess" and self.segment_timeout is not None:
             raise ConfigError(
                 "segment_timeout: the in-process executor cannot stop a segment; use executor "
@@ -216,6 +224,31 @@ class RunConfig:
             raise ConfigError(
                 f"executor.num_cpus_per_worker: expected a positive number, got {cpus!r}"
             )
+
+    def _check_devices(self) -> None:
+        """The GPU settings' types and executor (whether the GPUs exist is checked where the
+        workers start: a stored config is read again on machines without them)."""
+        if self.gpus_per_worker is not None:
+            check_gpus_per_worker(self.gpus_per_worker)
+            if self.executor == "inprocess" and self.gpus_per_worker:
+                raise ConfigError(
+                    "executor.gpus_per_worker: the in-process executor trains in this process; "
+                    "use executor 'process' or 'ray' (or set FIREPBT_DEVICE=cuda to train "
+                    "in-process on the GPU)"
+                )
+        if self.devices is not None:
+            if self.executor != "process":
+                raise ConfigError(
+                    "executor.devices: only the process executor takes it (Ray places GPUs "
+                    f"itself; executor.kind is {self.executor!r})"
+                )
+            if not isinstance(self.devices, list) or not all(
+                isinstance(d, (str, int)) and not isinstance(d, bool) for d in self.devices
+            ):
+                raise ConfigError(
+                    f"executor.devices: expected a list of GPU ids such as [0, 1], got "
+                    f"{self.devices!r}"
+                )
 
     @property
     def mode_enum(self) -> Mode:
@@ -315,7 +348,14 @@ class RunConfig:
         executor = dict(_table(data, "executor", where))
         if set(budget) - {"steps"} or "steps" not in budget:
             raise ConfigError(f"{where}: [budget] takes exactly 'steps' (steps per member)")
-        executor_keys = ("kind", "workers", "address", "num_cpus_per_worker")
+        executor_keys = (
+            "kind",
+            "workers",
+            "address",
+            "num_cpus_per_worker",
+            "gpus_per_worker",
+            "devices",
+        )
         if set(executor) - set(executor_keys):
             raise ConfigError(
                 f"{where}: [executor] takes {', '.join(map(repr, executor_keys))}; "
@@ -341,6 +381,8 @@ class RunConfig:
             workers=executor.get("workers", 2),
             address=executor.get("address"),
             num_cpus_per_worker=executor.get("num_cpus_per_worker"),
+            gpus_per_worker=executor.get("gpus_per_worker"),
+            devices=executor.get("devices"),
             strategy_options=strategy,
             **common,
         )

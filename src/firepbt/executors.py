@@ -17,7 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -25,6 +25,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, cast
 
 from firepbt.checkpoints import CheckpointError
+from firepbt.devices import assign_devices, visible_gpus, worker_environment
 from firepbt.segments import (
     Failure,
     Segment,
@@ -113,11 +114,13 @@ class InProcessExecutor(Executor):
             drop_held(path)
 
 
-def _init_worker(threads: int = 1) -> None:
+def _init_worker(threads: int = 1, environment: Mapping[str, str] | None = None) -> None:
     """One thread per worker process (per CPU it was given): two workers on two cores must not
-    fight over threads. torch, numpy's BLAS and OpenMP read these variables when first imported."""
+    fight over threads. torch, numpy's BLAS and OpenMP read these variables when first imported,
+    and CUDA reads the worker's devices (``environment``) when first used."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
+    os.environ.update(environment or {})
 
 
 @contextlib.contextmanager
@@ -164,16 +167,33 @@ class ProcessPoolExecutor(Executor):
 
     A process that dies is recorded as a failure of the segment it ran and replaced; a segment
     running longer than ``timeout`` seconds is stopped by killing its process (recorded as a
-    ``timeout``), and the other processes go on untouched."""
+    ``timeout``), and the other processes go on untouched.
+
+    With ``gpus_per_worker`` (a whole number, or 1/k of a device to share one among k workers),
+    each process sees only its own GPUs (``CUDA_VISIBLE_DEVICES``), handed out in order over
+    ``devices`` (default: the GPUs this process sees); see :mod:`firepbt.devices`. A process
+    that replaces a dead one gets the same devices."""
 
     holds_state = True
 
     def __init__(
-        self, workers: int = 2, start_method: str | None = None, timeout: float | None = None
+        self,
+        workers: int = 2,
+        start_method: str | None = None,
+        timeout: float | None = None,
+        *,
+        gpus_per_worker: float = 0,
+        devices: Sequence[str] | None = None,
     ) -> None:
         check_pool(workers, timeout)
         self.workers = workers
         self.timeout = timeout
+        listed = [str(d) for d in devices] if devices is not None else None
+        if gpus_per_worker:
+            plan = assign_devices(workers, gpus_per_worker, listed or visible_gpus())
+        else:
+            plan = [None] * workers
+        self._environments = [worker_environment(v) for v in plan]
         methods = multiprocessing.get_all_start_methods()
         self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
         self._procs: list[_Process] = []
@@ -187,12 +207,14 @@ class ProcessPoolExecutor(Executor):
 
     # -- processes --------------------------------------------------------------------------
 
-    def _spawn(self) -> _Process:
+    def _spawn(self, index: int) -> _Process:
         context: Any = multiprocessing.get_context(self.start_method)
         tasks, their_tasks = context.Pipe()
         control, their_control = context.Pipe()
         process = context.Process(
-            target=_worker_main, args=(their_tasks, their_control), daemon=True
+            target=_worker_main,
+            args=(their_tasks, their_control, self._environments[index]),
+            daemon=True,
         )
         with _main_file_hidden():
             process.start()
@@ -208,7 +230,7 @@ class ProcessPoolExecutor(Executor):
         old.process.join(5)
         old.tasks.close()
         old.control.close()
-        self._procs[index] = self._spawn()
+        self._procs[index] = self._spawn(index)
         self._home = {m: i for m, i in self._home.items() if i != index}
 
     def _named(self, worker: str) -> _Process | None:
@@ -221,7 +243,7 @@ class ProcessPoolExecutor(Executor):
 
     def submit(self, segment: Segment) -> None:
         if not self._procs:  # first use, or shut down earlier
-            self._procs = [self._spawn() for _ in range(self.workers)]
+            self._procs = [self._spawn(i) for i in range(self.workers)]
         for i, proc in enumerate(self._procs):
             if proc.segment is None and not proc.process.is_alive():  # died while idle
                 self._replace(i)
@@ -388,12 +410,14 @@ def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dic
     return min(idle, key=lambda i: (count[i], i))
 
 
-def _worker_main(tasks: Connection, control: Connection) -> None:
+def _worker_main(
+    tasks: Connection, control: Connection, environment: Mapping[str, str] | None = None
+) -> None:
     """A worker process: runs the segments it is sent, one at a time, while a thread writes
     out or drops held checkpoints when the controller asks. The thread also watches the
     controller: when its end of the control pipe closes (the controller ended or was killed),
     the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
-    _init_worker()
+    _init_worker(environment=environment)
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
     while True:
         try:

@@ -67,6 +67,9 @@ class TorchTrainable(Trainable):
         super().__init__(hyperparameters, seed)
         torch.manual_seed(seed)
         self.model, self.optimizer = self.build()
+        # Moved in place: the optimizer keeps the same parameter objects. A worker given a GPU
+        # trains there; train() moves its batches with .to(self.device).
+        self.model.to(self.device)
         self._apply_hyperparameters()
 
     @abstractmethod
@@ -102,10 +105,12 @@ class TorchTrainable(Trainable):
         """Subclass hook: restore what ``extra_state`` returned."""
 
     def save(self) -> dict[str, Any]:
-        """Deep copies of the model and optimizer state, the torch RNG state and ``extra_state``."""
+        """Copies of the model and optimizer state on the CPU (a checkpoint made on one GPU loads
+        on another worker's GPU or on a machine without one), the torch RNG state and
+        ``extra_state``."""
         state: dict[str, Any] = {
-            "model": copy.deepcopy(self.model.state_dict()),
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "model": _cpu_copy(self.model.state_dict()),
+            "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "torch_rng": torch.get_rng_state(),
             "extra": copy.deepcopy(self.extra_state()),
         }
@@ -126,6 +131,19 @@ class TorchTrainable(Trainable):
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+            # A worker sees only its own devices: restore as many as this process has.
+            for index, rng in enumerate(state["cuda_rng"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(rng, index)
         self.load_extra_state(copy.deepcopy(state.get("extra")))
         self._apply_hyperparameters()
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy of a state dict whose tensors are all on the CPU (copied, never shared)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, Mapping):
+        return type(obj)((k, _cpu_copy(v)) for k, v in obj.items())  # type: ignore[call-arg]
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from firepbt.checkpoints import CheckpointError
+from firepbt.devices import DEVICE_VARIABLE, check_gpus_per_worker
 from firepbt.executors import (
     FLUSH_TIMEOUT,
     Executor,
@@ -60,8 +61,10 @@ class _Worker:
     """The body of a worker actor: segments run in the actor's own process, where
     ``run_segment``'s keep-alive cache holds this worker's trainables between segments."""
 
-    def __init__(self, threads: int) -> None:
-        _init_worker(threads)  # before the trainable's module (torch, say) is first imported
+    def __init__(self, threads: int, environment: dict[str, str] | None = None) -> None:
+        # Before the trainable's module (torch, say) is first imported. Ray sets the actor's
+        # CUDA_VISIBLE_DEVICES to the GPUs it reserved for it.
+        _init_worker(threads, environment)
         self.name = f"{socket.gethostname()}/pid-{os.getpid()}"
 
     def ready(self) -> str:
@@ -122,11 +125,13 @@ class RayExecutor(Executor):
         *,
         address: str | None = None,
         num_cpus_per_worker: float = 1.0,
+        num_gpus_per_worker: float = 0,
         timeout: float | None = None,
     ) -> None:
         check_pool(workers, timeout)
         if not num_cpus_per_worker > 0:
             raise ValueError(f"num_cpus_per_worker: must be positive, got {num_cpus_per_worker}")
+        self.num_gpus_per_worker = check_gpus_per_worker(num_gpus_per_worker)
         self._ray = import_ray()
         self.workers = workers
         self.address = address
@@ -170,13 +175,23 @@ class RayExecutor(Executor):
             )
         # Thread limits are set in the actor rather than by a runtime_env, which would cost
         # seconds more at every actor start. A second thread serves flush() beside run().
+        gpus = self.num_gpus_per_worker
+        if gpus:
+            have_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+            if have_gpus < gpus:
+                raise ConfigError(
+                    f"gpus_per_worker: each worker asks Ray for {gpus:g} GPU(s), but the Ray "
+                    f"cluster has {have_gpus:g}; start Ray with GPUs (ray start --num-gpus N) "
+                    "or ask for fewer"
+                )
         self._actor_class = ray.remote(_Worker).options(
-            num_cpus=self.num_cpus_per_worker, max_restarts=0, max_concurrency=2
+            num_cpus=self.num_cpus_per_worker, num_gpus=gpus, max_restarts=0, max_concurrency=2
         )
         self._slots = [self._new_slot() for _ in range(self.workers)]
 
     def _new_slot(self) -> _Slot:
-        actor = self._actor_class.remote(max(1, int(self.num_cpus_per_worker)))
+        device = {DEVICE_VARIABLE: "cuda" if self.num_gpus_per_worker else "cpu"}
+        actor = self._actor_class.remote(max(1, int(self.num_cpus_per_worker)), device)
         return _Slot(actor, actor.ready.remote())
 
     def _replace(self, index: int) -> None:

@@ -46,6 +46,15 @@ class Trainable(ABC):
         self.hyperparameters: Hyperparameters = dict(hyperparameters)
         self.seed = seed
 
+    @property
+    def device(self) -> str:
+        """Where to train: ``"cuda"`` in a worker given a GPU (``gpus_per_worker``; it sees only
+        its own devices, so this is its first one), else ``"cpu"``. Outside a worker (replay,
+        ``load_best``, a notebook) it is ``"cpu"`` unless ``FIREPBT_DEVICE`` says otherwise."""
+        from firepbt.devices import worker_device
+
+        return worker_device()
+
     def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
         """Take new hyperparameters without rebuilding; override to push them into an optimizer."""
         self.hyperparameters = dict(hyperparameters)

@@ -230,7 +230,8 @@ class MNIST1D(TorchTrainable):
                     group["lr"] = lr
                 index = torch.randint(len(self.y), (batch,), generator=self.generator)
                 self.optimizer.zero_grad()
-                loss = torch.nn.functional.cross_entropy(self.model(self.x[index]), self.y[index])
+                x, y = self.x[index].to(self.device), self.y[index].to(self.device)
+                loss = torch.nn.functional.cross_entropy(self.model(x), y)
                 loss.backward()  # type: ignore[no-untyped-call]
                 self.optimizer.step()
                 self.global_step += 1
@@ -238,14 +239,15 @@ class MNIST1D(TorchTrainable):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
-        d = self.data
+        d, on = self.data, self.device  # the data stays on the CPU; batches move to the device
+        y_val, y_test = d.y_val.to(on), d.y_test.to(on)
         with one_thread():
-            val_logits = self.model(d.x_val)
-            test_logits = self.model(d.x_test)
+            val_logits = self.model(d.x_val.to(on))
+            test_logits = self.model(d.x_test.to(on))
         return {
-            "val_accuracy": float((val_logits.argmax(1) == d.y_val).float().mean()),
-            "test_accuracy": float((test_logits.argmax(1) == d.y_test).float().mean()),
-            "val_loss": float(torch.nn.functional.cross_entropy(val_logits, d.y_val)),
+            "val_accuracy": float((val_logits.argmax(1) == y_val).float().mean()),
+            "test_accuracy": float((test_logits.argmax(1) == y_test).float().mean()),
+            "val_loss": float(torch.nn.functional.cross_entropy(val_logits, y_val)),
         }
 
     def extra_state(self) -> Any:
