@@ -7,9 +7,12 @@ segments / (workers × wall time). Each workload runs on the process pool and, w
 installed, on the Ray executor (2 actors); Ray is started once (``ray.init``) outside the timed
 runs and its start time is reported apart, while each run's time includes starting its actors.
 Also the controller's decision latency for PBT at population 10, 100 and 1,000 (median per
-decision, strategy only).
+decision, strategy only), and the NQM examples (``examples/nqm_pbt.toml``, ``nqm_fire.toml``:
+cheap trainables, segments of 50–100 steps) in-process against the process pool with 2 workers,
+side by side: each run a fresh Python process, as ``firepbt run`` is, timed from the call that
+starts the run.
 
-    python benchmarks/overhead.py [--repeats 3]
+    python benchmarks/overhead.py [--repeats 3] [--only-nqm]
 
 Writes ``benchmarks/results/overhead.md``.
 """
@@ -17,10 +20,14 @@ Writes ``benchmarks/results/overhead.md``.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +93,126 @@ def decision_latency(population: int, rounds: int = 20) -> float:
     return statistics.median(per_round)
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+NQM_CONFIGS = ("nqm_pbt.toml", "nqm_fire.toml")
+NQM_EXECUTORS = {"inprocess": "in-process", "process": "process pool, 2 workers"}
+
+
+def one_config_run(config: str, executor: str, run_dir: str) -> None:
+    """Run an example config on ``executor`` and print what it took, as JSON (in a subprocess)."""
+    from firepbt.api import run_config
+    from firepbt.config import RunConfig
+    from firepbt.config import tomllib as toml
+
+    data = toml.loads((EXAMPLES / config).read_text())
+    data["executor"] = {**data.get("executor", {}), "kind": executor}
+    data["run_dir"] = run_dir
+    called = time.time()
+    started = time.perf_counter()
+    run_config(RunConfig.from_mapping(data))
+    wall = time.perf_counter() - started
+    store = Store.open(Path(run_dir))
+    busy, first, segments = store._conn.execute(
+        "SELECT SUM(finished - started), MIN(started), COUNT(*) FROM segments WHERE status = 'done'"
+    ).fetchone()
+    store.close()
+    print(json.dumps({"wall": wall, "busy": busy, "first": first - called, "segments": segments}))
+
+
+# Where the controller's time goes: (label, file name ends with, function name); cumulative
+# seconds under cProfile, so the parts overlap (a completion includes its store writes).
+PARTS = (
+    ("waiting for a worker's result", "multiprocessing/connection.py", "wait"),
+    ("starting the worker processes", "executors.py", "_spawn"),
+    ("sending segments (pickle, pipe)", "executors.py", "submit"),
+    ("receiving results (pipe, unpickle)", "executors.py", "_collect"),
+    ("training in this process (in-process only)", "segments.py", "run_segment"),
+    ("recording results (store)", "_store.py", "segment_done"),
+    ("recording decisions (store)", "_store.py", "record_decision"),
+    ("the strategy deciding", "", "ready"),
+    ("releasing checkpoints (files, worker memory)", "runner.py", "_release"),
+    ("importing modules", "", "_find_and_load"),
+)
+
+
+def one_config_profile(config: str, executor: str, run_dir: str) -> None:
+    """``one_config_run`` under cProfile: print each of ``PARTS``'s seconds, as JSON."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    started = time.perf_counter()
+    profile.runcall(one_config_run, config, executor, run_dir)
+    stats: Any = pstats.Stats(profile).stats
+    parts = {"wall (profiled)": time.perf_counter() - started}
+    for label, file, function in PARTS:
+        parts[label] = sum(
+            v[3] for (f, _, fn), v in stats.items() if f.endswith(file) and fn == function
+        )
+    print(json.dumps(parts))
+
+
+def nqm_breakdown(root: Path) -> list[str]:
+    """Table rows: where the controller spends its time, per config and executor."""
+    measured = {}
+    for config in NQM_CONFIGS:
+        for executor in NQM_EXECUTORS:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--profile",
+                    config,
+                    executor,
+                    str(root / f"profile-{config}-{executor}"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            measured[(config, executor)] = json.loads(out.strip().splitlines()[-1])
+    labels = ["wall (profiled)", *(label for label, _, _ in PARTS)]
+    rows = []
+    for label in labels:
+        cells = [f"{measured[(c, e)][label]:.2f} s" for c in NQM_CONFIGS for e in NQM_EXECUTORS]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def nqm_side_by_side(repeats: int, root: Path) -> list[str]:
+    """Table rows: each NQM example in-process and on the process pool, alternating runs."""
+    rows = []
+    for config in NQM_CONFIGS:
+        runs: dict[str, list[dict[str, float]]] = {e: [] for e in NQM_EXECUTORS}
+        for i in range(repeats):
+            for executor in NQM_EXECUTORS:
+                run_dir = root / f"{config}-{executor}-{i}"
+                out = subprocess.run(
+                    [sys.executable, __file__, "--one", config, executor, str(run_dir)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                runs[executor].append(json.loads(out.strip().splitlines()[-1]))
+        ratios = [
+            p["wall"] / s["wall"] for s, p in zip(runs["inprocess"], runs["process"], strict=True)
+        ]
+        for executor, name in NQM_EXECUTORS.items():
+            r = runs[executor]
+            wall = statistics.median(x["wall"] for x in r)
+            busy = statistics.median(x["busy"] for x in r)
+            first = statistics.median(x["first"] for x in r)
+            ratio = f"{statistics.median(ratios):.2f}×" if executor == "process" else "1"
+            rows.append(
+                f"| `{config}` | {name} | {wall:.2f} s | {ratio} | {first:.2f} s | {busy:.2f} s "
+                f"| {wall - busy / (2 if executor == 'process' else 1):.2f} s "
+                f"| {int(r[0]['segments'])} |"
+            )
+        per_run = ", ".join(f"{x:.2f}" for x in ratios)
+        rows.append(f"| | ratio per repeat | {per_run} | | | | | |")
+    return rows
+
+
 def start_ray() -> float | None:
     """Start a local Ray with one CPU per worker; its start time, or None without Ray."""
     try:
@@ -100,7 +227,44 @@ def start_ray() -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only-nqm", action="store_true", help="only the NQM examples' rows")
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # config executor run_dir
+    parser.add_argument("--profile", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one_config_run(*args.one)
+        return
+    if args.profile:
+        one_config_profile(*args.profile)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        nqm_rows = nqm_side_by_side(args.repeats, Path(tmp))
+        breakdown = nqm_breakdown(Path(tmp))
+    heads = [f"`{c}` {NQM_EXECUTORS[e]}" for c in NQM_CONFIGS for e in NQM_EXECUTORS]
+    nqm_lines = [
+        "## Cheap trainables: the NQM examples in-process and on the process pool",
+        "",
+        "Each run is a fresh Python process, timed from the call that starts the run (store, "
+        "workers, every segment, the result); in-process and process-pool runs alternate. "
+        "Target: the process pool with 2 workers at most 0.6× the in-process wall time.",
+        "",
+        "| config | executor | wall time (median) | process pool / in-process (median of "
+        "the per-repeat ratios) | first segment starts | time in segments (sum over "
+        "workers) | the rest (wall − time in segments / workers) | segments |",
+        "|---|---|---|---|---|---|---|---|",
+        *nqm_rows,
+        "",
+        "Where the controller's time goes (one run each under cProfile, which slows it; "
+        "cumulative seconds, so parts overlap):",
+        "",
+        "| part | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
+        *breakdown,
+        "",
+    ]
+    if args.only_nqm:
+        print("\n".join(nqm_lines))
+        return
     ideal = MEMBERS * ITERATIONS * 0.2 / WORKERS
     workloads = [(seconds, synchrony) for seconds in (0.2, 0.0) for synchrony in ("sync", "async")]
     measured: dict[tuple[float, str, str], list[tuple[float, float, float, int]]] = {}
@@ -178,6 +342,8 @@ def main() -> None:
         *(f"| {n} | {t * 1e6:.1f} µs |" for n, t in latency.items()),
         "",
         f"Command: `python benchmarks/overhead.py --repeats {args.repeats}`.",
+        "",
+        *nqm_lines,
     ]
     text = "\n".join(lines) + "\n"
     print(text)

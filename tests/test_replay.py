@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from _runs import nqm_run
 
-from firepbt import Store
+from firepbt import Store, replay
 from firepbt.lineage import segment_chain
 from firepbt.registry import ConfigError
-from firepbt.replay import replay
 
 
 def _run(tmp_path: Path, **kw):

@@ -101,7 +101,7 @@ def _status(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from rich.progress import Progress, TaskID
 
-    from firepbt.replay import replay
+    from firepbt._replay import replay
     from firepbt.store import Store
 
     _importable(Path.cwd())

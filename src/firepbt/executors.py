@@ -209,6 +209,11 @@ class ProcessPoolExecutor(Executor):
 
     def _spawn(self, index: int) -> _Process:
         context: Any = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            # The fork server imports the worker's code once, and each worker forked from it
+            # starts without importing it again (it takes effect when the server starts: the
+            # first pool of this process). "__main__" keeps multiprocessing's own default.
+            context.set_forkserver_preload(["__main__", "firepbt.executors"])
         tasks, their_tasks = context.Pipe()
         control, their_control = context.Pipe()
         process = context.Process(

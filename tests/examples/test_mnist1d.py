@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("mnist1d")
 
 import firepbt  # noqa: E402
+from firepbt import replay  # noqa: E402
 from firepbt.config import RunConfig  # noqa: E402
 from firepbt.examples.mnist1d import (  # noqa: E402
     DEFAULT_STEPS,
@@ -24,7 +25,6 @@ from firepbt.examples.mnist1d import (  # noqa: E402
     mnist1d_data,
     mnist1d_space,
 )
-from firepbt.replay import replay  # noqa: E402
 from firepbt.trainable import import_trainable  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

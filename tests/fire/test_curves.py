@@ -240,7 +240,7 @@ def test_binom_test_counts_strict_wins_on_aligned_overlap_points(k: int) -> None
     b = Curve(np.arange(100.0, 112.0), b_vals, b_smooth)
     p, ov = binom_test(a, b)
     assert ov == Overlap(start_a=4, start_b=0, length=n)
-    assert p == binomtest(k, n - 1, 0.5, alternative="greater").pvalue
+    assert p == pytest.approx(binomtest(k, n - 1, 0.5, alternative="greater").pvalue, rel=1e-12)
 
 
 def test_binom_test_without_overlap() -> None:
@@ -457,8 +457,8 @@ def test_binom_test_thinning_compares_every_kth_pair() -> None:
     b = raw(x, 0.5 + 0.1 * x)
     p1, _ = binom_test(a, b)  # pairs 1..8: 4 wins of 8
     p2, _ = binom_test(a, b, thin=2)  # pairs 2, 4, 6, 8: all lost
-    assert p1 == binomtest(4, 8, 0.5, alternative="greater").pvalue
-    assert p2 == binomtest(0, 4, 0.5, alternative="greater").pvalue
+    assert p1 == pytest.approx(binomtest(4, 8, 0.5, alternative="greater").pvalue, rel=1e-12)
+    assert p2 == pytest.approx(binomtest(0, 4, 0.5, alternative="greater").pvalue, rel=1e-12)
     with pytest.raises(ValueError, match="thin"):
         binom_test(a, b, thin=0)
 
@@ -488,8 +488,8 @@ def test_binom_test_on_increments_compares_gains_not_levels() -> None:
     p_levels, ov = binom_test(a, b)
     p_gains, ov_gains = binom_test(a, b, increments=True)
     assert ov == ov_gains and ov is not None and ov.start_a == 0 and ov.start_b == 0
-    assert p_levels == binomtest(8, 8, 0.5, alternative="greater").pvalue
-    assert p_gains == binomtest(1, 8, 0.5, alternative="greater").pvalue
+    assert p_levels == pytest.approx(binomtest(8, 8, 0.5, alternative="greater").pvalue, rel=1e-12)
+    assert p_gains == pytest.approx(binomtest(1, 8, 0.5, alternative="greater").pvalue, rel=1e-12)
 
 
 def test_thinned_increments_compare_gains_across_thin_offsets() -> None:
@@ -500,8 +500,8 @@ def test_thinned_increments_compare_gains_across_thin_offsets() -> None:
     a = raw(x, np.concatenate([[0.0], np.cumsum([0.25, 0.0] * 4)]))
     p_single, _ = binom_test(a, b, increments=True)
     p_pairs, _ = binom_test(a, b, thin=2, increments=True)
-    assert p_single == binomtest(4, 8, 0.5, alternative="greater").pvalue
-    assert p_pairs == binomtest(4, 4, 0.5, alternative="greater").pvalue
+    assert p_single == pytest.approx(binomtest(4, 8, 0.5, alternative="greater").pvalue, rel=1e-12)
+    assert p_pairs == pytest.approx(binomtest(4, 4, 0.5, alternative="greater").pvalue, rel=1e-12)
 
 
 def test_a_success_test_fire_does_not_know_is_refused() -> None:
@@ -517,3 +517,13 @@ def test_a_success_test_fire_does_not_know_is_refused() -> None:
             np.random.default_rng(0),
             success_test="slopes",
         )
+
+
+def test_binomial_tail_is_scipys_one_sided_binomial_test() -> None:
+    from firepbt.fire.curves import binomial_tail
+
+    for n in range(0, 121):
+        for k in range(0, n + 1):
+            expected = binomtest(k, n, 0.5, alternative="greater").pvalue if n else 1.0
+            assert binomial_tail(k, n) == pytest.approx(expected, rel=1e-12, abs=0), (k, n)
+    assert binomial_tail(0, 10) == 1.0 and binomial_tail(10, 10) == 2.0**-10
