@@ -6,11 +6,13 @@ hyperparameters while they train, and take home the best model and the schedule 
 """
 
 from firepbt.api import RunResult, resume, run, run_config
+from firepbt.callbacks import Callback, MemberFailure, MemberPoint, RunStart
 from firepbt.config import RunConfig
 from firepbt.decisions import Continue, Exploit, Finish, Mode, Start
 from firepbt.exploit import BinaryTournament, KeepOwn, NoExploit, Truncation, WelchTTest
 from firepbt.explore import AddNoise, NoExplore, Perturb, Resample, chain
 from firepbt.lineage import ScheduleEntry, schedule
+from firepbt.loggers import MLflowWriter, TensorBoardWriter, WandbWriter
 from firepbt.registry import ConfigError
 from firepbt.replay import ReplayResult, replay
 from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, SpaceError, Uniform
@@ -23,6 +25,7 @@ __all__ = [
     "FirePBT",
     "AddNoise",
     "BinaryTournament",
+    "Callback",
     "Choice",
     "ConfigError",
     "Continue",
@@ -32,6 +35,9 @@ __all__ = [
     "IntUniform",
     "KeepOwn",
     "LogUniform",
+    "MLflowWriter",
+    "MemberFailure",
+    "MemberPoint",
     "Mode",
     "NoExplore",
     "NoExploit",
@@ -41,6 +47,7 @@ __all__ = [
     "Resample",
     "RunConfig",
     "RunResult",
+    "RunStart",
     "ScheduleEntry",
     "Space",
     "SpaceError",
@@ -48,9 +55,11 @@ __all__ = [
     "Store",
     "Strategy",
     "Synchrony",
+    "TensorBoardWriter",
     "Trainable",
     "Truncation",
     "Uniform",
+    "WandbWriter",
     "WelchTTest",
     "chain",
     "run",

@@ -30,6 +30,11 @@ A TOML config looks like::
     workers = 2
     # address = "auto"          # ray only: join a running cluster ("auto", "ray://host:10001")
     # num_cpus_per_worker = 1   # ray only: CPUs each worker actor reserves
+
+    [logging]                   # per-member logs, written by the controller (firepbt.loggers)
+    tensorboard = "tb"          # a directory (pip install 'firepbt[tensorboard]')
+    mlflow = "mlruns"           # a directory (local store) or a tracking URI ('firepbt[mlflow]')
+    wandb = "my-project"        # or { project = "...", mode = "offline" } ('firepbt[wandb]')
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from firepbt.decisions import Mode
+from firepbt.loggers import WRITERS, check_logging
 from firepbt.registry import EXPLOITS, ConfigError, build_explore, check_type, is_kind
 from firepbt.space import Space, SpaceError
 from firepbt.strategies import PBT, FirePBT, PopulationConfigError, RandomSearch, Strategy
@@ -85,6 +91,9 @@ _PLACES = {
     "workers": "under [executor] (workers = N)",
     "address": "under [executor] (address = ...; executor kind 'ray')",
     "num_cpus_per_worker": "under [executor] (kind 'ray')",
+    "callbacks": "in Python only (firepbt.run(..., callbacks=[...])); a config names its "
+    "writers under [logging]",
+    **{name: f'under [logging] ({name} = "...")' for name in WRITERS},
     **{
         option: f"under [strategy] ({option} = ...)"
         for option in sorted(set().union(*STRATEGY_OPTIONS.values()))
@@ -142,8 +151,10 @@ class RunConfig:
     num_cpus_per_worker: float | None = None  # ray: CPUs per worker actor (default 1)
     run_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    logging: dict[str, Any] = field(default_factory=dict)  # [logging]: writer name -> settings
 
     def __post_init__(self) -> None:
+        check_logging(self.logging)
         for name, kind in FIELD_TYPES.items():
             check_type(name, getattr(self, name), kind)
         for name, kind in OPTION_TYPES.items():
@@ -296,6 +307,7 @@ class RunConfig:
             "eval_every",
             "max_retries",
             "checkpoint_every",
+            "logging",
         }
         unknown = sorted(set(data) - known_top)
         placed = [f"{k} belongs {_PLACES[k]}" for k in unknown if k in _PLACES]
@@ -342,6 +354,7 @@ class RunConfig:
             address=executor.get("address"),
             num_cpus_per_worker=executor.get("num_cpus_per_worker"),
             strategy_options=strategy,
+            logging=dict(_table(data, "logging", where)),
             **common,
         )
 
