@@ -3,6 +3,8 @@ no torch): ``pip install 'firepbt[tensorboard]'``."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -37,25 +39,24 @@ class TensorBoardWriter(Callback):
     * text ``decisions``: each start, exploit (donor and explore record), FIRE PBT assignment,
       hand-over, release and finish; text ``failures``: each failed segment.
 
-    ``tensorboard --logdir directory`` shows them. Event files are flushed every
-    ``flush_secs`` seconds and at the end of the run.
+    ``tensorboard --logdir directory`` shows them. Each event is flushed to its file as it is
+    written. A resumed run adds a file to each member's directory, named to be read after the
+    earlier ones.
 
     >>> writer = TensorBoardWriter("tb")  # firepbt.run(..., callbacks=[writer])
     """
 
     package = "tensorboard"
 
-    def __init__(self, directory: str | Path, *, flush_secs: float = 5.0) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).absolute()
-        self.flush_secs = flush_secs
         self._root = self.directory
         self._evaluators: frozenset[int] = frozenset()
         self._files: dict[int, Any] = {}
 
     def on_start(self, run: RunStart) -> None:
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        import tensorboard  # noqa: F401  (fail here, once, when the package is missing)
 
-        self._event_file_writer = EventFileWriter
         self._root = self.directory / run.name
         self._evaluators = run.evaluators
 
@@ -63,16 +64,16 @@ class TensorBoardWriter(Callback):
         writer = self._files.get(member)
         if writer is None:
             logdir = self._root / worker_name(member, member in self._evaluators)
-            logdir.mkdir(parents=True, exist_ok=True)
-            writer = self._event_file_writer(str(logdir), flush_secs=self.flush_secs)
-            self._files[member] = writer
+            writer = self._files[member] = _open(logdir)
         return writer
 
     def _write(self, member: int, step: int, summary: Any) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
 
         event = Event(wall_time=time.time(), step=step, summary=summary)
-        self._file(member).add_event(event)
+        writer = self._file(member)
+        writer.write(event.SerializeToString())
+        writer.flush()
 
     def on_point(self, point: MemberPoint) -> None:
         from tensorboard.compat.proto.summary_pb2 import Summary
@@ -101,3 +102,19 @@ class TensorBoardWriter(Callback):
         files, self._files = self._files, {}
         for writer in files.values():
             writer.close()
+
+
+def _open(logdir: Path) -> Any:
+    """A new event file in ``logdir``. TensorBoard reads a directory's event files in the order
+    of their names: the time in seconds, then how many files were there before, so that a file
+    made in the same second as an earlier one (a quick resume) is still read after it."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    logdir.mkdir(parents=True, exist_ok=True)
+    before = len(list(logdir.glob("events.out.tfevents.*")))
+    name = f"events.out.tfevents.{int(time.time()):010d}.{before:06d}.{socket.gethostname()}"
+    writer = RecordWriter(open(logdir / f"{name}.{os.getpid()}", "wb"))  # noqa: SIM115
+    header = Event(wall_time=time.time(), file_version="brain.Event:2")
+    writer.write(header.SerializeToString())
+    return writer
