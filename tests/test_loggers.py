@@ -141,7 +141,7 @@ def test_wandb_offline_holds_each_members_curve_and_its_exploits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("wandb")
-    from wandb.proto import wandb_internal_pb2
+    wandb_internal_pb2 = pytest.importorskip("wandb.proto.wandb_internal_pb2")
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -181,7 +181,11 @@ def test_a_resumed_run_rebuilds_its_writers_from_the_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from firepbt.loggers._mlflow import MEMBER_TAG, PARENT_TAG, tracking_uri
 
     class StopAfter(firepbt.Callback):
         def __init__(self) -> None:
@@ -193,8 +197,9 @@ def test_a_resumed_run_rebuilds_its_writers_from_the_config(
                 raise KeyboardInterrupt  # a Ctrl-C, after the writers heard each decision
 
     monkeypatch.chdir(tmp_path)
+    logging = {"tensorboard": "tb", "mlflow": "ml"}
     with pytest.raises(KeyboardInterrupt):
-        nqm_run(tmp_path / "run", logging={"tensorboard": "tb"}, callbacks=[StopAfter()], **NQM)
+        nqm_run(tmp_path / "run", logging=logging, callbacks=[StopAfter()], **NQM)
     firepbt.resume(tmp_path / "run")
     curves, _, members = _recorded(tmp_path / "run")
     for m in members:
@@ -204,3 +209,60 @@ def test_a_resumed_run_rebuilds_its_writers_from_the_config(
         logged = [(e.step, e.value) for e in acc.Scalars("metrics/loss")]
         assert [s for s, _ in logged] == [s for s, _ in curves[m]]  # each point once
         assert [v for _, v in logged] == pytest.approx([v for _, v in curves[m]], rel=REL)
+    # MLflow: the resume logs on to the runs the first part made
+    client = MlflowClient(tracking_uri(tmp_path / "ml")[0])
+    experiment = client.get_experiment_by_name("firepbt")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 + len(members)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        if PARENT_TAG in run.data.tags:
+            m = int(run.data.tags[MEMBER_TAG])
+            history = client.get_metric_history(run.info.run_id, "metrics/loss")
+            assert sorted((x.step, x.value) for x in history) == curves[m]
+
+
+def test_fire_pbt_logs_its_evaluators_and_hand_overs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+
+    monkeypatch.chdir(tmp_path)
+    nqm_run(
+        tmp_path / "run", dim=100, total_steps=600, population=6, ready_every=50, eval_every=10,
+        strategy="fire", subpopulations=3, evaluators=2, max_eval_steps=150,
+        success_test="levels", seed=7, executor="process", workers=2,
+        logging={"tensorboard": "tb", "mlflow": "ml"},
+    )  # fmt: skip
+    store = Store.open(tmp_path / "run")
+    try:
+        assert [f for f in store.failures() if f[2] == "callback"] == []
+        decisions = store.decisions()
+        curves = {m: [p.step for _, p in store.points(m)] for m in range(8)}
+    finally:
+        store.close()
+    handovers = [d for d in decisions if d.kind == "handover"]
+    assert handovers, "with this seed an evaluator hands its weights over"
+    names = sorted(p.name for p in (tmp_path / "tb" / "run").iterdir())
+    assert names == ["evaluator-0006", "evaluator-0007"] + [f"member-{m:04d}" for m in range(6)]
+
+    def texts(name: str) -> list[tuple[int, str]]:
+        path = tmp_path / "tb" / "run" / name
+        acc = ea.EventAccumulator(str(path), size_guidance={ea.TENSORS: 0}).Reload()
+        return [
+            (e.step, tensor_util.make_ndarray(e.tensor_proto).item().decode())
+            for e in acc.Tensors("decisions")
+        ]
+
+    h = handovers[0]
+    assert (h.step, f"handover: took the weights of evaluator {h.donor}") in [
+        (s, t.split(" at step")[0]) for s, t in texts(f"member-{h.member:04d}")
+    ]
+    assert any(t.startswith("assign: ") for _, t in texts(f"evaluator-{h.donor:04d}"))
+    acc = ea.EventAccumulator(str(tmp_path / "tb" / "run" / "evaluator-0006"), {ea.SCALARS: 0})
+    steps = [e.step for e in acc.Reload().Scalars("metrics/loss")]
+    assert steps == curves[6]
