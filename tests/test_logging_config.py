@@ -142,3 +142,21 @@ def test_the_run_keyword_is_kept_in_the_runs_config(
         "member-0000",
         "member-0001",
     ]
+
+
+def test_firepbt_run_writes_the_configs_logs_and_refuses_an_unknown_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("tensorboard")
+    from firepbt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(_toml(tmp_path, 'tensorboard = "tb"\n')), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "tb" / "run").iterdir()) == [
+        "member-0000",
+        "member-0001",
+    ]
+    assert main(["run", str(_toml(tmp_path, 'tensorbord = "tb"\n'))]) == 2
+    err = capsys.readouterr().err
+    assert "logging: unknown writer(s) ['tensorbord']; choose among tensorboard, mlflow" in err
+    assert "Traceback" not in err
