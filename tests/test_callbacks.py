@@ -159,6 +159,10 @@ def test_a_resume_calls_callbacks_with_new_events_only(tmp_path: Path) -> None:
 def test_callbacks_must_be_callbacks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"callbacks\[1\]: expected a firepbt.Callback"):
         nqm_run(tmp_path / "run", callbacks=[Recorder(), print], **NQM)
+    with pytest.raises(ConfigError, match="callbacks: expected a list of firepbt.Callback"):
+        nqm_run(tmp_path / "run", callbacks=Recorder(), **NQM)
+    with pytest.raises(ConfigError, match="logging: expected a table of writers, got 'tb'"):
+        nqm_run(tmp_path / "run", logging="tb", **NQM)
     assert not (tmp_path / "run").exists()
 
 

@@ -18,7 +18,7 @@ from firepbt.decisions import Mode
 from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
-from firepbt.loggers import build_writers
+from firepbt.loggers import build_writers, check_logging
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, ResumeError, Runner
 from firepbt.space import Distribution, Hyperparameters
@@ -170,7 +170,7 @@ def run(
         num_cpus_per_worker=num_cpus_per_worker,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
-        logging=dict(logging or {}),
+        logging=dict(check_logging(logging or {})),
     )
     objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
     return run_config(
@@ -242,6 +242,8 @@ def run_config(
 
 
 def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
+    if isinstance(callbacks, (Callback, str)) or not isinstance(callbacks, Sequence):
+        raise ConfigError(f"callbacks: expected a list of firepbt.Callback, got {callbacks!r}")
     callbacks = list(callbacks)
     for i, c in enumerate(callbacks):
         if not isinstance(c, Callback):

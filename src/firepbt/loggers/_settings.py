@@ -79,8 +79,9 @@ def _options(name: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def check_logging(settings: Any) -> None:
-    """A ``ConfigError`` naming the key unless ``settings`` is a valid ``[logging]`` table."""
+def check_logging(settings: Any) -> Mapping[str, Any]:
+    """``settings``, or a ``ConfigError`` naming the key unless it is a valid ``[logging]``
+    table."""
     if not isinstance(settings, Mapping):
         raise ConfigError(f"logging: expected a table of writers, got {settings!r}")
     unknown = sorted(set(settings) - set(WRITERS))
@@ -90,6 +91,7 @@ def check_logging(settings: Any) -> None:
         )
     for name, value in settings.items():
         _options(name, value)
+    return settings
 
 
 def build_writers(settings: Mapping[str, Any]) -> list[Callback]:
