@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from firepbt._replay import ReplayResult, replay
     from firepbt.api import RunResult, resume, run, run_config
+    from firepbt.callbacks import Callback, MemberFailure, MemberPoint, RunStart
     from firepbt.config import RunConfig
     from firepbt.decisions import Continue, Exploit, Finish, Mode, Start
     from firepbt.exploit import BinaryTournament, KeepOwn, NoExploit, Truncation, WelchTTest
     from firepbt.explore import AddNoise, NoExplore, Perturb, Resample, chain
     from firepbt.lineage import ScheduleEntry, schedule
+    from firepbt.loggers import MLflowWriter, TensorBoardWriter, WandbWriter
     from firepbt.registry import ConfigError
     from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, SpaceError, Uniform
     from firepbt.store import Store
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AddNoise": "firepbt.explore",
     "BinaryTournament": "firepbt.exploit",
+    "Callback": "firepbt.callbacks",
     "chain": "firepbt.explore",
     "Choice": "firepbt.space",
     "ConfigError": "firepbt.registry",
@@ -39,6 +42,9 @@ _EXPORTS = {
     "IntUniform": "firepbt.space",
     "KeepOwn": "firepbt.exploit",
     "LogUniform": "firepbt.space",
+    "MemberFailure": "firepbt.callbacks",
+    "MemberPoint": "firepbt.callbacks",
+    "MLflowWriter": "firepbt.loggers",
     "Mode": "firepbt.decisions",
     "NoExploit": "firepbt.exploit",
     "NoExplore": "firepbt.explore",
@@ -53,6 +59,7 @@ _EXPORTS = {
     "run_config": "firepbt.api",
     "RunConfig": "firepbt.config",
     "RunResult": "firepbt.api",
+    "RunStart": "firepbt.callbacks",
     "schedule": "firepbt.lineage",
     "ScheduleEntry": "firepbt.lineage",
     "Space": "firepbt.space",
@@ -61,9 +68,11 @@ _EXPORTS = {
     "Store": "firepbt.store",
     "Strategy": "firepbt.strategies",
     "Synchrony": "firepbt.strategies",
+    "TensorBoardWriter": "firepbt.loggers",
     "Trainable": "firepbt.trainable",
     "Truncation": "firepbt.exploit",
     "Uniform": "firepbt.space",
+    "WandbWriter": "firepbt.loggers",
     "WelchTTest": "firepbt.exploit",
 }
 __all__ = [
@@ -71,6 +80,7 @@ __all__ = [
     "FirePBT",
     "AddNoise",
     "BinaryTournament",
+    "Callback",
     "Choice",
     "ConfigError",
     "Continue",
@@ -80,6 +90,9 @@ __all__ = [
     "IntUniform",
     "KeepOwn",
     "LogUniform",
+    "MLflowWriter",
+    "MemberFailure",
+    "MemberPoint",
     "Mode",
     "NoExplore",
     "NoExploit",
@@ -89,6 +102,7 @@ __all__ = [
     "Resample",
     "RunConfig",
     "RunResult",
+    "RunStart",
     "ScheduleEntry",
     "Space",
     "SpaceError",
@@ -96,9 +110,11 @@ __all__ = [
     "Store",
     "Strategy",
     "Synchrony",
+    "TensorBoardWriter",
     "Trainable",
     "Truncation",
     "Uniform",
+    "WandbWriter",
     "WelchTTest",
     "chain",
     "run",

@@ -5,18 +5,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firepbt.callbacks import Callback
 from firepbt.checkpoints import read_checkpoint, write_bytes
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
 from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
+from firepbt.loggers import build_writers, check_logging
 from firepbt.registry import ConfigError
 from firepbt.runner import Progress, ResumeError, Runner
 from firepbt.space import Distribution, Hyperparameters
@@ -119,6 +121,8 @@ def run(
     gpus_per_worker: float | None = None,
     devices: list[str] | None = None,
     progress: bool | Callable[[Progress], None] = False,
+    logging: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
     **strategy_options: Any,
 ) -> RunResult:
     """Train a population and return the best member with its hyperparameter schedule.
@@ -137,6 +141,12 @@ def run(
     reserved from Ray; a trainable trains on ``self.device`` (see ``firepbt.devices``). The
     result's ``schedule`` is the best member's hyperparameter schedule (``RunResult.schedule``;
     ``describe()`` prints it).
+
+    ``logging`` names per-member writers as a config's ``[logging]`` does
+    (``{"tensorboard": "tb", "mlflow": "mlruns", "wandb": "project"}``; kept in the run's
+    config, so a resume writes to them too); ``callbacks`` are further
+    :class:`firepbt.Callback` objects (``firepbt.loggers.TensorBoardWriter("tb")``, your own),
+    called in this process with each point, decision and failure as it is recorded.
 
     >>> from firepbt.examples.toy import Toy
     >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
@@ -167,6 +177,7 @@ def run(
         devices=[str(d) for d in devices] if devices is not None else None,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
+        logging=dict(check_logging(logging or {})),
     )
     objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
     return run_config(
@@ -175,6 +186,7 @@ def run(
         executor=executor if isinstance(executor, Executor) else None,
         progress=progress,
         strategy_objects=objects,
+        callbacks=callbacks,
     )
 
 
@@ -217,10 +229,13 @@ def run_config(
     executor: Executor | None = None,
     progress: bool | Callable[[Progress], None] = False,
     strategy_objects: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
-    """Run a validated config (what ``firepbt run CONFIG`` does)."""
+    """Run a validated config (what ``firepbt run CONFIG`` does): with the writers its
+    ``[logging]`` names, then ``callbacks``."""
     cls = trainable or import_trainable(config.trainable)
     strategy = config.build_strategy(strategy_objects)
+    writers = [*build_writers(config.logging), *_callbacks(callbacks)]
     executor = executor or make_executor(config)  # e.g. too few GPUs: refused before any file
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     by_value = dumps_by_value(cls) if ships_by_value(cls) else None  # before anything is made
@@ -231,7 +246,20 @@ def run_config(
         (run_dir / BY_VALUE_FILE).unlink(missing_ok=True)
     if strategy_objects:
         store.set_meta("unresumable", ", ".join(sorted(strategy_objects)))
-    return _drive(config, store, run_dir, strategy, cls, executor, progress, resume=False)
+    return _drive(config, store, run_dir, strategy, cls, executor, progress, writers, resume=False)
+
+
+def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
+    if isinstance(callbacks, (Callback, str)) or not isinstance(callbacks, Sequence):
+        raise ConfigError(f"callbacks: expected a list of firepbt.Callback, got {callbacks!r}")
+    callbacks = list(callbacks)
+    for i, c in enumerate(callbacks):
+        if not isinstance(c, Callback):
+            raise ConfigError(
+                f"callbacks[{i}]: expected a firepbt.Callback (such as "
+                f"firepbt.loggers.TensorBoardWriter('tb')), got {c!r}"
+            )
+    return callbacks
 
 
 def resume(
@@ -240,12 +268,15 @@ def resume(
     trainable: type[Trainable] | None = None,
     executor: Executor | None = None,
     progress: bool | Callable[[Progress], None] = False,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Continue a run that was killed (at any moment) from its store and checkpoints.
 
     The strategy is rebuilt by replaying the recorded results in order into a fresh strategy
     with the same config and seed; finished segments are not run again, segments that were
     queued or running are. A run directory that another live process is running is refused.
+    The writers the run's ``[logging]`` names are built again, and they and ``callbacks`` hear
+    of what happens from then on (not of the replayed events).
     """
     run_dir = Path(run_dir)
     store = Store.open(run_dir)
@@ -267,6 +298,7 @@ def resume(
                 "start a new run with the changed config"
             )
         config = RunConfig(**store.config())
+        writers = [*build_writers(config.logging), *_callbacks(callbacks)]
     except BaseException:
         store.close()
         raise
@@ -276,9 +308,8 @@ def resume(
         store.close()
         raise
     store.set_meta("status", "running")
-    return _drive(
-        config, store, run_dir, config.build_strategy(), cls, executor, progress, resume=True
-    )
+    strategy = config.build_strategy()
+    return _drive(config, store, run_dir, strategy, cls, executor, progress, writers, resume=True)
 
 
 def _drive(
@@ -289,6 +320,7 @@ def _drive(
     cls: type[Trainable],
     executor: Executor | None,
     progress: bool | Callable[[Progress], None],
+    callbacks: Sequence[Callback],
     resume: bool,
 ) -> RunResult:
     """Run (or resume) a store's run to the end, holding the run directory's lock."""
@@ -327,6 +359,7 @@ def _drive(
         max_retries=config.max_retries,
         checkpoint_every=config.checkpoint_every,
         on_progress=callback,
+        callbacks=callbacks,
     )
     try:
         with run_lock(run_dir):

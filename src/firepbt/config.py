@@ -32,6 +32,11 @@ A TOML config looks like::
     # num_cpus_per_worker = 1   # ray only: CPUs each worker actor reserves
     # gpus_per_worker = 1       # process, ray: GPUs per worker (0.5: two workers share one)
     # devices = [0, 1]          # process only: the GPUs to hand out (default: all visible)
+
+    [logging]                   # per-member logs, written by the controller (firepbt.loggers)
+    tensorboard = "tb"          # a directory (pip install 'firepbt[tensorboard]')
+    mlflow = "mlruns"           # a directory (local store) or a tracking URI ('firepbt[mlflow]')
+    wandb = "my-project"        # or { project = "...", mode = "offline" } ('firepbt[wandb]')
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import numpy as np
 
 from firepbt.decisions import Mode
 from firepbt.devices import check_gpus_per_worker
+from firepbt.loggers import WRITERS, check_logging
 from firepbt.registry import EXPLOITS, ConfigError, build_explore, check_type, is_kind
 from firepbt.space import Space, SpaceError
 from firepbt.strategies import PBT, FirePBT, PopulationConfigError, RandomSearch, Strategy
@@ -90,6 +96,9 @@ _PLACES = {
     "num_cpus_per_worker": "under [executor] (kind 'ray')",
     "gpus_per_worker": "under [executor] (gpus_per_worker = 1, or 0.5 to share a GPU)",
     "devices": "under [executor] (devices = [0, 1]; kind 'process')",
+    "callbacks": "in Python only (firepbt.run(..., callbacks=[...])); a config names its "
+    "writers under [logging]",
+    **{name: f'under [logging] ({name} = "...")' for name in WRITERS},
     **{
         option: f"under [strategy] ({option} = ...)"
         for option in sorted(set().union(*STRATEGY_OPTIONS.values()))
@@ -149,8 +158,10 @@ class RunConfig:
     devices: list[str] | None = None  # process: the GPUs to hand out (default: all visible)
     run_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    logging: dict[str, Any] = field(default_factory=dict)  # [logging]: writer name -> settings
 
     def __post_init__(self) -> None:
+        check_logging(self.logging)
         for name, kind in FIELD_TYPES.items():
             check_type(name, getattr(self, name), kind)
         for name, kind in OPTION_TYPES.items():
@@ -329,6 +340,7 @@ class RunConfig:
             "eval_every",
             "max_retries",
             "checkpoint_every",
+            "logging",
         }
         unknown = sorted(set(data) - known_top)
         placed = [f"{k} belongs {_PLACES[k]}" for k in unknown if k in _PLACES]
@@ -384,6 +396,7 @@ class RunConfig:
             gpus_per_worker=executor.get("gpus_per_worker"),
             devices=executor.get("devices"),
             strategy_options=strategy,
+            logging=dict(_table(data, "logging", where)),
             **common,
         )
 

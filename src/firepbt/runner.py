@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from firepbt.callbacks import Callback, Dispatcher, MemberFailure, MemberPoint, RunStart
 from firepbt.checkpoints import CheckpointError, CheckpointRef
 from firepbt.decisions import (
     Assign,
@@ -71,7 +72,10 @@ class RunFailed(RuntimeError):
 
 
 class Runner:
-    """Runs a strategy to completion on an executor, writing everything to a store."""
+    """Runs a strategy to completion on an executor, writing everything to a store.
+
+    ``callbacks`` (see ``firepbt.callbacks``) hear of each point, decision and failure as it is
+    recorded; a resume replays the recorded events without calling them again."""
 
     def __init__(
         self,
@@ -88,6 +92,7 @@ class Runner:
         max_retries: int = 2,
         checkpoint_every: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.strategy = strategy
         self.executor = executor
@@ -135,11 +140,29 @@ class Runner:
         # the store's meta "running" for `firepbt status` (the others wait in the queue).
         self._on_executor: set[int] = set()
         self._published: frozenset[int] | None = None
+        self._callbacks = Dispatcher(callbacks, self._callback_failed)
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = False) -> None:
         """Run to the end; with ``resume``, first rebuild the state a killed run had reached."""
+        if self._callbacks:
+            config = self.store.config()
+            self._callbacks.start(RunStart(self.run_dir, config, resume, self._evaluators))
+        status = "error"
+        try:
+            self._run(resume)
+            status = "finished"
+        except RunFailed:
+            status = "failed"
+            raise
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self._callbacks.end(status)
+
+    def _run(self, resume: bool) -> None:
         if resume:
             self._restore()
         else:
@@ -299,6 +322,7 @@ class Runner:
                 is None
             ):
                 self.store.record_decision(d)
+                self._callbacks.decision(d)
             if isinstance(d, Start):
                 self._seeds[d.member] = d.seed
                 self._enqueue(d.member, 0, d.until, d.hyperparameters, None)
@@ -408,6 +432,18 @@ class Runner:
                     f"member {seg.member} reported a non-finite score ({p.score}) at step "
                     f"{p.step}; it ranks worst",
                 )
+            if not self._replaying:
+                self._callbacks.point(
+                    MemberPoint(
+                        seg.member,
+                        p.step,
+                        p.score,
+                        p.metrics,
+                        seg.hyperparameters,
+                        seg.id,
+                        seg.member in self._evaluators,
+                    )
+                )
             score = self.mode.orient(p.score)
             self.strategy.report(seg.member, p.step, score)
             if math.isfinite(score) and seg.member not in self._evaluators:
@@ -461,19 +497,19 @@ class Runner:
             self._release(seg.source)
             return
         if failure.kind == "interrupted":  # stopped for another segment's sake: run it again
-            self.store.segment_failed(r, final=False)
+            self._record_failure(r, final=False)
             self._queue.appendleft(seg)
             return
         if failure.kind == "worker_died" and not seg.isolated:
             # It may be a bystander of another segment's crash: re-run it alone, free of charge.
-            self.store.segment_failed(r, final=False)
+            self._record_failure(r, final=False)
             self._queue.appendleft(replace(seg, isolated=True))
             return
         if failure.kind == "source_unreadable" and self._repair(seg):
-            self.store.segment_failed(r, final=False)
+            self._record_failure(r, final=False)
             return
         if failure.kind == "unloadable":  # no worker could load any segment: stop at once
-            self.store.segment_failed(r, final=True)
+            self._record_failure(r, final=True)
             self.store.set_meta("status", "failed")
             raise RunFailed(
                 f"member {seg.member} at step {seg.start_step}: {failure.message}. Every "
@@ -483,7 +519,7 @@ class Runner:
         # A source that cannot be repaired would fail the same way again.
         hopeless = failure.kind in ("bad_metric", "source_unreadable")
         final = seg.attempt >= self.max_retries or hopeless
-        self.store.segment_failed(r, final)
+        self._record_failure(r, final)
         if not final:
             self._queue.append(replace(seg, attempt=seg.attempt + 1))
             return
@@ -491,6 +527,25 @@ class Runner:
         self._apply(decisions)
         self._release(seg.source)
         self._progress()
+
+    def _record_failure(self, r: SegmentResult, final: bool) -> None:
+        seg, failure = r.segment, r.failure
+        assert failure is not None
+        self.store.segment_failed(r, final)
+        self._callbacks.failure(
+            MemberFailure(
+                seg.member,
+                seg.start_step,
+                seg.id,
+                failure.kind,
+                failure.message,
+                final,
+                seg.member in self._evaluators,
+            )
+        )
+
+    def _callback_failed(self, member: int, segment: int | None, step: int, message: str) -> None:
+        self.store.record_warning(member, segment, step, "callback", message)
 
     # -- repairing corrupted checkpoints ----------------------------------------------------
 

@@ -397,7 +397,10 @@ class Store(StoreReads):
                 )
                 c.execute("INSERT INTO events(kind, segment) VALUES ('failed', ?)", (seg.id,))
 
-    def record_warning(self, member: int, segment: int, step: int, kind: str, message: str) -> None:
+    def record_warning(
+        self, member: int, segment: int | None, step: int, kind: str, message: str
+    ) -> None:
+        """Record a warning beside the failures (``segment`` None: not about one segment)."""
         with self._tx() as c:
             c.execute(
                 "INSERT INTO failures(member, segment, step, kind, message, traceback, time) "
