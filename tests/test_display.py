@@ -251,3 +251,42 @@ def test_status_of_a_run_whose_process_is_gone_says_stopped(tmp_path: Path) -> N
     finally:
         store.close()
     assert "status: stopped (no process is running it" in text and "queued" not in text
+
+
+def test_progress_names_the_phases_workers_starting_first_segments_running(
+    tmp_path: Path,
+) -> None:
+    phases: list[str] = []
+    firepbt.run(
+        Toy, TOY_SPACE, total_steps=6, population=4, ready_every=2, workers=2,
+        run_dir=tmp_path / "run", progress=lambda p: phases.append(p.phase),
+    )  # fmt: skip
+    # Each phase is reported in order, once it begins, and never comes back.
+    order = [p for i, p in enumerate(phases) if i == 0 or phases[i - 1] != p]
+    assert order == ["starting workers", "first segments", "running"]
+    in_process: list[str] = []
+    firepbt.run(
+        Toy, TOY_SPACE, total_steps=4, population=2, ready_every=2, executor="inprocess",
+        run_dir=tmp_path / "inprocess", progress=lambda p: in_process.append(p.phase),
+    )  # fmt: skip
+    assert in_process[0] == "first segments" and in_process[-1] == "running"
+
+
+def test_the_progress_line_shows_each_phase(tmp_path: Path, monkeypatch) -> None:
+    from firepbt import display
+
+    shown: list[str] = []
+    real = display.LiveProgress.update
+
+    def recording(self: display.LiveProgress, p: Any) -> None:
+        real(self, p)
+        shown.append(self._bar.tasks[0].fields["info"])
+
+    monkeypatch.setattr(display.LiveProgress, "update", recording)
+    firepbt.run(
+        Toy, TOY_SPACE, total_steps=6, population=4, ready_every=2, workers=2,
+        run_dir=tmp_path / "run", progress=True,
+    )  # fmt: skip
+    assert shown[0] == "starting 2 worker processes"
+    assert "training the first segments on 2 workers: the bar moves each 2 steps" in shown
+    assert shown[-1].startswith("top score so far")

@@ -337,11 +337,14 @@ def _drive(
             if config.executor == "inprocess"
             else f"on {config.workers} worker{'s' if config.workers != 1 else ''}"
         )
+        every = config.ready_every
+        first = f"training the first segments {where}: the bar moves each {every} steps"
+        workers = f"{config.workers} worker process{'es' if config.workers != 1 else ''}"
         display = LiveProgress(
             config.population,
             config.total_steps,
-            starting=f"training the first segments {where}: the bar moves each "
-            f"{config.ready_every} steps",
+            starting=first,
+            phases={"starting workers": f"starting {workers}", "first segments": first},
         )
         callback = display.update
     elif callable(progress):

@@ -35,6 +35,7 @@ class LiveProgress:
         console: Console | None = None,
         *,
         starting: str = "",
+        phases: Mapping[str, str] | None = None,
     ) -> None:
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
@@ -45,7 +46,9 @@ class LiveProgress:
             TextColumn("{task.fields[info]}"),
             console=console or Console(stderr=True),
         )
-        # Shown until the first segment ends: workers start and train before anything moves.
+        # What is shown while nothing has finished yet: each phase's message (``phases``, keyed
+        # by ``Progress.phase``: "starting workers", "first segments"), or ``starting``.
+        self._phases = dict(phases or {})
         self._task = self._bar.add_task("training", total=total_steps, info=starting)
 
     def __enter__(self) -> LiveProgress:
@@ -58,6 +61,9 @@ class LiveProgress:
         self._bar.__exit__(et, e, tb)
 
     def update(self, p: RunProgress) -> None:
+        if p.phase in self._phases:
+            self._bar.update(self._task, completed=p.mean_step, info=self._phases[p.phase])
+            return
         best = "–" if math.isnan(p.best_score) else f"{p.best_score:.5g}"
         info = f"top score so far {best} · {p.exploits} exploits · {p.failures} failures"
         self._bar.update(self._task, completed=p.mean_step, info=info)

@@ -17,7 +17,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -47,6 +47,10 @@ class Executor(ABC):
     forgets it on ``drop``."""
 
     holds_state = False
+    # Set by the runner: called once, from ``wait``, when the first worker process has started
+    # and can train (an executor that starts processes and can tell sets ``reports_started``).
+    reports_started = False
+    on_started: Callable[[], None] | None = None
 
     @property
     @abstractmethod
@@ -175,6 +179,7 @@ class ProcessPoolExecutor(Executor):
     that replaces a dead one gets the same devices."""
 
     holds_state = True
+    reports_started = True
 
     def __init__(
         self,
@@ -200,6 +205,7 @@ class ProcessPoolExecutor(Executor):
         self._early: list[SegmentResult] = []  # could not be sent; handed back by the next wait
         self._home: dict[int, int] = {}  # member -> index of the process that last ran it
         self._requests = 0
+        self._announced = False  # on_started was called
 
     @property
     def capacity(self) -> int:
@@ -284,11 +290,14 @@ class ProcessPoolExecutor(Executor):
             if self.timeout is not None:
                 earliest = min(p.started for p in busy)
                 limit = max(0.0, earliest + self.timeout - time.monotonic())
-            handles = [p.tasks for p in busy] + [p.process.sentinel for p in busy]
+            starting = [p.control for p in self._procs if not p.started_up]
+            handles = [p.tasks for p in busy] + [p.process.sentinel for p in busy] + starting
             ready = mp_connection.wait(handles, timeout=limit)
             if not ready:
                 results += self._stop_hung()
                 continue
+            if any(c in ready for c in starting):
+                self._hear_started([p for p in self._procs if p.control in ready])
             for proc in busy:
                 if proc.tasks in ready or proc.process.sentinel in ready:
                     results.append(self._collect(proc))
@@ -296,6 +305,22 @@ class ProcessPoolExecutor(Executor):
 
     def pending(self) -> int:
         return sum(p.segment is not None for p in self._procs) + len(self._early)
+
+    def _hear_started(self, procs: list[_Process]) -> None:
+        """Read the notes of processes that started; at the first, call ``on_started``. (A
+        worker writes its note before it reads a segment, so the note is read no later than the
+        first result: ``wait`` reads notes first.)"""
+        for proc in procs:
+            with contextlib.suppress(EOFError, OSError):  # died: its sentinel tells
+                proc.control.recv()  # the note (a reply to no flush request)
+            self._started_up(proc)
+
+    def _started_up(self, proc: _Process) -> None:
+        proc.started_up = True
+        if not self._announced:
+            self._announced = True
+            if self.on_started is not None:
+                self.on_started()
 
     def idle(self, worker: str) -> bool:
         proc = self._named(worker)
@@ -312,6 +337,9 @@ class ProcessPoolExecutor(Executor):
             deadline = time.monotonic() + FLUSH_TIMEOUT
             while proc.control.poll(max(0.0, deadline - time.monotonic())):
                 replied, sha, error = proc.control.recv()
+                if replied == STARTED:
+                    self._started_up(proc)
+                    continue
                 if replied != number:
                     continue  # the late reply to a request that timed out
                 if error:
@@ -389,6 +417,7 @@ class ProcessPoolExecutor(Executor):
 
 
 FLUSH_TIMEOUT = 60.0  # seconds a worker may take to write a held checkpoint out
+STARTED = "started"  # a new worker's first note on its control pipe
 
 
 def gone(worker: str, path: str) -> str:
@@ -403,6 +432,7 @@ class _Process:
     name: str
     segment: Segment | None = None
     started: float = 0.0
+    started_up: bool = False  # its note that it started was read
 
 
 def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dict[int, int]) -> int:
@@ -423,6 +453,7 @@ def _worker_main(
     controller: when its end of the control pipe closes (the controller ended or was killed),
     the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
     _init_worker(environment=environment)
+    control.send((STARTED, "", ""))  # before the thread that replies on this pipe starts
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
     while True:
         try:

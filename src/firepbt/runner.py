@@ -61,6 +61,12 @@ class Progress:
     exploits: int
     failures: int
     members: int
+    # "starting workers" (worker processes start), "first segments" (they train, nothing has
+    # finished yet), then "running"
+    phase: str = "running"
+
+
+STARTING, FIRST_SEGMENTS, RUNNING = "starting workers", "first segments", "running"
 
 
 class ResumeError(RuntimeError):
@@ -140,6 +146,8 @@ class Runner:
         # the store's meta "running" for `firepbt status` (the others wait in the queue).
         self._on_executor: set[int] = set()
         self._published: frozenset[int] | None = None
+        self._phase = STARTING if executor.reports_started else FIRST_SEGMENTS
+        executor.on_started = self._workers_started
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -163,6 +171,7 @@ class Runner:
             self._callbacks.end(status)
 
     def _run(self, resume: bool) -> None:
+        self._progress()  # the phase, before anything runs
         if resume:
             self._restore()
         else:
@@ -453,6 +462,7 @@ class Runner:
         self._set_current(seg.member, r.checkpoint)
         self._apply(self.strategy.ready(seg.member, seg.end_step))
         self._release(seg.source)
+        self._phase = RUNNING
         self._progress()
 
     def _remember_origin(self, seg: Segment, checkpoint: CheckpointRef) -> None:
@@ -526,6 +536,7 @@ class Runner:
         decisions = self.strategy.failed(seg.member, seg.start_step)
         self._apply(decisions)
         self._release(seg.source)
+        self._phase = RUNNING
         self._progress()
 
     def _record_failure(self, r: SegmentResult, final: bool) -> None:
@@ -641,6 +652,11 @@ class Runner:
     def current_checkpoints(self) -> dict[int, CheckpointRef]:
         return dict(self._current)
 
+    def _workers_started(self) -> None:
+        if self._phase == STARTING:
+            self._phase = FIRST_SEGMENTS
+            self._progress()
+
     def _progress(self) -> None:
         if self.on_progress is None:
             return
@@ -657,6 +673,7 @@ class Runner:
                 self._exploits,
                 self._failures,
                 len(states),
+                self._phase,
             )
         )
 
