@@ -173,3 +173,18 @@ def test_import_firepbt_leaves_the_logging_packages_out() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+class InterruptedAtStart(Callback):
+    def on_start(self, run: RunStart) -> None:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_a_callback_starts_still_ends_every_callback(tmp_path: Path) -> None:
+    # Another callback may be connecting to a tracking server when Ctrl-C comes: every
+    # callback is told the run ended, so none leaves a run open.
+    heard = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        nqm_run(tmp_path / "r", **NQM, callbacks=[heard, InterruptedAtStart()])
+    assert heard.ends == ["interrupted"]
+    assert len(heard.starts) == 1

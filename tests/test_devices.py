@@ -3,6 +3,7 @@ refusals, the config keys, and ``Trainable.device``. A test that needs real CUDA
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -128,7 +129,9 @@ def test_without_gpus_workers_train_on_the_cpu(tmp_path: Path, quad_space, monke
     assert Quad({"h0": 0.5, "h1": 0.5}, seed=0).device == "cpu"  # outside any worker
 
 
-def test_too_few_gpus_fails_before_anything_is_written(tmp_path: Path, quad_space) -> None:
+def test_too_few_gpus_fails_before_anything_is_written(
+    tmp_path: Path, quad_space, monkeypatch
+) -> None:
     with pytest.raises(ConfigError, match=r"3 workers × 1 GPUs need 3 GPU\(s\).*2 \(0, 1\)"):
         firepbt.run(
             Quad,
@@ -140,8 +143,9 @@ def test_too_few_gpus_fails_before_anything_is_written(tmp_path: Path, quad_spac
             run_dir=tmp_path / "r",
         )
     assert not (tmp_path / "r").exists()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(ConfigError, match="GPUs visible here are none"):
-        ProcessPoolExecutor(2, gpus_per_worker=1, devices=[])
+        ProcessPoolExecutor(2, gpus_per_worker=1)
 
 
 def _config(executor: dict[str, object]) -> dict[str, object]:
@@ -167,7 +171,7 @@ def test_config_takes_gpus_per_worker_and_devices() -> None:
         ({"kind": "inprocess", "gpus_per_worker": 1}, "in-process executor trains in this"),
         ({"kind": "process", "gpus_per_worker": 0.3}, "1/k of a device"),
         ({"kind": "process", "gpus_per_worker": "1"}, "expected a number"),
-        ({"kind": "process", "devices": "0,1"}, "expected a list of GPU ids"),
+        ({"kind": "process", "gpus_per_worker": 1, "devices": "0,1"}, "non-empty list of GPU"),
         ({"kind": "inprocess", "devices": [0]}, "only the process executor"),
     ],
 )
@@ -200,3 +204,53 @@ def test_torch_checkpoint_made_on_a_gpu_loads_on_the_cpu(monkeypatch) -> None:
     on_cpu = MNIST1D(h, seed=0)
     on_cpu.load(state)
     assert on_cpu.evaluate() == pytest.approx(on_gpu.evaluate(), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [
+        ("0,1", "expected a non-empty list"),
+        ([], "expected a non-empty list"),
+        ([0, None], "None is not a GPU id"),
+        ([True, 1], "True is not a GPU id"),
+        ([0.5, 1], "0.5 is not a GPU id"),
+        ([" 0 ", "1"], "' 0 ' is not a GPU id"),
+        (["", "1"], "'' is not a GPU id"),
+        ([-1], "-1 is not a GPU id"),
+        ([0, 0, 1, 1], "GPU 0, 1 listed more than once"),
+    ],
+)
+def test_bad_devices_are_refused_before_anything_is_written(
+    tmp_path: Path, quad_space, devices: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        firepbt.run(
+            Quad, quad_space, total_steps=8, workers=2, gpus_per_worker=1, devices=devices,
+            run_dir=tmp_path / "r",
+        )  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_empty_devices_list_is_not_all_visible_gpus(monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    with pytest.raises(ConfigError, match="non-empty list"):
+        ProcessPoolExecutor(2, gpus_per_worker=1, devices=[])
+
+
+def test_devices_without_gpus_per_worker_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no worker asks for one"):
+        RunConfig.from_mapping(_config({"kind": "process", "devices": [0, 1]}))
+
+
+def test_gpu_settings_beside_an_executor_instance_are_refused(tmp_path: Path, quad_space) -> None:
+    with pytest.raises(ConfigError, match="an Executor instance carries its own settings"):
+        firepbt.run(
+            Quad, quad_space, total_steps=8, executor=ProcessPoolExecutor(2), gpus_per_worker=1,
+            run_dir=tmp_path / "r",
+        )  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_fraction_that_is_not_one_over_k_names_the_nearest() -> None:
+    with pytest.raises(ConfigError, match=r"write 1/3 = 0\.3333333333"):
+        check_gpus_per_worker(0.333)

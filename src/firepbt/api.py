@@ -174,11 +174,17 @@ def run(
         address=address,
         num_cpus_per_worker=num_cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
-        devices=[str(d) for d in devices] if devices is not None else None,
+        devices=list(devices) if isinstance(devices, (list, tuple)) else devices,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
         logging=dict(check_logging(logging or {})),
     )
+    if isinstance(executor, Executor) and (gpus_per_worker or devices is not None):
+        raise ConfigError(
+            "gpus_per_worker / devices: an Executor instance carries its own settings; give "
+            "them to it (ProcessPoolExecutor(workers, gpus_per_worker=1)) or pass "
+            "executor='process'"
+        )
     objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
     return run_config(
         config,
@@ -219,7 +225,14 @@ def _plain_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def default_run_dir(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """``runs/<strategy>-<date>-<time>``; a second run started within the same second gets
+    ``-2``, ``-3``, ... so that it does not find the first run's directory."""
+    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def run_config(

@@ -42,6 +42,7 @@ class RunStart:
     config: Mapping[str, Any]
     resumed: bool
     evaluators: frozenset[int]
+    created: str = ""  # when the run's store was made (a run directory may be used again)
 
     @property
     def name(self) -> str:

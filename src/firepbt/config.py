@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from firepbt.decisions import Mode
-from firepbt.devices import check_gpus_per_worker
+from firepbt.devices import check_devices, check_gpus_per_worker
 from firepbt.loggers import WRITERS, check_logging
 from firepbt.registry import EXPLOITS, ConfigError, build_explore, check_type, is_kind
 from firepbt.space import Space, SpaceError
@@ -240,7 +240,7 @@ class RunConfig:
         """The GPU settings' types and executor (whether the GPUs exist is checked where the
         workers start: a stored config is read again on machines without them)."""
         if self.gpus_per_worker is not None:
-            check_gpus_per_worker(self.gpus_per_worker)
+            check_gpus_per_worker(self.gpus_per_worker, "executor.gpus_per_worker")
             if self.executor == "inprocess" and self.gpus_per_worker:
                 raise ConfigError(
                     "executor.gpus_per_worker: the in-process executor trains in this process; "
@@ -253,12 +253,11 @@ class RunConfig:
                     "executor.devices: only the process executor takes it (Ray places GPUs "
                     f"itself; executor.kind is {self.executor!r})"
                 )
-            if not isinstance(self.devices, list) or not all(
-                isinstance(d, (str, int)) and not isinstance(d, bool) for d in self.devices
-            ):
+            check_devices(self.devices, "executor.devices")
+            if not self.gpus_per_worker:
                 raise ConfigError(
-                    f"executor.devices: expected a list of GPU ids such as [0, 1], got "
-                    f"{self.devices!r}"
+                    "executor.devices: lists the GPUs to hand out, but no worker asks for one; "
+                    "add gpus_per_worker (1, or 0.5 to share a GPU), or leave devices out"
                 )
 
     @property

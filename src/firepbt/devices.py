@@ -28,23 +28,48 @@ from firepbt.registry import ConfigError
 DEVICE_VARIABLE = "FIREPBT_DEVICE"  # "cuda" or "cpu": the device a worker's trainable uses
 
 
-def check_gpus_per_worker(value: object) -> float:
+def check_gpus_per_worker(value: object, name: str = "gpus_per_worker") -> float:
     """``value`` as a number of GPUs per worker: 0, a whole number, or 1/k of one device."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"gpus_per_worker: expected a number such as 1 or 0.5, got {value!r}")
+        raise ConfigError(f"{name}: expected a number such as 1 or 0.5, got {value!r}")
     if value < 0:
-        raise ConfigError(f"gpus_per_worker: must be 0 or more, got {value!r}")
+        raise ConfigError(f"{name}: must be 0 or more, got {value!r}")
     if value >= 1 and value != int(value):
         raise ConfigError(
-            f"gpus_per_worker: {value!r} cannot be split over devices; use a whole number of "
+            f"{name}: {value!r} cannot be split over devices; use a whole number of "
             "GPUs, or a fraction of one (0.5, 0.25, ...)"
         )
     if 0 < value < 1 and abs(1 / value - round(1 / value)) > 1e-6:
+        k = max(1, round(1 / value))
         raise ConfigError(
-            f"gpus_per_worker: a fraction must be 1/k of a device (0.5, 0.25, ...) so that k "
-            f"workers share each device exactly; got {value!r}"
+            f"{name}: a fraction must be 1/k of a device (0.5, 0.25, ...) so that k "
+            f"workers share each device exactly; got {value!r} (for {k} workers per device "
+            f"write 1/{k} = {1 / k:.10g})"
         )
     return float(value)
+
+
+def check_devices(devices: object, name: str = "devices") -> list[str]:
+    """``devices`` as a list of distinct GPU ids: non-negative integers, or names such as
+    ``"GPU-8f…"`` (UUIDs) or ``"MIG-…"``, as ``CUDA_VISIBLE_DEVICES`` takes them."""
+    if not isinstance(devices, (list, tuple)) or not devices:
+        raise ConfigError(
+            f"{name}: expected a non-empty list of GPU ids such as [0, 1], got {devices!r}"
+        )
+    ids = []
+    for d in devices:
+        good_int = isinstance(d, int) and not isinstance(d, bool) and d >= 0
+        good_str = isinstance(d, str) and d == d.strip() and d != "" and "," not in d
+        if not (good_int or good_str) or (isinstance(d, str) and d.startswith("-")):
+            raise ConfigError(
+                f"{name}: {d!r} is not a GPU id; give device numbers (0, 1, ...) or names "
+                "such as 'GPU-<uuid>'"
+            )
+        ids.append(str(d))
+    repeated = sorted({d for d in ids if ids.count(d) > 1})
+    if repeated:
+        raise ConfigError(f"{name}: GPU {', '.join(repeated)} listed more than once")
+    return ids
 
 
 def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -55,11 +80,12 @@ def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
     if listed is not None:
         ids = [d.strip() for d in listed.split(",") if d.strip()]
         # CUDA stops reading the list at the first invalid entry, such as -1.
-        valid = []
+        valid: list[str] = []
         for d in ids:
             if d.startswith("-"):
                 break
-            valid.append(d)
+            if d not in valid:  # a repeated entry is the same device
+                valid.append(d)
         return valid
     try:
         import torch

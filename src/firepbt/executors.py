@@ -25,7 +25,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, cast
 
 from firepbt.checkpoints import CheckpointError
-from firepbt.devices import assign_devices, visible_gpus, worker_environment
+from firepbt.devices import assign_devices, check_devices, visible_gpus, worker_environment
 from firepbt.segments import (
     Failure,
     Segment,
@@ -193,9 +193,11 @@ class ProcessPoolExecutor(Executor):
         check_pool(workers, timeout)
         self.workers = workers
         self.timeout = timeout
-        listed = [str(d) for d in devices] if devices is not None else None
+        listed = check_devices(devices) if devices is not None else None
         if gpus_per_worker:
-            plan = assign_devices(workers, gpus_per_worker, listed or visible_gpus())
+            plan = assign_devices(
+                workers, gpus_per_worker, listed if listed is not None else visible_gpus()
+            )
         else:
             plan = [None] * workers
         self._environments = [worker_environment(v) for v in plan]

@@ -154,11 +154,13 @@ class Runner:
 
     def run(self, resume: bool = False) -> None:
         """Run to the end; with ``resume``, first rebuild the state a killed run had reached."""
-        if self._callbacks:
-            config = self.store.config()
-            self._callbacks.start(RunStart(self.run_dir, config, resume, self._evaluators))
         status = "error"
         try:
+            if self._callbacks:
+                config = self.store.config()
+                created = self.store.meta("created") or ""
+                start = RunStart(self.run_dir, config, resume, self._evaluators, created)
+                self._callbacks.start(start)
             self._run(resume)
             status = "finished"
         except RunFailed:

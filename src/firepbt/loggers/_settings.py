@@ -4,7 +4,7 @@ has, checked when the config is made and built when the run starts.
     [logging]
     tensorboard = "tb"                      # a directory
     mlflow = "mlruns"                       # a directory (local store) or a tracking URI
-    # mlflow = { uri = "http://mlflow:5000", experiment = "nqm" }
+    # mlflow = { where = "http://mlflow:5000", experiment = "nqm" }
     wandb = "my-project"                    # a W&B project
     # wandb = { project = "my-project", entity = "me", mode = "offline", group = "nqm" }
 """

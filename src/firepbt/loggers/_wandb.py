@@ -69,7 +69,10 @@ class WandbWriter(Callback):
 
         self._wandb: Any = wandb  # typed loosely: checked by the package, not here
         self._start = run
-        self._digest = hashlib.sha256(str(run.run_dir.resolve()).encode()).hexdigest()[:12]
+        # The run directory and when its store was made: a resume continues the same W&B runs,
+        # a new run in a directory used before gets runs of its own.
+        where = f"{run.run_dir.resolve()}|{run.created}"
+        self._digest = hashlib.sha256(where.encode()).hexdigest()[:12]
 
     def _run(self, member: int, config: dict[str, Any] | None = None) -> Any:
         w = self._runs.get(member)
