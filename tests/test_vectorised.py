@@ -283,3 +283,16 @@ def test_models_the_population_cannot_stack_are_refused() -> None:
     other.assign(0, {"lr": 0.1}, seed=0)
     with pytest.raises(ValueError, match="does not fit this population's architecture"):
         population.load(0, other.save(0))
+
+
+def test_a_model_that_draws_random_numbers_is_refused_clearly() -> None:
+    x, y = _data()
+
+    def dropout(h: Any) -> Any:
+        return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Dropout(0.5))
+
+    population = MLPs(1, dropout, torch.nn.functional.cross_entropy, x, y)
+    population.assign(0, {"lr": 0.1}, seed=0)
+    with pytest.raises(ValueError, match="draws random numbers"):
+        population.train(1)
+    assert population.evaluate()[0] > 0  # evaluation mode: dropout is off

@@ -13,8 +13,8 @@ state dict), ``optimizer`` (the torch optimizer's ``state_dict``), ``torch_rng``
 and the reverse. ``load`` ignores ``torch_rng``: torch's global generator is one per process, not
 one per member, so a vectorised member must draw its randomness from its own generator.
 
-When to use it: many small members on one device (the MNIST-1D CNN: ≈ 2× the member-steps per
-second of sequential models on one CPU thread, see ``benchmarks/vectorised_step.py``). What it
+When to use it: many small members on one device (the MNIST-1D CNN on one CPU thread: 1.15–1.3×
+the member-steps per second of sequential models, ``benchmarks/vectorised_step.py``). What it
 costs: every slot's weights, optimizer state and activations live in one process on one device.
 
 Not supported (refused with a clear error): models with buffers (BatchNorm running statistics),
@@ -228,7 +228,16 @@ class TorchVectorised(VectorisedTrainable):
             x = torch.stack([b[0] for b in batches]).to(self.device)
             y = torch.stack([b[1] for b in batches]).to(self.device)
             params = self.params if index is None else self._take(index)
-            grads = per_member_grad(params, x, y)
+            try:
+                grads = per_member_grad(params, x, y)
+            except RuntimeError as e:
+                if "randomness" not in str(e):
+                    raise
+                raise ValueError(
+                    "model: its forward draws random numbers (e.g. dropout in training mode), "
+                    "which vectorised training does not support yet: one member's random "
+                    "stream could not match the ordinary trainable's"
+                ) from None
             new = optimizer.step(params, grads, slots, index)
             if index is None:
                 self.params = new
