@@ -1,0 +1,125 @@
+"""Micro-benchmark of one training step: MNIST-1D CNN members trained vectorised (one
+``MNIST1DVectorised`` of k slots, a ``vmap`` step for all of them) against the same k members as
+ordinary ``MNIST1D`` trainables whose ``train`` is called one after the other, in one process on
+one torch thread.
+
+This times ``train`` calls only (batch drawing, forward, backward, optimizer step): no executor,
+no evaluation, no checkpoints. It is not the end-to-end executor benchmark of the vectorised
+population issue (that needs executor support, not built yet).
+
+For each population size the two ways alternate, ``--repeats`` timings each, after a warm-up;
+the table gives the median member-steps per second (k × steps / seconds).
+
+    python benchmarks/vectorised_step.py [--repeats 3] [--steps 40] [--quick]
+
+Writes ``benchmarks/results/vectorised_step.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from firepbt.examples.mnist1d import MNIST1D, mnist1d_data
+from firepbt.examples.mnist1d_vectorised import MNIST1DVectorised
+
+RESULTS = Path(__file__).parent / "results" / "vectorised_step.md"
+SIZES = (16, 64)
+LR = 0.05
+
+
+def hyperparameters(member: int) -> dict[str, float]:
+    return {"lr": LR * (1 + member % 4) / 2, "momentum": 0.9}
+
+
+def time_vectorised(population: MNIST1DVectorised, steps: int) -> float:
+    start = time.perf_counter()
+    population.train(steps)
+    return time.perf_counter() - start
+
+
+def time_sequential(members: list[MNIST1D], steps: int) -> float:
+    start = time.perf_counter()
+    for m in members:
+        m.train(steps)
+    return time.perf_counter() - start
+
+
+def measure(k: int, steps: int, repeats: int) -> dict[str, float]:
+    population = MNIST1DVectorised(slots=k)
+    members = []
+    for i in range(k):
+        population.assign(i, hyperparameters(i), seed=i)
+        members.append(MNIST1D(hyperparameters(i), seed=i))
+    time_vectorised(population, 2)  # warm-up: first-call costs of vmap and the optimizer
+    time_sequential(members, 2)
+    vectorised, sequential = [], []
+    for _ in range(repeats):
+        vectorised.append(time_vectorised(population, steps))
+        sequential.append(time_sequential(members, steps))
+    v, s = statistics.median(vectorised), statistics.median(sequential)
+    return {"vectorised": k * steps / v, "sequential": k * steps / s, "v_s": v, "s_s": s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40, help="steps per member per timing")
+    parser.add_argument("--quick", action="store_true", help="10 steps, 1 timing each")
+    args = parser.parse_args()
+    steps, repeats = (10, 1) if args.quick else (args.steps, args.repeats)
+
+    torch.set_num_threads(1)
+    mnist1d_data()  # generate the data before anything is timed
+    load_before = os.getloadavg()[0]
+    rows = []
+    for k in SIZES:
+        r = measure(k, steps, repeats)
+        rows.append((k, r))
+        print(
+            f"{k:>3} members: vectorised {r['vectorised']:7.0f} member-steps/s, "
+            f"sequential {r['sequential']:7.0f} member-steps/s, "
+            f"ratio {r['vectorised'] / r['sequential']:.2f}×",
+            flush=True,
+        )
+    load_after = os.getloadavg()[0]
+
+    lines = [
+        "# Vectorised step (micro-benchmark)",
+        "",
+        "MNIST-1D CNN (32 channels, batch 64, SGD with momentum), `train` calls only: one "
+        "`MNIST1DVectorised` of k slots (`vmap` over stacked weights) against k ordinary "
+        "`MNIST1D` members trained one after the other, in one process, "
+        "`torch.set_num_threads(1)`. Not the end-to-end executor benchmark (no executor, "
+        f"evaluation or checkpoints). {steps} steps per member per timing, median of "
+        f"{repeats} alternating timings each.",
+        "",
+        "| members | vectorised member-steps/s | sequential member-steps/s | ratio |",
+        "|---|---|---|---|",
+    ]
+    for k, r in rows:
+        ratio = r["vectorised"] / r["sequential"]
+        lines.append(f"| {k} | {r['vectorised']:.0f} | {r['sequential']:.0f} | {ratio:.2f}× |")
+    lines += [
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
+        f"{load_before:.2f} before, {load_after:.2f} after), torch {torch.__version__}, "
+        "CPU.",
+        "",
+        "Command: `python benchmarks/vectorised_step.py"
+        + (" --quick" if args.quick else f" --repeats {repeats} --steps {steps}")
+        + "`.",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
