@@ -173,11 +173,12 @@ class Runner:
             self._callbacks.end(status)
 
     def _run(self, resume: bool) -> None:
-        self._progress()  # the phase, before anything runs
         if resume:
             self._restore()
         else:
             self._apply(self.strategy.start())
+        self._publish_running()  # nothing is on a worker yet: every member waits
+        self._progress()  # the phase, before anything runs
         try:
             while self._queue or self.executor.pending():
                 self._submit()
