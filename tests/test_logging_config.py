@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from _runs import toy_toml
 
+import firepbt
 from firepbt import MLflowWriter, TensorBoardWriter, WandbWriter
 from firepbt.config import RunConfig
 from firepbt.loggers import build_writers
@@ -160,3 +161,15 @@ def test_firepbt_run_writes_the_configs_logs_and_refuses_an_unknown_writer(
     err = capsys.readouterr().err
     assert "logging: unknown writer(s) ['tensorbord']; choose among tensorboard, mlflow" in err
     assert "Traceback" not in err
+
+
+def test_a_tensorboard_directory_that_is_a_file_is_refused_before_the_run(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    (tmp_path / "tb").write_text("not a directory")
+    with pytest.raises(ConfigError, match=r"logging.tensorboard: .*tb is a file"):
+        firepbt.run(
+            "firepbt.examples.toy:Toy", {"h0": 0.5, "h1": 0.5}, total_steps=4, population=2,
+            ready_every=2, executor="inprocess", run_dir=tmp_path / "r",
+            logging={"tensorboard": str(tmp_path / "tb" / "logs")},
+        )  # fmt: skip
+    assert not (tmp_path / "r").exists()

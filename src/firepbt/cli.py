@@ -92,7 +92,8 @@ def _status(args: argparse.Namespace) -> int:
         if failures:
             print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")
             for member, step, kind, message in failures[-5:]:
-                print(printable(f"  member {member} at step {step}: [{kind}] {message}"))
+                who = f"member {member}" if member >= 0 else "the run"  # e.g. a callback's start
+                print(printable(f"  {who} at step {step}: [{kind}] {message}"))
     finally:
         store.close()
     return 0

@@ -112,7 +112,9 @@ def assign_devices(
         raise ConfigError(
             f"gpus_per_worker: {workers} workers × {share:g} GPUs need {need} GPU(s), but the "
             f"GPUs visible here are {seen}; use fewer workers, a smaller share "
-            "(gpus_per_worker = 0.5 puts two workers on each GPU), or list devices explicitly"
+            "(gpus_per_worker = 0.5 puts two workers on each GPU), or list devices explicitly "
+            "(a resumed run keeps its config: firepbt.resume(run_dir, executor="
+            "ProcessPoolExecutor(workers, gpus_per_worker=...)) resumes it on other devices)"
         )
     first = [(i // sharing) * per for i in range(workers)]
     return [",".join(devices[f : f + per]) for f in first]

@@ -19,6 +19,7 @@ from firepbt.callbacks import (
     numeric,
 )
 from firepbt.decisions import Continue, Decision
+from firepbt.registry import ConfigError
 
 DECISIONS_TAG = "decisions"
 FAILURES_TAG = "failures"
@@ -50,6 +51,12 @@ class TensorBoardWriter(Callback):
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).absolute()
+        taken = next((p for p in (self.directory, *self.directory.parents) if p.exists()), None)
+        if taken is not None and not taken.is_dir():
+            raise ConfigError(
+                f"logging.tensorboard: {taken} is a file, so {self.directory} cannot be a "
+                "directory of TensorBoard logs; name another directory"
+            )
         self._root = self.directory
         self._evaluators: frozenset[int] = frozenset()
         self._files: dict[int, Any] = {}

@@ -57,7 +57,7 @@ class _Run:
     def label(self, worker: int) -> str:
         row = self.members.get(worker)
         if row is None:
-            return f"worker {worker}"
+            return "the run" if worker < 0 else f"worker {worker}"  # -1: not one worker's
         if row.role is Role.EVALUATOR:
             return f"evaluator {worker}"
         if len(self.subpopulations) > 1:
