@@ -34,15 +34,17 @@ same seed need not match.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import pickle
 import random
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,8 +330,12 @@ def tune_pbt(
     reuse_actors: bool = True,
     trainable_kwargs: Mapping[str, Any] | None = None,
     storage_path: str | Path | None = None,
+    time_budget_s: float | None = None,
 ) -> PeerResult:
     """Run ``trainable_cls`` over ``space`` with Ray Tune's PopulationBasedTraining.
+
+    ``time_budget_s`` stops Tune after that many seconds (its synchronous PBT can hang, with a
+    trial paused for a peer that has ended; the tests bound it so).
 
     Starts Ray with ``workers`` CPUs (1 per trial) unless it is running; leaves it running (call
     ``ray.shutdown()`` when done). Tune's files go to ``storage_path``, by default a temporary
@@ -353,9 +359,11 @@ def tune_pbt(
                 resample_probability=resample_probability,
                 perturbation_factors=perturbation_factors, synch=synch,
                 reuse_actors=reuse_actors, trainable_kwargs=trainable_kwargs, storage_path=tmp,
+                time_budget_s=time_budget_s,
             )  # fmt: skip
 
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import PopulationBasedTraining
     from ray.tune.search import BasicVariantGenerator
 
@@ -393,13 +401,14 @@ def tune_pbt(
             search_alg=BasicVariantGenerator(random_state=seed),
             num_samples=1,  # × a grid of `population` seeds = `population` trials
             reuse_actors=reuse_actors,
+            time_budget_s=time_budget_s,
         ),
         run_config=tune.RunConfig(
             name=f"pbt-{trainable_cls.__name__}-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(Path(storage_path).resolve()),
             stop={STEP_KEY: total_steps},
             verbose=0,
-            callbacks=[counter],
+            callbacks=[counter, CSVLoggerCallback(), JsonLoggerCallback()],
             # Tune's PBT examples checkpoint on the perturbation steps. All checkpoints are kept
             # (in storage_path): with num_to_keep set, Tune forces an experiment-state snapshot
             # every num_to_keep checkpoints, which slows it down for no benefit here.
@@ -407,9 +416,29 @@ def tune_pbt(
         ),
     )
     started = time.perf_counter()
-    grid = tuner.fit()
+    with _csv_and_json_logs_only():
+        grid = tuner.fit()
     wall = time.perf_counter() - started
     return _collect(grid, metric, mode, total_steps, wall, ray_start, counter.steps)
+
+
+@contextlib.contextmanager
+def _csv_and_json_logs_only() -> Iterator[None]:
+    """Tune's own CSV and JSON logs, without the TensorBoard logger it adds whenever tensorboardX
+    is installed (firepbt's logging extra brings it): its per-result writes changed Tune's
+    timing enough for its synchronous PBT to hang (a trial paused for a peer that had ended)."""
+    previous = os.environ.get(NO_AUTO_LOGGERS)
+    os.environ[NO_AUTO_LOGGERS] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[NO_AUTO_LOGGERS]
+        else:
+            os.environ[NO_AUTO_LOGGERS] = previous
+
+
+NO_AUTO_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 def _check(
