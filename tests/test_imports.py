@@ -38,6 +38,7 @@ def test_every_exported_name_is_what_it_names_once_every_submodule_is_loaded() -
         "        importlib.import_module(m.name)\n"
         "    except ImportError:\n"
         "        pass\n"
+        "assert sorted(firepbt.__all__) == sorted(firepbt._EXPORTS), 'exports and __all__'\n"
         "bad = [n for n in firepbt.__all__ if isinstance(getattr(firepbt, n), types.ModuleType)]\n"
         "print(','.join(bad))\n"
     )

@@ -157,6 +157,20 @@ def numeric(h: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def scalars(point: MemberPoint) -> dict[str, float]:
+    """A point as the writers log it: ``metrics/<name>`` for each metric and
+    ``hyperparameters/<name>`` for each numeric hyperparameter the member trained with."""
+    values = {f"metrics/{k}": v for k, v in point.metrics.items()}
+    values |= {f"hyperparameters/{k}": v for k, v in numeric(point.hyperparameters).items()}
+    return values
+
+
+def describe_failure(failure: MemberFailure) -> str:
+    """One line saying what failed and what follows, for a log."""
+    then = "the member leaves the population" if failure.final else "it is tried again"
+    return f"{failure.kind}: {failure.message} ({then})"
+
+
 Warn = Callable[[int, int | None, int, str], None]
 """Records a callback's failure: (member, segment or None, step, message)."""
 

@@ -109,8 +109,8 @@ class TorchTrainable(Trainable):
         on another worker's GPU or on a machine without one), the torch RNG state and
         ``extra_state``."""
         state: dict[str, Any] = {
-            "model": _cpu_copy(self.model.state_dict()),
-            "optimizer": _cpu_copy(self.optimizer.state_dict()),
+            "model": cpu_copy(self.model.state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
             "torch_rng": torch.get_rng_state(),
             "extra": copy.deepcopy(self.extra_state()),
         }
@@ -138,12 +138,12 @@ class TorchTrainable(Trainable):
         self._apply_hyperparameters()
 
 
-def _cpu_copy(obj: Any) -> Any:
+def cpu_copy(obj: Any) -> Any:
     """A deep copy of a state dict whose tensors are all on the CPU (copied, never shared)."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, Mapping):
-        return type(obj)((k, _cpu_copy(v)) for k, v in obj.items())  # type: ignore[call-arg]
+        return type(obj)((k, cpu_copy(v)) for k, v in obj.items())  # type: ignore[call-arg]
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
+        return type(obj)(cpu_copy(v) for v in obj)
     return copy.deepcopy(obj)

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from firepbt.pytorch import cpu_copy
 from firepbt.space import Hyperparameters
 from firepbt.stacked_optim import StackedOptimizer, stacked_optimizer
 from firepbt.vectorised import Metrics, VectorisedTrainable
@@ -248,9 +249,7 @@ class TorchVectorised(VectorisedTrainable):
                 self.global_steps[s] += 1
 
     def save_slot(self, slot: int) -> dict[str, Any]:
-        model = OrderedDict(
-            (n, t[slot].detach().to("cpu", copy=True)) for n, t in self.params.items()
-        )
+        model = OrderedDict((n, cpu_copy(t[slot])) for n, t in self.params.items())
         return {
             "model": model,
             "optimizer": self._stacked_optimizer().state_dict(slot),

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from firepbt.pytorch import cpu_copy
+
 Settings = dict[str, Any]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # param-group keys that change how torch computes a step, not what it computes
@@ -161,10 +163,6 @@ def _take(store: Mapping[str, torch.Tensor], name: str, index: torch.Tensor | No
     return store[name] if index is None else store[name].index_select(0, index)
 
 
-def _cpu(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to("cpu", copy=True)
-
-
 class StackedSGD(StackedOptimizer):
     """``torch.optim.SGD``: ``d = g + wd·p``; with momentum ``m ≠ 0``, ``buf = d`` on the first
     step and ``buf = m·buf + d`` after, ``d = buf``; then ``p = p − lr·d``."""
@@ -230,7 +228,8 @@ class StackedSGD(StackedOptimizer):
         if not self.has_buffer[slot]:
             return {}
         return {
-            i: {"momentum_buffer": _cpu(self.buffers[n][slot])} for i, n in enumerate(self.names)
+            i: {"momentum_buffer": cpu_copy(self.buffers[n][slot])}
+            for i, n in enumerate(self.names)
         }
 
     def load_slot_state(self, slot: int, state: Mapping[int, Mapping[str, Any]]) -> None:
@@ -348,8 +347,8 @@ class StackedAdam(StackedOptimizer):
         return {
             i: {
                 "step": torch.tensor(float(self.steps[slot]), dtype=torch.float32),
-                "exp_avg": _cpu(self.exp_avg[n][slot]),
-                "exp_avg_sq": _cpu(self.exp_avg_sq[n][slot]),
+                "exp_avg": cpu_copy(self.exp_avg[n][slot]),
+                "exp_avg_sq": cpu_copy(self.exp_avg_sq[n][slot]),
             }
             for i, n in enumerate(self.names)
         }

@@ -222,6 +222,7 @@ class MNIST1D(TorchTrainable):
 
     def train(self, steps: int) -> None:
         batch = int(self.hyperparameters.get("batch_size", DEFAULT_BATCH))
+        on = self.device
         self.model.train()
         with one_thread():
             for _ in range(steps):
@@ -230,7 +231,7 @@ class MNIST1D(TorchTrainable):
                     group["lr"] = lr
                 index = torch.randint(len(self.y), (batch,), generator=self.generator)
                 self.optimizer.zero_grad()
-                x, y = self.x[index].to(self.device), self.y[index].to(self.device)
+                x, y = self.x[index].to(on), self.y[index].to(on)
                 loss = torch.nn.functional.cross_entropy(self.model(x), y)
                 loss.backward()  # type: ignore[no-untyped-call]
                 self.optimizer.step()

@@ -15,7 +15,8 @@ from firepbt.callbacks import (
     RunStart,
     decision_step,
     describe,
-    numeric,
+    describe_failure,
+    scalars,
 )
 from firepbt.decisions import Continue, Decision, Start
 from firepbt.loggers._tensorboard import worker_name
@@ -157,9 +158,7 @@ class MLflowWriter(Callback):
         )
 
     def on_point(self, point: MemberPoint) -> None:
-        metrics = {f"metrics/{k}": v for k, v in point.metrics.items()}
-        metrics |= {f"hyperparameters/{k}": v for k, v in numeric(point.hyperparameters).items()}
-        self._log(self._run(point.member), metrics, point.step)
+        self._log(self._run(point.member), scalars(point), point.step)
 
     def on_decision(self, decision: Decision) -> None:
         if isinstance(decision, Continue):
@@ -174,10 +173,8 @@ class MLflowWriter(Callback):
         self._log(self._run(decision.member), params=params, tags=tags)
 
     def on_failure(self, failure: MemberFailure) -> None:
-        then = "the member leaves the population" if failure.final else "it is tried again"
         tag = f"failure.{failure.step:08d}.{failure.segment}"
-        line = f"{failure.kind}: {failure.message} ({then})"
-        self._log(self._run(failure.member), tags={tag: line})
+        self._log(self._run(failure.member), tags={tag: describe_failure(failure)})
 
     def on_end(self, status: str) -> None:
         client, self._client = self._client, None

@@ -16,7 +16,8 @@ from firepbt.callbacks import (
     RunStart,
     decision_step,
     describe,
-    numeric,
+    describe_failure,
+    scalars,
 )
 from firepbt.decisions import Continue, Decision
 from firepbt.registry import ConfigError
@@ -85,8 +86,7 @@ class TensorBoardWriter(Callback):
     def on_point(self, point: MemberPoint) -> None:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        values = [(f"metrics/{k}", v) for k, v in point.metrics.items()]
-        values += [(f"hyperparameters/{k}", v) for k, v in numeric(point.hyperparameters).items()]
+        values = scalars(point).items()
         summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values])
         self._write(point.member, point.step, summary)
 
@@ -96,9 +96,7 @@ class TensorBoardWriter(Callback):
         self._text(decision.member, decision_step(decision), DECISIONS_TAG, describe(decision))
 
     def on_failure(self, failure: MemberFailure) -> None:
-        then = "the member leaves the population" if failure.final else "it is tried again"
-        line = f"{failure.kind}: {failure.message} ({then})"
-        self._text(failure.member, failure.step, FAILURES_TAG, line)
+        self._text(failure.member, failure.step, FAILURES_TAG, describe_failure(failure))
 
     def _text(self, member: int, step: int, tag: str, line: str) -> None:
         from tensorboard.plugins.text.summary_v2 import text_pb

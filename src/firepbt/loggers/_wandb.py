@@ -14,7 +14,8 @@ from firepbt.callbacks import (
     RunStart,
     decision_step,
     describe,
-    numeric,
+    describe_failure,
+    scalars,
 )
 from firepbt.decisions import Continue, Decision, Exploit
 from firepbt.loggers._tensorboard import worker_name
@@ -101,9 +102,7 @@ class WandbWriter(Callback):
         return w
 
     def on_point(self, point: MemberPoint) -> None:
-        values: dict[str, Any] = {f"metrics/{k}": v for k, v in point.metrics.items()}
-        values |= {f"hyperparameters/{k}": v for k, v in numeric(point.hyperparameters).items()}
-        self._run(point.member).log({STEP: point.step, **values})
+        self._run(point.member).log({STEP: point.step, **scalars(point)})
 
     def on_decision(self, decision: Decision) -> None:
         if isinstance(decision, Continue):
@@ -115,8 +114,7 @@ class WandbWriter(Callback):
         self._run(decision.member, config).log(values)
 
     def on_failure(self, failure: MemberFailure) -> None:
-        then = "the member leaves the population" if failure.final else "it is tried again"
-        line = f"{failure.kind}: {failure.message} ({then})"
+        line = describe_failure(failure)
         self._run(failure.member).log({STEP: failure.step, "failures": line})
 
     def on_end(self, status: str) -> None:
