@@ -88,12 +88,73 @@ def test_a_trainable_defined_in_a_script_read_from_stdin_trains_on_worker_proces
     assert done.returncode == 0, done.stderr[-3000:]
     assert "best 1.0" in done.stdout and "Traceback" not in done.stderr
     assert (run_dir / BY_VALUE_FILE).exists()  # the class, pickled by value, for later commands
+    _replay_from_another_process(run_dir)
+
+
+def _replay_from_another_process(run_dir: Path) -> None:
     replayed = subprocess.run(
         [sys.executable, "-m", "firepbt.cli", "replay", str(run_dir)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        capture_output=True, text=True, timeout=300, cwd=run_dir.parent,
     )  # fmt: skip
     assert replayed.returncode == 0, replayed.stderr[-3000:]
     assert "replayed the schedule of member" in replayed.stdout
+
+
+def test_a_class_in_a_script_files_main_is_kept_for_replay_from_another_process(
+    tmp_path: Path,
+) -> None:
+    # Workers import it by re-running the script; later commands run in another process,
+    # whose __main__ is not the script: the run keeps the class by value for them.
+    run_dir = tmp_path / "run"
+    script = tmp_path / "launch.py"
+    script.write_text(
+        TRAINABLE
+        + textwrap.dedent(
+            f"""
+            from firepbt import LogUniform, Space
+            if __name__ == "__main__":
+                result = firepbt.run(Flat, Space({{"lr": LogUniform(1e-3, 1e-1)}}),
+                                     total_steps=4, population=2, ready_every=2, workers=2,
+                                     run_dir={str(run_dir)!r})
+                print("best", result.best_score)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "best 1.0" in done.stdout and "Traceback" not in done.stderr
+    assert (run_dir / BY_VALUE_FILE).exists()
+    _replay_from_another_process(run_dir)
+
+
+def test_a_trainable_defined_in_a_notebook_trains_on_two_workers(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    run_dir = tmp_path / "run"
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(TRAINABLE),
+        nbformat.v4.new_code_cell(
+            "from firepbt import LogUniform, Space\n"
+            "result = firepbt.run(Flat, Space({'lr': LogUniform(1e-3, 1e-1)}), total_steps=4,\n"
+            "                     population=2, ready_every=2, workers=2,\n"
+            f"                     run_dir={str(run_dir)!r})\n"
+            "print('best', result.best_score)"
+        ),
+    ]
+    nbclient.NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    printed = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
+    assert "best 1.0" in printed
+    assert (run_dir / BY_VALUE_FILE).exists()
+    _replay_from_another_process(run_dir)
 
 
 def test_a_class_defined_inside_a_function_trains_on_worker_processes(tmp_path: Path) -> None:

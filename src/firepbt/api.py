@@ -31,7 +31,7 @@ from firepbt.trainable import (
     TrainableError,
     dumps_by_value,
     import_trainable,
-    ships_by_value,
+    kept_by_value,
     trainable_of_run,
 )
 
@@ -251,7 +251,7 @@ def run_config(
     writers = [*build_writers(config.logging), *_callbacks(callbacks)]
     executor = executor or make_executor(config)  # e.g. too few GPUs: refused before any file
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
-    by_value = dumps_by_value(cls) if ships_by_value(cls) else None  # before anything is made
+    by_value = dumps_by_value(cls) if kept_by_value(cls) else None  # before anything is made
     store = Store.create(run_dir, config.to_dict())
     if by_value is not None:  # resume and replay from the command line load it from here
         write_bytes(run_dir / BY_VALUE_FILE, by_value)

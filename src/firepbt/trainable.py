@@ -142,6 +142,14 @@ def ships_by_value(cls: type) -> bool:
     return not path or not os.path.isfile(path)
 
 
+def kept_by_value(cls: type) -> bool:
+    """Whether a run keeps ``cls`` pickled by value in its directory (``BY_VALUE_FILE``) for
+    later commands: every class that ships by value, and every class of ``__main__``, even a
+    script file's: ``firepbt replay`` or ``resume`` run in another process, whose ``__main__``
+    is not that script."""
+    return cls.__module__ == "__main__" or ships_by_value(cls)
+
+
 def dumps_by_value(obj: object) -> bytes:
     """``obj`` pickled with the classes and functions it names from ``__main__`` or a function
     body carried by value, as cloudpickle does."""
