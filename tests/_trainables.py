@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -83,3 +84,17 @@ class DeviceProbe(Quad):
             "visible": float(visible.split(",")[0]) if visible else -1.0,
             "cuda": 1.0 if self.device == "cuda" else 0.0,
         }
+
+
+class ForkProbe(Quad):
+    """Quad that also reports how its worker process started: whether its parent is the process
+    named by ``FIREPBT_TEST_CONTROLLER`` (a forked worker's is; a fork server's child's is the
+    server), and how many of its open files are the run's lock file."""
+
+    def evaluate(self) -> dict[str, float]:  # type: ignore[override]
+        locks = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # closed since it was listed
+                locks += os.readlink(f"/proc/self/fd/{fd}").endswith("firepbt.lock")
+        forked = os.getppid() == int(os.environ["FIREPBT_TEST_CONTROLLER"])
+        return {"q": float(super().evaluate()), "forked": float(forked), "locks": float(locks)}

@@ -16,8 +16,10 @@ import sys
 sys.path.insert(0, {tests!r})
 import firepbt
 from _trainables import Sleeper
+from firepbt.executors import ProcessPoolExecutor
 firepbt.run(Sleeper, {{"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)}},
-            total_steps=8, population=2, ready_every=4, executor="process", workers=2,
+            total_steps=8, population=2, ready_every=4,
+            executor=ProcessPoolExecutor(2, start_method={method!r}),
             run_dir={run_dir!r}, progress=False)
 """
 
@@ -34,10 +36,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_workers_stop_when_the_controller_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", [None, "forkserver"])  # None: forked (safe here)
+def test_workers_stop_when_the_controller_is_killed(tmp_path: Path, method: str | None) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
-    script = SCRIPT.format(tests=str(Path(__file__).parent), run_dir=str(tmp_path / "run"))
+    tests = str(Path(__file__).parent)
+    script = SCRIPT.format(tests=tests, run_dir=str(tmp_path / "run"), method=method)
     env = {**os.environ, "FIREPBT_TEST_PIDS": str(pids)}
     with (tmp_path / "stderr").open("w") as err:
         controller = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=err)

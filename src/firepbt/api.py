@@ -15,7 +15,7 @@ from firepbt.callbacks import Callback
 from firepbt.checkpoints import read_checkpoint, write_bytes
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
-from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor
+from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor, closed_in_workers
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.loggers import build_writers, check_logging
@@ -442,7 +442,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             raise StoreError(_locked_message(run_dir, _holder(path))) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        yield
+        with closed_in_workers(fd):  # a forked worker must not keep the lock after this process
+            yield
     finally:
         os.close(fd)  # releases the lock; the file stays, so every driver locks the same file
 

@@ -47,6 +47,9 @@ class Executor(ABC):
     forgets it on ``drop``."""
 
     holds_state = False
+    # Whether segments run while the controller does something else (on other processes or
+    # machines): the runner then hands queued segments out before recording results.
+    concurrent = True
     # Set by the runner: called once, from ``wait``, when the first worker process has started
     # and can train (an executor that starts processes and can tell sets ``reports_started``).
     reports_started = False
@@ -88,6 +91,7 @@ class InProcessExecutor(Executor):
     """Runs each segment in this process when results are asked for, in submission order."""
 
     holds_state = True
+    concurrent = False
 
     def __init__(self) -> None:
         self._queue: deque[Segment] = deque()
@@ -201,8 +205,12 @@ class ProcessPoolExecutor(Executor):
         else:
             plan = [None] * workers
         self._environments = [worker_environment(v) for v in plan]
-        methods = multiprocessing.get_all_start_methods()
-        self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
+        if start_method is not None and start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"start_method: {start_method!r} is not available here; choose one of "
+                f"{multiprocessing.get_all_start_methods()} or leave it unset"
+            )
+        self.start_method = start_method  # None: chosen per process by ``start_method_now``
         self._procs: list[_Process] = []
         self._early: list[SegmentResult] = []  # could not be sent; handed back by the next wait
         self._home: dict[int, int] = {}  # member -> index of the process that last ran it
@@ -216,17 +224,22 @@ class ProcessPoolExecutor(Executor):
     # -- processes --------------------------------------------------------------------------
 
     def _spawn(self, index: int) -> _Process:
-        context: Any = multiprocessing.get_context(self.start_method)
-        if self.start_method == "forkserver":
+        method = self.start_method or start_method_now()
+        context: Any = multiprocessing.get_context(method)
+        if method == "forkserver":
             # The fork server imports the worker's code once, and each worker forked from it
             # starts without importing it again (it takes effect when the server starts: the
             # first pool of this process). "__main__" keeps multiprocessing's own default.
             context.set_forkserver_preload(["__main__", "firepbt.executors"])
         tasks, their_tasks = context.Pipe()
         control, their_control = context.Pipe()
+        # A forked process inherits this process's ends of every worker's pipes: it closes
+        # them, or a worker would never see the controller's end close when it dies.
+        ours = [c.fileno() for p in self._procs for c in (p.tasks, p.control) if not c.closed]
+        inherited = (*ours, tasks.fileno(), control.fileno()) if method == "fork" else ()
         process = context.Process(
             target=_worker_main,
-            args=(their_tasks, their_control, self._environments[index]),
+            args=(their_tasks, their_control, self._environments[index], inherited),
             daemon=True,
         )
         with _main_file_hidden():
@@ -256,7 +269,8 @@ class ProcessPoolExecutor(Executor):
 
     def submit(self, segment: Segment) -> None:
         if not self._procs:  # first use, or shut down earlier
-            self._procs = [self._spawn(i) for i in range(self.workers)]
+            for i in range(self.workers):  # one by one: each closes the pipes of those before
+                self._procs.append(self._spawn(i))
         for i, proc in enumerate(self._procs):
             if proc.segment is None and not proc.process.is_alive():  # died while idle
                 self._replace(i)
@@ -418,6 +432,43 @@ class ProcessPoolExecutor(Executor):
         return results
 
 
+# File descriptors a forked worker closes first (``closed_in_workers``).
+_CLOSED_IN_WORKERS: set[int] = set()
+
+
+@contextlib.contextmanager
+def closed_in_workers(fd: int) -> Iterator[None]:
+    """While in this block, a worker forked from this process closes ``fd`` as it starts: e.g.
+    the run's lock, which must go with the controller even while a worker outlives it."""
+    _CLOSED_IN_WORKERS.add(fd)
+    try:
+        yield
+    finally:
+        _CLOSED_IN_WORKERS.discard(fd)
+
+
+# Modules whose threads or device state a forked child cannot safely inherit once imported.
+FORK_UNSAFE_MODULES = ("torch", "jax", "tensorflow", "cupy")
+
+
+def start_method_now() -> str:
+    """How to start a worker process now: ``fork`` while this process is safe to fork (POSIX,
+    one Python thread, none of ``FORK_UNSAFE_MODULES`` imported), since a forked worker starts in
+    milliseconds with this process's modules already imported; otherwise ``forkserver`` (a
+    clean process forked from a server started once, ~0.15 s here), or ``spawn`` where neither
+    exists. A forked worker closes the run's lock file (``fork_closes``) and changes nothing
+    else it inherited."""
+    methods = multiprocessing.get_all_start_methods()
+    if (
+        "fork" in methods
+        and threading.active_count() == 1
+        and not any(name in sys.modules for name in FORK_UNSAFE_MODULES)
+    ):
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+CONTROL_SWITCH_INTERVAL = 2e-4  # seconds; Python's default is 5e-3
 FLUSH_TIMEOUT = 60.0  # seconds a worker may take to write a held checkpoint out
 STARTED = "started"  # a new worker's first note on its control pipe
 
@@ -448,13 +499,24 @@ def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dic
 
 
 def _worker_main(
-    tasks: Connection, control: Connection, environment: Mapping[str, str] | None = None
+    tasks: Connection,
+    control: Connection,
+    environment: Mapping[str, str] | None = None,
+    inherited: Sequence[int] = (),
 ) -> None:
     """A worker process: runs the segments it is sent, one at a time, while a thread writes
     out or drops held checkpoints when the controller asks. The thread also watches the
     controller: when its end of the control pipe closes (the controller ended or was killed),
     the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
+    for fd in (*_CLOSED_IN_WORKERS, *inherited):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _CLOSED_IN_WORKERS.clear()
     _init_worker(environment=environment)
+    # The thread that serves the controller's flush requests waits for the interpreter lock
+    # while a segment trains: at the default 5 ms switch interval the controller, and every
+    # worker waiting for that checkpoint, waits up to 5 ms per request.
+    sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
     control.send((STARTED, "", ""))  # before the thread that replies on this pipe starts
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
     while True:

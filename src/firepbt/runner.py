@@ -182,8 +182,17 @@ class Runner:
         try:
             while self._queue or self.executor.pending():
                 self._submit()
-                for result in self.executor.wait():
-                    self._complete(result)
+                results = self.executor.wait()
+                if self.executor.concurrent and all(r.failure is None for r in results):
+                    # Workers that just finished take the segments already queued before their
+                    # results are recorded: recording takes about as long as a cheap segment,
+                    # and a queued segment never depends on a result that arrives after it was
+                    # queued. (A failure may put a retry or a repair first: it waits.)
+                    self._on_executor.difference_update(r.segment.member for r in results)
+                    self._submit()
+                with self.store.batch():
+                    for result in results:
+                        self._complete(result)
         finally:
             self.executor.shutdown()
             self._on_executor.clear()
@@ -334,7 +343,7 @@ class Runner:
                 is None
             ):
                 self.store.record_decision(d)
-                self._callbacks.decision(d)
+                self.store.after_commit(partial(self._callbacks.decision, d))
             if isinstance(d, Start):
                 self._seeds[d.member] = d.seed
                 self._enqueue(d.member, 0, d.until, d.hyperparameters, None)
@@ -445,17 +454,16 @@ class Runner:
                     f"{p.step}; it ranks worst",
                 )
             if not self._replaying:
-                self._callbacks.point(
-                    MemberPoint(
-                        seg.member,
-                        p.step,
-                        p.score,
-                        p.metrics,
-                        seg.hyperparameters,
-                        seg.id,
-                        seg.member in self._evaluators,
-                    )
+                point = MemberPoint(
+                    seg.member,
+                    p.step,
+                    p.score,
+                    p.metrics,
+                    seg.hyperparameters,
+                    seg.id,
+                    seg.member in self._evaluators,
                 )
+                self.store.after_commit(partial(self._callbacks.point, point))
             score = self.mode.orient(p.score)
             self.strategy.report(seg.member, p.step, score)
             if math.isfinite(score) and seg.member not in self._evaluators:
@@ -466,7 +474,7 @@ class Runner:
         self._apply(self.strategy.ready(seg.member, seg.end_step))
         self._release(seg.source)
         self._phase = RUNNING
-        self._progress()
+        self.store.after_commit(self._progress)  # a progress callable may read the store
 
     def _remember_origin(self, seg: Segment, checkpoint: CheckpointRef) -> None:
         if checkpoint.holder:
@@ -540,23 +548,22 @@ class Runner:
         self._apply(decisions)
         self._release(seg.source)
         self._phase = RUNNING
-        self._progress()
+        self.store.after_commit(self._progress)
 
     def _record_failure(self, r: SegmentResult, final: bool) -> None:
         seg, failure = r.segment, r.failure
         assert failure is not None
         self.store.segment_failed(r, final)
-        self._callbacks.failure(
-            MemberFailure(
-                seg.member,
-                seg.start_step,
-                seg.id,
-                failure.kind,
-                failure.message,
-                final,
-                seg.member in self._evaluators,
-            )
+        failed = MemberFailure(
+            seg.member,
+            seg.start_step,
+            seg.id,
+            failure.kind,
+            failure.message,
+            final,
+            seg.member in self._evaluators,
         )
+        self.store.after_commit(partial(self._callbacks.failure, failed))
 
     def _callback_failed(self, member: int, segment: int | None, step: int, message: str) -> None:
         self.store.record_warning(member, segment, step, "callback", message)
@@ -649,8 +656,10 @@ class Runner:
             holder = self._holders.pop(ref.path, None)
             if holder is not None:
                 self.executor.drop(holder, ref.path)
-            Path(ref.path).unlink(missing_ok=True)
             self.store.checkpoint_deleted(ref.path)
+            # Deleted once the store's record of it is committed: a run killed before then
+            # resumes from a store whose checkpoints all still exist.
+            self.store.after_commit(partial(Path(ref.path).unlink, missing_ok=True))
 
     def current_checkpoints(self) -> dict[int, CheckpointRef]:
         return dict(self._current)

@@ -1,8 +1,10 @@
 """The run store: one SQLite file per run directory holding members, every curve point, every
 segment, every decision with its explore record, lineage edges, checkpoints and failures.
 
-The runner is the single writer; it commits each event before acting on it, so a finished or
-killed run can be inspected, analysed and replayed. Readers (``firepbt status``) open the same
+The runner is the single writer. It commits the events of the results it receives together
+(``batch``) before acting on them outside the store: deleting a checkpoint's file, telling
+callbacks, starting the segments they lead to. So a finished or killed run can be inspected,
+analysed and replayed, and a killed run's store never names a checkpoint that is gone. Readers (``firepbt status``) open the same
 file concurrently (WAL mode).
 """
 
@@ -13,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,8 @@ class Store(StoreReads):
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        self._batched = False  # inside ``batch``: writes are committed at its end
+        self._deferred: list[Callable[[], None]] = []  # ``after_commit`` actions of the batch
 
     @classmethod
     def create(cls, run_dir: str | Path, config: dict[str, Any]) -> Store:
@@ -202,6 +206,16 @@ class Store(StoreReads):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self._batched:  # one write among a batch's: undone alone if it fails
+            self._conn.execute("SAVEPOINT write")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK TO write")
+                self._conn.execute("RELEASE write")
+                raise
+            self._conn.execute("RELEASE write")
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -209,6 +223,34 @@ class Store(StoreReads):
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Commit every write made in this block at once, at its end (also when it ends with an
+        exception: each write that finished stays), then run what ``after_commit`` deferred.
+        One commit instead of one per write: the runner records a result's points, decisions,
+        new segments and deleted checkpoints in one batch."""
+        if self._batched:
+            yield
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._batched = True
+        try:
+            yield
+        finally:
+            self._batched = False
+            self._conn.execute("COMMIT")
+            deferred, self._deferred = self._deferred, []
+            for action in deferred:
+                action()
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once what was written so far is committed: now outside a batch, at
+        the batch's end inside one (e.g. deleting a file only once the store records it gone)."""
+        if self._batched:
+            self._deferred.append(action)
+        else:
+            action()
 
     def close(self) -> None:
         self._conn.close()
