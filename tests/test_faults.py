@@ -102,6 +102,28 @@ def _first_of_three_on_workers(
     )
 
 
+@pytest.mark.parametrize("fault", ["hang_at", "die_at"])
+def test_a_segment_queued_behind_a_failing_one_runs_again_unharmed(
+    tmp_path: Path, quad_space, fault: str
+) -> None:
+    # One worker process holds two segments: member 0's, which hangs or kills the process, and
+    # member 1's, queued in its pipe. Member 1's is handed back unstarted and runs on the fresh
+    # process; only member 0 records a failure.
+    result = fault_run(
+        tmp_path / "r", quad_space, fault, 5, total_steps=12, population=2, ready_every=4,
+        executor="process", workers=1, strategy="random", max_retries=0,
+        segment_timeout=20.0,
+    )  # fmt: skip
+    store = Store.open(result.run_dir)
+    statuses = {m.id: m.status for m in store.members()}
+    assert statuses == {0: MemberStatus.FAILED, 1: MemberStatus.FINISHED}
+    kinds = [(m, kind) for m, _, kind, _ in store.failures()]
+    assert all(m == 0 for m, _ in kinds) and kinds[-1][1] in ("timeout", "worker_died")
+    steps = [p.step for m, p in store.points() if m == 1]
+    assert steps == sorted(set(steps)) and steps[-1] == 12  # every point once, to the end
+    store.close()
+
+
 def test_dying_worker_is_recorded_and_retried(tmp_path: Path, quad_space) -> None:
     result = _first_of_three_on_workers(tmp_path, quad_space, "die_at", max_retries=1)
     store = Store.open(result.run_dir)

@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
@@ -27,6 +27,7 @@ from typing import Any, cast
 from firepbt.checkpoints import CheckpointError
 from firepbt.devices import assign_devices, check_devices, visible_gpus, worker_environment
 from firepbt.segments import (
+    UNSTARTED,
     Failure,
     Segment,
     SegmentResult,
@@ -75,8 +76,13 @@ class Executor(ABC):
         """Release workers."""
 
     def idle(self, worker: str) -> bool:
-        """Whether ``worker`` lives and runs nothing (a segment submitted now would run there)."""
+        """Whether ``worker`` lives and can take a segment now (it would run there next)."""
         return False
+
+    def running(self) -> set[int] | None:
+        """Members whose segments train now, where the executor tells them apart from segments
+        submitted and waiting for a worker; None where it cannot (all submitted count)."""
+        return None
 
     def flush(self, worker: str, path: str) -> str:
         """Have ``worker`` write the checkpoint it holds for ``path``; return its sha256, or
@@ -169,9 +175,11 @@ def check_pool(workers: int, timeout: float | None) -> None:
 
 
 class ProcessPoolExecutor(Executor):
-    """Runs segments on ``workers`` local processes of its own, one segment per process at a
-    time. A segment whose source checkpoint a process holds in memory goes back to that process
-    when it is idle, so a member that continues there is neither written out nor read back.
+    """Runs segments on ``workers`` local processes of its own. Each process trains one segment
+    at a time and holds one more in its pipe, which it starts as soon as it sends the result of
+    the first back. A segment whose source checkpoint a process holds in memory goes to that
+    process when it has room, so a member that continues there is neither written out nor read
+    back.
 
     A process that dies is recorded as a failure of the segment it ran and replaced; a segment
     running longer than ``timeout`` seconds is stopped by killing its process (recorded as a
@@ -219,7 +227,7 @@ class ProcessPoolExecutor(Executor):
 
     @property
     def capacity(self) -> int:
-        return self.workers
+        return self.workers * QUEUED_PER_WORKER
 
     # -- processes --------------------------------------------------------------------------
 
@@ -272,19 +280,22 @@ class ProcessPoolExecutor(Executor):
             for i in range(self.workers):  # one by one: each closes the pipes of those before
                 self._procs.append(self._spawn(i))
         for i, proc in enumerate(self._procs):
-            if proc.segment is None and not proc.process.is_alive():  # died while idle
+            if not proc.segments and not proc.process.is_alive():  # died while idle
                 self._replace(i)
-        idle = [i for i, p in enumerate(self._procs) if p.segment is None]
-        if not idle:
+        room = [i for i, p in enumerate(self._procs) if len(p.segments) < QUEUED_PER_WORKER]
+        if not room:
             raise RuntimeError(
                 f"ProcessPoolExecutor: all {self.workers} workers are busy; submit at most "
                 "capacity segments at once"
             )
         holder = segment.source.holder if segment.source is not None else ""
         by_name = {p.name: i for i, p in enumerate(self._procs)}
-        index = choose_worker(
-            idle, (by_name.get(holder), self._home.get(segment.member)), self._home
-        )
+        holding = by_name.get(holder)
+        if holding in room:  # it goes on from that process's memory (the runner counts on it)
+            index = holding
+        else:  # a process that runs nothing if there is one, else one that runs one segment
+            idle = [i for i in room if not self._procs[i].segments]
+            index = choose_worker(idle or room, (self._home.get(segment.member),), self._home)
         proc = self._procs[index]
         try:
             if ships_by_value(segment.trainable):
@@ -296,12 +307,14 @@ class ProcessPoolExecutor(Executor):
         except Exception as e:  # e.g. the segment could not be pickled
             self._early.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
             return
-        proc.segment, proc.started = segment, time.monotonic()
+        if not proc.segments:
+            proc.started = time.monotonic()
+        proc.segments.append(segment)
 
     def wait(self) -> list[SegmentResult]:
         results, self._early = self._early, []
         while not results and self.pending():
-            busy = [p for p in self._procs if p.segment is not None]
+            busy = [p for p in self._procs if p.segments]
             limit = None
             if self.timeout is not None:
                 earliest = min(p.started for p in busy)
@@ -316,11 +329,15 @@ class ProcessPoolExecutor(Executor):
                 self._hear_started([p for p in self._procs if p.control in ready])
             for proc in busy:
                 if proc.tasks in ready or proc.process.sentinel in ready:
-                    results.append(self._collect(proc))
+                    results += self._collect(proc)
         return results
 
     def pending(self) -> int:
-        return sum(p.segment is not None for p in self._procs) + len(self._early)
+        return sum(len(p.segments) for p in self._procs) + len(self._early)
+
+    def running(self) -> set[int]:
+        """Members whose segment a worker process trains now (not those queued behind it)."""
+        return {p.segments[0].member for p in self._procs if p.segments}
 
     def _hear_started(self, procs: list[_Process]) -> None:
         """Read the notes of processes that started; at the first, call ``on_started``. (A
@@ -340,7 +357,7 @@ class ProcessPoolExecutor(Executor):
 
     def idle(self, worker: str) -> bool:
         proc = self._named(worker)
-        return proc is not None and proc.segment is None
+        return proc is not None and len(proc.segments) < QUEUED_PER_WORKER
 
     def flush(self, worker: str, path: str) -> str:
         proc = self._named(worker)
@@ -389,9 +406,10 @@ class ProcessPoolExecutor(Executor):
 
     # -- results, deaths and timeouts -------------------------------------------------------
 
-    def _collect(self, proc: _Process) -> SegmentResult:
-        segment = proc.segment
-        assert segment is not None
+    def _collect(self, proc: _Process) -> list[SegmentResult]:
+        """The result of the segment ``proc`` runs; or, if it died, that segment's failure and
+        the segments queued behind it, sent back to be run again."""
+        segment = proc.segments[0]
         index = self._procs.index(proc)
         try:
             if not proc.tasks.poll():
@@ -400,14 +418,19 @@ class ProcessPoolExecutor(Executor):
         except (EOFError, OSError):
             proc.process.join(5)
             code = proc.process.exitcode
-            self._replace(index)
-            return _died(
-                segment,
+            message = (
                 f"its worker process died (exit code {code}); if every segment fails this way, "
                 "check that the script calling firepbt.run guards it with "
-                "`if __name__ == '__main__':`",
+                "`if __name__ == '__main__':`"
             )
-        proc.segment = None
+            return [_died(segment, message), *self._requeue(index)]
+        proc.segments.popleft()
+        proc.started = time.monotonic()  # the next one, if any, starts now
+        return [self._finished(index, segment, result)]
+
+    def _finished(
+        self, index: int, segment: Segment, result: SegmentResult | Unloadable
+    ) -> SegmentResult:
         if isinstance(result, SegmentResult):
             result = replace(result, segment=segment)
         if isinstance(result, Unloadable):
@@ -425,11 +448,19 @@ class ProcessPoolExecutor(Executor):
         now = time.monotonic()
         results = []
         for index, proc in enumerate(self._procs):
-            if proc.segment is not None and now - proc.started >= self.timeout:
+            if proc.segments and now - proc.started >= self.timeout:
                 message = f"the segment ran past the {self.timeout:g} s segment_timeout"
-                results.append(_died(proc.segment, message, kind="timeout"))
-                self._replace(index)
+                results.append(_died(proc.segments[0], message, kind="timeout"))
+                results += self._requeue(index)
         return results
+
+    def _requeue(self, index: int) -> list[SegmentResult]:
+        """Replace process ``index``, which died or is stopped, and hand back the segments queued
+        behind the one it ran, unstarted, to be submitted again."""
+        queued = list(self._procs[index].segments)[1:]
+        self._replace(index)
+        message = "its worker process stopped before starting it"
+        return [_died(s, message, kind=UNSTARTED) for s in queued]
 
 
 # File descriptors a forked worker closes first (``closed_in_workers``).
@@ -468,6 +499,10 @@ def start_method_now() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+# Segments a worker process may hold at once: the one it runs and one queued in its pipe, which
+# it starts the moment it sends a result back, without waiting for the controller to record that
+# result and answer. (One queued behind a segment that hangs waits for segment_timeout.)
+QUEUED_PER_WORKER = 2
 CONTROL_SWITCH_INTERVAL = 2e-4  # seconds; Python's default is 5e-3
 FLUSH_TIMEOUT = 60.0  # seconds a worker may take to write a held checkpoint out
 STARTED = "started"  # a new worker's first note on its control pipe
@@ -483,8 +518,8 @@ class _Process:
     tasks: Connection  # segments out, results back
     control: Connection  # flush and drop requests, served by a thread of the worker
     name: str
-    segment: Segment | None = None
-    started: float = 0.0
+    segments: deque[Segment] = field(default_factory=deque)  # sent; the first one runs
+    started: float = 0.0  # when the first of ``segments`` started, as far as we can tell
     started_up: bool = False  # its note that it started was read
 
 

@@ -35,7 +35,7 @@ from firepbt.decisions import (
     record_of,
 )
 from firepbt.executors import Executor
-from firepbt.segments import Failure, Segment, SegmentResult
+from firepbt.segments import UNSTARTED, Failure, Segment, SegmentResult
 from firepbt.store import Store, as_stored
 from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
@@ -285,8 +285,10 @@ class Runner:
         self._publish_running()
 
     def _publish_running(self) -> None:
-        """Write which workers have a segment on an executor, when that changed."""
-        now = frozenset(self._on_executor)
+        """Write which members train now (on the executor and, where it can tell, not waiting
+        there for a worker), when that changed."""
+        training = self.executor.running()
+        now = frozenset(self._on_executor if training is None else training & self._on_executor)
         if now != self._published:
             self.store.set_meta("running", ",".join(map(str, sorted(now))))
             self._published = now
@@ -433,6 +435,9 @@ class Runner:
         self._on_executor.discard(seg.member)
         if seg.isolated:
             self._isolated_running = False
+        if r.failure is not None and r.failure.kind == UNSTARTED:
+            self._queue.appendleft(seg)  # handed back by a worker that stopped: no failure
+            return
         if seg.repair:
             self._repaired(r)
             return

@@ -66,6 +66,11 @@ class Point:
     metrics: dict[str, float]
 
 
+# The kind of a segment an executor hands back without having started it (it was queued on a
+# worker process that died or was stopped): the runner submits it again and records nothing.
+UNSTARTED = "unstarted"
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """Why a segment did not finish."""

@@ -4,8 +4,8 @@ segment, every decision with its explore record, lineage edges, checkpoints and 
 The runner is the single writer. It commits the events of the results it receives together
 (``batch``) before acting on them outside the store: deleting a checkpoint's file, telling
 callbacks, starting the segments they lead to. So a finished or killed run can be inspected,
-analysed and replayed, and a killed run's store never names a checkpoint that is gone. Readers (``firepbt status``) open the same
-file concurrently (WAL mode).
+analysed and replayed, and a killed run's store never names a checkpoint that is gone. Readers
+(``firepbt status``) open the same file concurrently (WAL mode).
 """
 
 from __future__ import annotations
