@@ -83,6 +83,12 @@ class Executor(ABC):
     def drop(self, worker: str, path: str) -> None:  # noqa: B027 - nothing held by default
         """Let ``worker`` forget the checkpoint it holds for ``path``."""
 
+    def reads_held(self, segment: Segment) -> bool:
+        """Whether ``segment``, whose source a worker holds in memory, would run on that worker
+        if submitted now (so its source need not be written out first). The default: only a
+        member continuing there, which the runner sees for itself."""
+        return False
+
 
 class InProcessExecutor(Executor):
     """Runs each segment in this process when results are asked for, in submission order."""
@@ -225,7 +231,7 @@ class ProcessPoolExecutor(Executor):
         tasks, their_tasks = context.Pipe()
         control, their_control = context.Pipe()
         process = context.Process(
-            target=_worker_main,
+            target=self._worker(),
             args=(their_tasks, their_control, self._environments[index]),
             daemon=True,
         )
@@ -234,6 +240,10 @@ class ProcessPoolExecutor(Executor):
         their_tasks.close()
         their_control.close()
         return _Process(process, tasks, control, f"pid-{process.pid}")
+
+    def _worker(self) -> Callable[[Connection, Connection, Mapping[str, str] | None], None]:
+        """The function each worker process runs (a subclass may give its own)."""
+        return _worker_main
 
     def _replace(self, index: int) -> None:
         """Kill a process (if it still lives) and put a fresh one in its place."""

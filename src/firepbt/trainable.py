@@ -89,7 +89,9 @@ class TrainableError(ValueError):
 
 
 def import_trainable(path: str) -> type[Trainable]:
-    """Import ``"package.module:ClassName"``, with a clear error when it fails."""
+    """Import ``"package.module:ClassName"``, with a clear error when it fails. A vectorised
+    trainable's path gives the ordinary trainable its slots mirror (its ``member``): the class
+    a run's segments, replay and checkpoints use."""
     if not isinstance(path, str) or ":" not in path:
         raise TrainableError(
             "trainable: expected 'module:ClassName' (e.g. 'firepbt.examples.toy:Toy'), "
@@ -115,6 +117,16 @@ def import_trainable(path: str) -> type[Trainable]:
     cls = getattr(module, attr, None)
     if cls is None:
         raise TrainableError(f"trainable: module {module_name!r} has no attribute {attr!r}")
+    from firepbt.vectorised import VectorisedTrainable
+
+    if isinstance(cls, type) and issubclass(cls, VectorisedTrainable):
+        member = cls.member
+        if not (isinstance(member, type) and issubclass(member, Trainable)):
+            raise TrainableError(
+                f"trainable: {path!r} is a vectorised trainable without the ordinary "
+                "firepbt.Trainable its slots mirror; set its class attribute member"
+            )
+        return member
     if not (isinstance(cls, type) and issubclass(cls, Trainable)):
         raise TrainableError(f"trainable: {path!r} is not a subclass of firepbt.Trainable")
     return cls

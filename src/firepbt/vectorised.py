@@ -53,9 +53,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from firepbt.space import Hyperparameters
+
+if TYPE_CHECKING:
+    from firepbt.trainable import Trainable
 
 Metrics = float | Mapping[str, float]
 
@@ -71,6 +74,18 @@ class SlotMember:
 class VectorisedTrainable(ABC):
     """Base class for ``slots`` members trained together. Slots are numbered ``0 … slots - 1``;
     a slot is empty until ``assign`` and again after ``release``."""
+
+    # The ordinary trainable each slot is a member of (``MNIST1D`` for ``MNIST1DVectorised``):
+    # what a run records, replays and loads its members' checkpoints into. The vectorised
+    # executor needs it; a population used on its own may leave it out.
+    member: ClassVar[type[Trainable] | None] = None
+
+    @classmethod
+    def build_population(cls, slots: int, hyperparameters: Hyperparameters) -> VectorisedTrainable:
+        """The population a worker of the vectorised executor builds, fit for members with
+        ``hyperparameters`` (its first member's): override when the population's shared
+        settings (a model size, a batch size) come from them. The default: ``cls(slots)``."""
+        return cls(slots)
 
     def __init__(self, slots: int) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
