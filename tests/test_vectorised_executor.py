@@ -8,6 +8,7 @@ tolerance in ``tests/examples/test_mnist1d_vectorised.py``.)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -18,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _trainables import FaultyNQMVectorised
+from _trainables import FaultyNQMVectorised, Quad
 
 import firepbt
 from firepbt import LogUniform, Store
+from firepbt.api import make_executor
 from firepbt.checkpoints import CheckpointRef
+from firepbt.config import RunConfig, tomllib
 from firepbt.examples.nqm import NQM
 from firepbt.examples.nqm_vectorised import NQMVectorised
 from firepbt.registry import ConfigError
@@ -30,6 +33,7 @@ from firepbt.segments import Segment, run_segment
 from firepbt.vectorised_batch import SlotWorker
 from firepbt.vectorised_executor import VectorisedPoolExecutor
 
+EXAMPLES = Path(__file__).parent.parent / "examples"
 SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 20}
 RUN = {"mode": "min", "metric": "loss", "seed": 3, "total_steps": 60, "ready_every": 10}
 
@@ -62,18 +66,22 @@ def _query(run_dir: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize(
-    ("strategy", "options"),
+    ("strategy", "options", "trainable"),
     [
-        ("pbt", {"population": 8, "synchrony": "sync"}),
-        ("random", {"population": 6}),
-        ("fire", {"population": 8, "subpopulations": 2, "evaluators": 3, "synchrony": "sync"}),
+        ("pbt", {"population": 8, "synchrony": "sync"}, NQM),  # NQM names NQMVectorised
+        ("random", {"population": 6}, NQMVectorised),
+        (
+            "fire",
+            {"population": 8, "subpopulations": 2, "evaluators": 3, "synchrony": "sync"},
+            NQMVectorised,
+        ),
     ],
 )
 def test_a_run_records_exactly_what_the_ordinary_run_records(
-    tmp_path: Path, strategy: str, options: dict[str, Any]
+    tmp_path: Path, strategy: str, options: dict[str, Any], trainable: Any
 ) -> None:
     ordinary = _run(tmp_path / "o", NQM, strategy=strategy, executor="inprocess", **options)
-    vectorised = _run(tmp_path / "v", NQMVectorised, strategy=strategy, slots=4, **options)
+    vectorised = _run(tmp_path / "v", trainable, strategy=strategy, slots=4, **options)
     assert _recorded(tmp_path / "v") == _recorded(tmp_path / "o")
     assert (vectorised.best_member, vectorised.best_score) == (
         ordinary.best_member,
@@ -204,7 +212,7 @@ def test_a_member_that_raises_or_kills_its_worker_fails_alone(tmp_path: Path, fa
 @pytest.mark.parametrize(
     ("trainable", "options", "message"),
     [
-        (NQM, {"slots": 4}, "only a vectorised trainable"),
+        (Quad, {"slots": 4}, "only a vectorised trainable"),
         (NQMVectorised, {}, "is a vectorised trainable: say how many members"),
         (NQMVectorised, {"slots": 0}, "executor.slots: expected a positive integer"),
         (NQMVectorised, {"slots": 2, "executor": "inprocess"}, "only the process executor"),
@@ -221,6 +229,34 @@ def test_mismatched_slots_are_refused_before_anything_runs(
     with pytest.raises(ConfigError, match=message):
         _run(tmp_path / "run", trainable, population=4, **options)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "population"),
+    [("nqm_pbt.toml", NQMVectorised), ("nqm_fire.toml", NQMVectorised)]
+    + [
+        pytest.param(
+            name,
+            "MNIST1DVectorised",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("torch") is None, reason="needs torch"
+            ),
+        )
+        for name in ("mnist1d_pbt.toml", "mnist1d_fire.toml")
+    ],
+)
+def test_one_switch_vectorises_an_example_config(name: str, population: Any) -> None:
+    """``slots = 8`` under ``[executor]`` (commented out in each example) is the whole switch."""
+    text = (EXAMPLES / name).read_text()
+    assert "# slots = 8" in text
+    config = RunConfig.from_mapping(tomllib.loads(text.replace("# slots = 8", "slots = 8")))
+    executor = make_executor(config)
+    assert isinstance(executor, VectorisedPoolExecutor)
+    assert executor.population.__name__ == getattr(population, "__name__", population)
+    assert executor.capacity == 8 * config.workers
+    assert not isinstance(
+        make_executor(RunConfig.from_toml(EXAMPLES / name)), VectorisedPoolExecutor
+    )
 
 
 def _toml(run_dir: Path, steps: int) -> str:

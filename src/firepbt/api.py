@@ -416,8 +416,12 @@ def _drive(
 
 def make_executor(config: RunConfig) -> Executor:
     """The executor a config names (Ray is imported only when it is asked for); a vectorised
-    trainable with ``slots`` gets the vectorised pool."""
+    trainable with ``slots``, or an ordinary one that names its ``vectorised`` version, gets
+    the vectorised pool."""
     population = _vectorised_class(config.trainable)
+    if population is None and config.slots is not None:
+        twin = import_trainable(config.trainable).vectorised
+        population = _vectorised_class(twin) if twin else None
     if population is not None or config.slots is not None:
         from firepbt.vectorised_executor import VectorisedPoolExecutor, check_population
 

@@ -42,6 +42,10 @@ class Trainable(ABC):
     run names the ``metric`` to select on; the others are recorded alongside, e.g. a test score).
     """
 
+    # "module:Class" of a VectorisedTrainable whose slots are members of this class: a run
+    # given ``slots`` trains them with it (``firepbt.vectorised_executor``).
+    vectorised: str | None = None
+
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
         self.hyperparameters: Hyperparameters = dict(hyperparameters)
         self.seed = seed

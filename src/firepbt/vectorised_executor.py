@@ -11,8 +11,10 @@ pickle. Results and checkpoints are those of the ordinary path, so replay, ``loa
 lineage, the report, export and resume work unchanged, with the ordinary trainable each slot
 mirrors (``population.member``).
 
-Selected with one switch: ``firepbt.run(MNIST1DVectorised, ..., slots=8)`` or, in a config,
-``trainable = "…:MNIST1DVectorised"`` with ``[executor] slots = 8``.
+Selected with one switch, ``slots``: ``firepbt.run(MNIST1D, ..., slots=8)`` or, in a config,
+``[executor] slots = 8``, for a trainable that names its vectorised version
+(``MNIST1D.vectorised``); or give the vectorised trainable itself
+(``firepbt.run(MNIST1DVectorised, ..., slots=8)``).
 
 Synchronous PBT, synchronous FIRE PBT and random search batch well: their segments are
 submitted together. Asynchronous modes run correctly but batch only the segments that happen
