@@ -13,8 +13,10 @@ used, e.g. the MNIST-1D CNN (on one CPU thread of a shared 2-core machine, 1.1â€
 member-steps per second of sequential models: ``benchmarks/results/vectorised_step.md``).
 What it costs: all slots share one process and one device's memory (k copies of the weights,
 optimizer state and activations), and one slow or failing member holds up the others.
-Not done yet: the executors cannot drive a vectorised trainable; today it is a library building
-block (see ``benchmarks/vectorised_step.py``).
+A run drives it with ``slots`` (``firepbt.run(..., slots=8)``, ``[executor] slots = 8``): each
+worker process of :class:`~firepbt.vectorised_executor.VectorisedPoolExecutor` hosts one
+population and trains the segments of the members it holds as one batch; ``member`` names the
+ordinary trainable the run records, replays and loads checkpoints into.
 
 The base class checks slots and records each member's hyperparameters and seed; an
 implementation fills in the ``*_slot`` / ``*_slots`` hooks.
