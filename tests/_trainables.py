@@ -89,7 +89,7 @@ class DeviceProbe(Quad):
 class FaultyNQMVectorised(NQMVectorised):
     """NQMVectorised whose members with an ``lr`` above ``fault_lr`` meet a fault: with
     ``fail_at``, the batched ``train_slots`` raises once such a member would train past that
-    step; with ``die_at``, the worker process dies."""
+    step; with ``die_at``, the worker process dies; with ``hang_at``, it hangs."""
 
     def train_slots(self, slots: tuple[int, ...], steps: int) -> None:
         for s in slots:
@@ -100,4 +100,6 @@ class FaultyNQMVectorised(NQMVectorised):
                 raise RuntimeError(f"boom in slot {s} at step {done}")
             if done > h.get("die_at", 10**9):
                 os._exit(3)
+            if done > h.get("hang_at", 10**9):
+                time.sleep(3600)
         super().train_slots(slots, steps)

@@ -179,11 +179,14 @@ def _final_status(run_dir: Path) -> dict[int, tuple[float, str]]:
         store.close()
 
 
-@pytest.mark.parametrize("fault", ["fail_at", "die_at"])
-def test_a_member_that_raises_or_kills_its_worker_fails_alone(tmp_path: Path, fault: str) -> None:
+@pytest.mark.parametrize("fault", ["fail_at", "die_at", "hang_at"])
+def test_a_member_that_raises_kills_or_hangs_its_worker_fails_alone(
+    tmp_path: Path, fault: str
+) -> None:
     """Random search, 4 members on one worker; those with lr above 0.3 meet the fault at step
-    25. A batch that raises is run again member by member, a worker that dies is replaced and
-    its segments run again alone: only the faulty members fail, each with its own failure."""
+    25. A batch that raises is run again member by member; a worker that dies, or a batch past
+    the segment timeout, is replaced and its segments run again alone: only the faulty members
+    fail, each with its own failure."""
     run_dir = tmp_path / "run"
     firepbt.run(
         FaultyNQMVectorised,
@@ -193,20 +196,23 @@ def test_a_member_that_raises_or_kills_its_worker_fails_alone(tmp_path: Path, fa
         slots=4,
         workers=1,
         population=4,
-        max_retries=1,
+        max_retries=0 if fault == "hang_at" else 1,
+        segment_timeout=3 if fault == "hang_at" else None,
         **{**RUN, "total_steps": 40},
     )
     status = _final_status(run_dir)
     faulty = {m for m, (lr, _) in status.items() if lr > 0.3}
     assert faulty and faulty != set(status)  # the seed gives both kinds
     assert {m for m, (_, s) in status.items() if s == "failed"} == faulty
-    failures = _query(run_dir, "SELECT member, kind, message FROM failures")
-    assert {m for m, *_ in failures} <= faulty | {m for m in status}
-    finals = [f for f in failures if f[0] in faulty]
-    kind = "raised" if fault == "fail_at" else "worker_died"
-    assert all(k == kind for m, k, _ in finals if m in faulty)
+    failures = _query(run_dir, "SELECT member, kind, message FROM failures ORDER BY id")
+    last = {m: (k, message) for m, k, message in failures}  # each member's last failure
+    kind = {"fail_at": "raised", "die_at": "worker_died", "hang_at": "timeout"}[fault]
+    assert {m: k for m, (k, _) in last.items() if m in faulty} == dict.fromkeys(faulty, kind)
     if fault == "fail_at":
-        assert all("boom in slot" in message for _, _, message in finals)
+        assert all("boom in slot" in last[m][1] for m in faulty)
+        assert set(last) == faulty  # the others never failed
+    else:  # the others failed only as bystanders of the dead or stopped worker
+        assert {k for m, k, _ in failures if m not in faulty} <= {"worker_died"}
 
 
 @pytest.mark.parametrize(
@@ -326,3 +332,12 @@ def test_replay_with_the_ordinary_trainable_reproduces_the_best_score(tmp_path: 
     assert replayed.runs[0].points[-1].score == result.best_score
     best = result.load_best(NQM)  # the run's checkpoint loads into the ordinary trainable
     assert best.evaluate()["loss"] == result.best_score
+
+
+def test_asynchronous_pbt_runs_to_the_end(tmp_path: Path) -> None:
+    """Asynchronous PBT is not refused: it batches whatever is ready when a worker is free."""
+    result = _run(tmp_path / "run", NQMVectorised, population=6, synchrony="async", slots=3)
+    assert result.schedule[-1].to_step == RUN["total_steps"]
+    last = _query(tmp_path / "run", "SELECT member, MAX(step) FROM points GROUP BY member")
+    assert sorted(last) == [(m, RUN["total_steps"]) for m in range(6)]
+    assert _query(tmp_path / "run", "SELECT COUNT(*) FROM failures") == [(0,)]

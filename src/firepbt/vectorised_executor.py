@@ -21,8 +21,8 @@ submitted together. Asynchronous modes run correctly but batch only the segments
 to be ready when a worker is free (often one). A segment submitted to a worker that is
 training waits for that batch to end and goes out in the worker's next one. A worker that
 dies, or a batch that runs past ``segment_timeout`` (which bounds the whole batch), fails
-every segment of its batch as the process pool fails its one segment; the runner runs each
-again alone.
+every segment of its batch as a worker death: the runner runs each again alone, where the
+culprit fails as on the process pool (``worker_died``, ``timeout``) and the others go on.
 """
 
 from __future__ import annotations
@@ -266,18 +266,26 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         return results
 
     def _stop_hung(self) -> list[SegmentResult]:
-        """Kill the processes of batches past the timeout; each gets a fresh process."""
+        """Kill the processes of batches past the timeout; each gets a fresh process. A batch
+        of one segment fails it as a ``timeout``; in a larger batch nobody knows which member
+        hung, so each segment fails as a bystander of a dead worker (``worker_died``), which
+        the runner runs again alone, free of charge, and only the one that hangs alone fails
+        as a ``timeout``."""
         assert self.timeout is not None
         now = time.monotonic()
         results = []
         for index, proc in enumerate(self._procs):
             batch = self._running[index]
-            if batch and now - proc.started >= self.timeout:
+            if len(batch) == 1 and now - proc.started >= self.timeout:
+                message = f"the segment ran past the {self.timeout:g} s segment_timeout"
+                results.append(_died(batch[0], message, kind="timeout"))
+                self._replace(index)
+            elif batch and now - proc.started >= self.timeout:
                 message = (
                     f"its batch of {len(batch)} segments ran past the {self.timeout:g} s "
-                    "segment_timeout"
+                    "segment_timeout; each runs again alone"
                 )
-                results += [_died(s, message, kind="timeout") for s in batch]
+                results += [_died(s, message) for s in batch]
                 self._replace(index)
         return results
 
