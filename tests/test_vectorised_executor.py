@@ -341,3 +341,18 @@ def test_asynchronous_pbt_runs_to_the_end(tmp_path: Path) -> None:
     last = _query(tmp_path / "run", "SELECT member, MAX(step) FROM points GROUP BY member")
     assert sorted(last) == [(m, RUN["total_steps"]) for m in range(6)]
     assert _query(tmp_path / "run", "SELECT COUNT(*) FROM failures") == [(0,)]
+
+
+def test_two_members_that_swap_weights_on_a_full_worker(tmp_path: Path) -> None:
+    """Two slots, each member taking the other's weights: each destination is the other's
+    source, so one copies slot to slot and the other loads the held bytes; both equal the
+    ordinary path."""
+    worker = SlotWorker()
+    first = [_segment(m, None, 0, tmp_path) for m in range(2)]
+    refs = {r.segment.member: r.checkpoint for r in worker.run(NQMVectorised, 2, first)}
+    swap = [_segment(0, refs[1], 10, tmp_path), _segment(1, refs[0], 10, tmp_path)]
+    results = worker.run(NQMVectorised, 2, swap)
+    assert worker.counts == {"continued": 0, "copied": 1, "loaded": 1, "fresh": 2}
+    for segment, result in zip(swap, results, strict=True):
+        assert result.failure is None
+        assert result.points == run_segment(segment).points
