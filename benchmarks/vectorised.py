@@ -198,7 +198,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
         f"{load_before:.2f} before, {load_after:.2f} after), Python "
-        f"{platform.python_version()}, CPU only (no GPU was lent to this task).",
+        f"{platform.python_version()}, CPU only (the GPU runs the issue asks for are not "
+        "built into this script yet).",
         "",
         f"Command: `{command}`.",
     ]
