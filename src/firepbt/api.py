@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import time
@@ -34,6 +35,7 @@ from firepbt.trainable import (
     kept_by_value,
     trainable_of_run,
 )
+from firepbt.vectorised import VectorisedTrainable
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,14 @@ def _fmt_h(h: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
 
 
-def _trainable_path(trainable: type[Trainable] | str) -> tuple[str, type[Trainable]]:
+def _trainable_path(
+    trainable: type[Trainable] | type[VectorisedTrainable] | str,
+) -> tuple[str, type[Trainable]]:
+    """The trainable's path for the config, and the ordinary class its members are (a
+    vectorised trainable's ``member``)."""
+    if isinstance(trainable, type) and issubclass(trainable, VectorisedTrainable):
+        path = f"{trainable.__module__}:{trainable.__qualname__}"
+        return path, import_trainable(path)
     if isinstance(trainable, str):
         return trainable, import_trainable(trainable)
     if not (isinstance(trainable, type) and issubclass(trainable, Trainable)):
@@ -98,7 +107,7 @@ def _space_dict(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    trainable: type[Trainable] | str,
+    trainable: type[Trainable] | type[VectorisedTrainable] | str,
     space: Mapping[str, Any],
     *,
     total_steps: int,
@@ -120,6 +129,7 @@ def run(
     num_cpus_per_worker: float | None = None,
     gpus_per_worker: float | None = None,
     devices: list[str] | None = None,
+    slots: int | None = None,
     progress: bool | Callable[[Progress], None] = False,
     logging: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
@@ -138,7 +148,11 @@ def run(
     ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see ``firepbt.ray_executor``) or an
     ``Executor`` instance. ``gpus_per_worker`` (1, or 0.5 for two workers per GPU) gives each
     worker its own GPUs, out of ``devices`` (process pool; default: every visible GPU) or
-    reserved from Ray; a trainable trains on ``self.device`` (see ``firepbt.devices``). The
+    reserved from Ray; a trainable trains on ``self.device`` (see ``firepbt.devices``). With a
+    vectorised ``trainable`` (a ``VectorisedTrainable`` such as ``MNIST1DVectorised``),
+    ``slots`` is how many members each worker process trains at once as one population (see
+    ``firepbt.vectorised_executor``); the run records, replays and loads its members as the
+    ordinary trainable its slots mirror. The
     result's ``schedule`` is the best member's hyperparameter schedule (``RunResult.schedule``;
     ``describe()`` prints it).
 
@@ -175,6 +189,7 @@ def run(
         num_cpus_per_worker=num_cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
         devices=list(devices) if isinstance(devices, (list, tuple)) else devices,
+        slots=slots,
         run_dir=str(run_dir) if run_dir is not None else None,
         strategy_options=_plain_options(strategy_options),
         logging=dict(check_logging(logging or {})),
@@ -184,6 +199,11 @@ def run(
             "gpus_per_worker / devices: an Executor instance carries its own settings; give "
             "them to it (ProcessPoolExecutor(workers, gpus_per_worker=1)) or pass "
             "executor='process'"
+        )
+    if isinstance(executor, Executor) and slots is not None:
+        raise ConfigError(
+            "slots: an Executor instance carries its own settings; give them to it "
+            "(VectorisedPoolExecutor(population, slots, workers)) or pass executor='process'"
         )
     objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
     return run_config(
@@ -395,7 +415,32 @@ def _drive(
 
 
 def make_executor(config: RunConfig) -> Executor:
-    """The executor a config names (Ray is imported only when it is asked for)."""
+    """The executor a config names (Ray is imported only when it is asked for); a vectorised
+    trainable with ``slots``, or an ordinary one that names its ``vectorised`` version, gets
+    the vectorised pool."""
+    population = _vectorised_class(config.trainable)
+    if population is None and config.slots is not None:
+        twin = import_trainable(config.trainable).vectorised
+        population = _vectorised_class(twin) if twin else None
+    if population is not None or config.slots is not None:
+        from firepbt.vectorised_executor import VectorisedPoolExecutor, check_population
+
+        if config.slots is None:
+            member = population.member if population is not None else None
+            raise ConfigError(
+                f"trainable: {config.trainable} is a vectorised trainable: say how many members "
+                "each worker trains at once with slots (firepbt.run(..., slots=8), or "
+                "slots = 8 under [executor]), or run its ordinary trainable "
+                f"{getattr(member, '__name__', '')} instead"
+            )
+        return VectorisedPoolExecutor(
+            check_population(population or import_trainable(config.trainable), config.slots),
+            config.slots,
+            config.workers,
+            timeout=config.segment_timeout,
+            gpus_per_worker=config.gpus_per_worker or 0,
+            devices=config.devices,
+        )
     if config.executor == "inprocess":
         return InProcessExecutor()
     if config.executor == "ray":
@@ -414,6 +459,18 @@ def make_executor(config: RunConfig) -> Executor:
         gpus_per_worker=config.gpus_per_worker or 0,
         devices=config.devices,
     )
+
+
+def _vectorised_class(path: str) -> type[VectorisedTrainable] | None:
+    """The class at ``path`` if it is a vectorised trainable (``import_trainable`` has checked
+    that the path imports)."""
+    module, _, name = path.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except Exception:
+        return None
+    is_vectorised = isinstance(found, type) and issubclass(found, VectorisedTrainable)
+    return found if is_vectorised else None
 
 
 LOCK_FILE = "firepbt.lock"

@@ -32,6 +32,8 @@ A TOML config looks like::
     # num_cpus_per_worker = 1   # ray only: CPUs each worker actor reserves
     # gpus_per_worker = 1       # process, ray: GPUs per worker (0.5: two workers share one)
     # devices = [0, 1]          # process only: the GPUs to hand out (default: all visible)
+    # slots = 8                 # process only: members per worker, trained as one vectorised
+    #                           # population (the trainable is a VectorisedTrainable)
 
     [logging]                   # per-member logs, written by the controller (firepbt.loggers)
     tensorboard = "tb"          # a directory (pip install 'firepbt[tensorboard]')
@@ -96,6 +98,7 @@ _PLACES = {
     "num_cpus_per_worker": "under [executor] (kind 'ray')",
     "gpus_per_worker": "under [executor] (gpus_per_worker = 1, or 0.5 to share a GPU)",
     "devices": "under [executor] (devices = [0, 1]; kind 'process')",
+    "slots": "under [executor] (slots = 8, with a vectorised trainable)",
     "callbacks": "in Python only (firepbt.run(..., callbacks=[...])); a config names its "
     "writers under [logging]",
     **{name: f'under [logging] ({name} = "...")' for name in WRITERS},
@@ -156,6 +159,7 @@ class RunConfig:
     num_cpus_per_worker: float | None = None  # ray: CPUs per worker actor (default 1)
     gpus_per_worker: float | None = None  # process, ray: GPUs per worker (0.5: two share one)
     devices: list[str] | None = None  # process: the GPUs to hand out (default: all visible)
+    slots: int | None = None  # process: members per worker, as one vectorised population
     run_dir: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
     logging: dict[str, Any] = field(default_factory=dict)  # [logging]: writer name -> settings
@@ -180,6 +184,7 @@ class RunConfig:
             )
         self._check_ray_options()
         self._check_devices()
+        self._check_slots()
         if self.executor == "inprocess" and self.segment_timeout is not None:
             raise ConfigError(
                 "segment_timeout: the in-process executor cannot stop a segment; use executor "
@@ -259,6 +264,19 @@ class RunConfig:
                     "executor.devices: lists the GPUs to hand out, but no worker asks for one; "
                     "add gpus_per_worker (1, or 0.5 to share a GPU), or leave devices out"
                 )
+
+    def _check_slots(self) -> None:
+        """Slots' type and executor (whether the trainable is vectorised is checked where the
+        executor is built, which imports it)."""
+        if self.slots is None:
+            return
+        if not isinstance(self.slots, int) or isinstance(self.slots, bool) or self.slots < 1:
+            raise ConfigError(f"executor.slots: expected a positive integer, got {self.slots!r}")
+        if self.executor != "process":
+            raise ConfigError(
+                "executor.slots: only the process executor trains vectorised populations "
+                f"(executor.kind is {self.executor!r}); use kind 'process' or leave slots out"
+            )
 
     @property
     def mode_enum(self) -> Mode:
@@ -366,6 +384,7 @@ class RunConfig:
             "num_cpus_per_worker",
             "gpus_per_worker",
             "devices",
+            "slots",
         )
         if set(executor) - set(executor_keys):
             raise ConfigError(
@@ -394,6 +413,7 @@ class RunConfig:
             num_cpus_per_worker=executor.get("num_cpus_per_worker"),
             gpus_per_worker=executor.get("gpus_per_worker"),
             devices=executor.get("devices"),
+            slots=executor.get("slots"),
             strategy_options=strategy,
             logging=dict(_table(data, "logging", where)),
             **common,

@@ -92,6 +92,12 @@ class Executor(ABC):
     def drop(self, worker: str, path: str) -> None:  # noqa: B027 - nothing held by default
         """Let ``worker`` forget the checkpoint it holds for ``path``."""
 
+    def reads_held(self, segment: Segment) -> bool:
+        """Whether ``segment``, whose source a worker holds in memory, would run on that worker
+        if submitted now (so its source need not be written out first). The default: only a
+        member continuing there, which the runner sees for itself."""
+        return False
+
 
 class InProcessExecutor(Executor):
     """Runs each segment in this process when results are asked for, in submission order."""
@@ -246,7 +252,7 @@ class ProcessPoolExecutor(Executor):
         ours = [c.fileno() for p in self._procs for c in (p.tasks, p.control) if not c.closed]
         inherited = (*ours, tasks.fileno(), control.fileno()) if method == "fork" else ()
         process = context.Process(
-            target=_worker_main,
+            target=self._worker(),
             args=(their_tasks, their_control, self._environments[index], inherited),
             daemon=True,
         )
@@ -255,6 +261,11 @@ class ProcessPoolExecutor(Executor):
         their_tasks.close()
         their_control.close()
         return _Process(process, tasks, control, f"pid-{process.pid}")
+
+    def _worker(self) -> Callable[..., None]:
+        """The function each worker process runs, given its pipes, its environment and the
+        file descriptors to close (a subclass may give its own; it calls ``start_worker``)."""
+        return _worker_main
 
     def _replace(self, index: int) -> None:
         """Kill a process (if it still lives) and put a fresh one in its place."""
@@ -533,16 +544,12 @@ def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dic
     return min(idle, key=lambda i: (count[i], i))
 
 
-def _worker_main(
-    tasks: Connection,
-    control: Connection,
-    environment: Mapping[str, str] | None = None,
-    inherited: Sequence[int] = (),
+def start_worker(
+    control: Connection, environment: Mapping[str, str] | None, inherited: Sequence[int]
 ) -> None:
-    """A worker process: runs the segments it is sent, one at a time, while a thread writes
-    out or drops held checkpoints when the controller asks. The thread also watches the
-    controller: when its end of the control pipe closes (the controller ended or was killed),
-    the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
+    """What every worker process does first: close what it inherited and must not keep (a
+    forked one: ``inherited``, the controller's pipe ends, and the run's lock), set its threads
+    and devices, tell the controller it started, and serve flush requests on a thread."""
     for fd in (*_CLOSED_IN_WORKERS, *inherited):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -554,6 +561,19 @@ def _worker_main(
     sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
     control.send((STARTED, "", ""))  # before the thread that replies on this pipe starts
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
+
+
+def _worker_main(
+    tasks: Connection,
+    control: Connection,
+    environment: Mapping[str, str] | None = None,
+    inherited: Sequence[int] = (),
+) -> None:
+    """A worker process: runs the segments it is sent, one at a time, while a thread writes
+    out or drops held checkpoints when the controller asks. The thread also watches the
+    controller: when its end of the control pipe closes (the controller ended or was killed),
+    the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
+    start_worker(control, environment, inherited)
     while True:
         try:
             data = tasks.recv_bytes()

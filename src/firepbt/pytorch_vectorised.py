@@ -21,8 +21,8 @@ Not supported (refused with a clear error): models with buffers (BatchNorm runni
 models that draw random numbers in ``forward`` (dropout in training mode: ``vmap`` refuses it),
 different architectures or batch sizes in one population, SGD with dampening or Nesterov
 momentum, amsgrad, ``maximize``, and more than one param group. A parameter that gets no
-gradient is stepped with a zero gradient (torch would skip it). Not done yet: the executors
-cannot drive a vectorised trainable.
+gradient is stepped with a zero gradient (torch would skip it). The vectorised executor
+(:mod:`firepbt.vectorised_executor`) runs a subclass in worker processes.
 """
 
 from __future__ import annotations
@@ -159,22 +159,22 @@ class TorchVectorised(VectorisedTrainable):
     # -- evaluation helper --------------------------------------------------------------------
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, slots: Sequence[int], chunk: int = 16) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, slots: Sequence[int]) -> torch.Tensor:
         """The outputs of ``slots`` on the same inputs ``x``, shape ``(len(slots), len(x), …)``,
-        in evaluation mode, ``chunk`` slots at a time to bound the activations' memory."""
-        from torch.func import functional_call, vmap
+        in evaluation mode. One slot at a time: on shared inputs ``vmap`` turns the slots'
+        convolutions into one grouped convolution that was 4× slower than running each slot
+        (32 MNIST-1D slots on 2000 examples, one CPU thread: 0.8 s against 0.2 s), and each
+        slot's outputs are then exactly the ordinary model's on the same weights."""
+        from torch.func import functional_call
 
         base = self._structure()
         base.eval()
         x = x.to(self.device)
-        outputs = []
-        for start in range(0, len(slots), chunk):
-            index = torch.tensor(slots[start : start + chunk], device=self.device)
-            params = {n: t.index_select(0, index) for n, t in self.params.items()}
-            outputs.append(
-                vmap(lambda p: functional_call(base, p, (x,)), randomness="error")(params)
-            )
-        return torch.cat(outputs)
+        outputs = [
+            functional_call(base, {n: t[slot] for n, t in self.params.items()}, (x,))
+            for slot in slots
+        ]
+        return torch.stack(outputs)
 
     # -- the contract's hooks -----------------------------------------------------------------
 

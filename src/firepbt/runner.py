@@ -314,11 +314,24 @@ class Runner:
             and self.executor.idle(source.holder)
         )
 
+    def _reads_held(self, segment: Segment) -> bool:
+        """Whether the executor runs ``segment`` on the idle worker holding its source (another
+        member's: an exploit on a vectorised worker copies it slot to slot)."""
+        source = segment.source
+        return (
+            source is not None
+            and bool(source.holder)
+            and not segment.repair
+            and source.path not in self._repair_tried
+            and source.path not in self._rewritten
+            and self.executor.reads_held(segment)
+        )
+
     def _placed(self, segment: Segment) -> Segment | None:
         """``segment`` with a source a worker can read: written to disk first when another
         worker is to read it (None: it is lost and waits to be trained again)."""
         source = segment.source
-        if source is None or self._continues_in_memory(segment):
+        if source is None or self._continues_in_memory(segment) or self._reads_held(segment):
             return segment
         if source.path in self._rewritten:
             return replace(segment, source=self._rewritten[source.path])

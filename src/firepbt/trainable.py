@@ -42,6 +42,10 @@ class Trainable(ABC):
     run names the ``metric`` to select on; the others are recorded alongside, e.g. a test score).
     """
 
+    # "module:Class" of a VectorisedTrainable whose slots are members of this class: a run
+    # given ``slots`` trains them with it (``firepbt.vectorised_executor``).
+    vectorised: str | None = None
+
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
         self.hyperparameters: Hyperparameters = dict(hyperparameters)
         self.seed = seed
@@ -89,7 +93,9 @@ class TrainableError(ValueError):
 
 
 def import_trainable(path: str) -> type[Trainable]:
-    """Import ``"package.module:ClassName"``, with a clear error when it fails."""
+    """Import ``"package.module:ClassName"``, with a clear error when it fails. A vectorised
+    trainable's path gives the ordinary trainable its slots mirror (its ``member``): the class
+    a run's segments, replay and checkpoints use."""
     if not isinstance(path, str) or ":" not in path:
         raise TrainableError(
             "trainable: expected 'module:ClassName' (e.g. 'firepbt.examples.toy:Toy'), "
@@ -115,6 +121,16 @@ def import_trainable(path: str) -> type[Trainable]:
     cls = getattr(module, attr, None)
     if cls is None:
         raise TrainableError(f"trainable: module {module_name!r} has no attribute {attr!r}")
+    from firepbt.vectorised import VectorisedTrainable
+
+    if isinstance(cls, type) and issubclass(cls, VectorisedTrainable):
+        member = cls.member
+        if not (isinstance(member, type) and issubclass(member, Trainable)):
+            raise TrainableError(
+                f"trainable: {path!r} is a vectorised trainable without the ordinary "
+                "firepbt.Trainable its slots mirror; set its class attribute member"
+            )
+        return member
     if not (isinstance(cls, type) and issubclass(cls, Trainable)):
         raise TrainableError(f"trainable: {path!r} is not a subclass of firepbt.Trainable")
     return cls

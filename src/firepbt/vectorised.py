@@ -13,8 +13,10 @@ used, e.g. the MNIST-1D CNN (on one CPU thread of a shared 2-core machine, 1.1â€
 member-steps per second of sequential models: ``benchmarks/results/vectorised_step.md``).
 What it costs: all slots share one process and one device's memory (k copies of the weights,
 optimizer state and activations), and one slow or failing member holds up the others.
-Not done yet: the executors cannot drive a vectorised trainable; today it is a library building
-block (see ``benchmarks/vectorised_step.py``).
+A run drives it with ``slots`` (``firepbt.run(..., slots=8)``, ``[executor] slots = 8``): each
+worker process of :class:`~firepbt.vectorised_executor.VectorisedPoolExecutor` hosts one
+population and trains the segments of the members it holds as one batch; ``member`` names the
+ordinary trainable the run records, replays and loads checkpoints into.
 
 The base class checks slots and records each member's hyperparameters and seed; an
 implementation fills in the ``*_slot`` / ``*_slots`` hooks.
@@ -53,9 +55,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from firepbt.space import Hyperparameters
+
+if TYPE_CHECKING:
+    from firepbt.trainable import Trainable
 
 Metrics = float | Mapping[str, float]
 
@@ -71,6 +76,18 @@ class SlotMember:
 class VectorisedTrainable(ABC):
     """Base class for ``slots`` members trained together. Slots are numbered ``0 â€¦ slots - 1``;
     a slot is empty until ``assign`` and again after ``release``."""
+
+    # The ordinary trainable each slot is a member of (``MNIST1D`` for ``MNIST1DVectorised``):
+    # what a run records, replays and loads its members' checkpoints into. The vectorised
+    # executor needs it; a population used on its own may leave it out.
+    member: ClassVar[type[Trainable] | None] = None
+
+    @classmethod
+    def build_population(cls, slots: int, hyperparameters: Hyperparameters) -> VectorisedTrainable:
+        """The population a worker of the vectorised executor builds, fit for members with
+        ``hyperparameters`` (its first member's): override when the population's shared
+        settings (a model size, a batch size) come from them. The default: ``cls(slots)``."""
+        return cls(slots)
 
     def __init__(self, slots: int) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:

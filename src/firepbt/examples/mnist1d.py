@@ -174,11 +174,16 @@ class MNIST1D(TorchTrainable):
     is ``lr × lr_multiplier(lr_schedule, t / total_steps)``; the global step is saved with the
     state. ``use_split("train+val")`` trains on train and validation together.
 
+    With ``slots = k`` (``[executor]``), a run trains k members per worker as one
+    ``MNIST1DVectorised`` (see ``firepbt.vectorised_executor``).
+
     >>> m = MNIST1D({"lr": 0.05}, seed=0)
     >>> m.train(10)
     >>> sorted(m.evaluate())
     ['test_accuracy', 'val_accuracy', 'val_loss']
     """
+
+    vectorised = "firepbt.examples.mnist1d_vectorised:MNIST1DVectorised"
 
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
         self.data = mnist1d_data()  # before seeding: generation must not move torch's generator

@@ -30,6 +30,7 @@ from firepbt.examples.mnist1d import (
     DEFAULT_CHANNELS,
     DEFAULT_MOMENTUM,
     LR_SCHEDULES,
+    MNIST1D,
     SPLITS,
     lr_multiplier,
     mnist1d_cnn,
@@ -43,6 +44,18 @@ from firepbt.vectorised import Metrics
 
 class MNIST1DVectorised(TorchVectorised):
     """``slots`` MNIST-1D members with ``channels`` and ``batch_size`` shared by all of them."""
+
+    member = MNIST1D
+
+    @classmethod
+    def build_population(cls, slots: int, hyperparameters: Hyperparameters) -> MNIST1DVectorised:
+        """The population for members with these ``channels`` and ``batch_size`` (defaults: 32
+        and 64), as the vectorised executor's workers build it."""
+        return cls(
+            slots,
+            channels=int(hyperparameters.get("channels", DEFAULT_CHANNELS)),
+            batch_size=int(hyperparameters.get("batch_size", DEFAULT_BATCH)),
+        )
 
     def __init__(
         self, slots: int, *, channels: int = DEFAULT_CHANNELS, batch_size: int = DEFAULT_BATCH

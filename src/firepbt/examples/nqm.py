@@ -210,6 +210,9 @@ class NQM(Trainable):
     schedule, after exploits), tracked in O(d) per step. The noise generator's state is part of
     ``save()``, so save → load → train reproduces training straight through exactly.
 
+    With ``slots = k`` (``[executor]``), a run trains k members per worker as one
+    ``NQMVectorised`` (exactly the same members; see ``firepbt.vectorised_executor``).
+
     >>> m = NQM({"lr": 0.5, "dim": 10}, seed=0)
     >>> m.train(100)
     >>> sorted(m.evaluate())
@@ -217,6 +220,8 @@ class NQM(Trainable):
     >>> round(m.evaluate()["expected_loss"], 4) == round(expected_loss([0.5] * 100, d=10), 4)
     True
     """
+
+    vectorised = "firepbt.examples.nqm_vectorised:NQMVectorised"
 
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
         super().__init__(hyperparameters, seed)
