@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -43,7 +44,15 @@ WAYS = ("ordinary", "vectorised")
 
 
 def one_run(
-    way: str, members: int, slots: int, seed: int, steps: int, ready: int, every: int
+    way: str,
+    members: int,
+    slots: int,
+    seed: int,
+    steps: int,
+    ready: int,
+    every: int,
+    workers: int = WORKERS,
+    gpus: float = 0,
 ) -> None:
     """Run one PBT run in this process and print its measurements as JSON."""
     import firepbt
@@ -55,9 +64,11 @@ def one_run(
 
     executor: Executor
     if way == "ordinary":
-        executor = ProcessPoolExecutor(WORKERS, start_method="spawn")
+        executor = ProcessPoolExecutor(workers, start_method="spawn", gpus_per_worker=gpus)
     else:
-        executor = VectorisedPoolExecutor(MNIST1DVectorised, slots, WORKERS, start_method="spawn")
+        executor = VectorisedPoolExecutor(
+            MNIST1DVectorised, slots, workers, start_method="spawn", gpus_per_worker=gpus
+        )
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = firepbt.run(
@@ -80,12 +91,18 @@ def one_run(
             run_dir=Path(tmp) / "run",
         )
         wall = time.perf_counter() - start
+        store = firepbt.Store.open(Path(tmp) / "run")
+        (first, last) = store._conn.execute(
+            "SELECT MIN(started), MAX(finished) FROM segments WHERE status = 'done'"
+        ).fetchone()
+        store.close()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kB -> MB
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "wall": wall,
+                "training": last - first,  # first segment's start to the last one's end
                 "member_steps_per_s": members * steps / wall,
                 "worker_mb": children,
                 "controller_mb": own,
@@ -95,10 +112,12 @@ def one_run(
     )
 
 
-def measure(way: str, members: int, seed: int, args: argparse.Namespace) -> dict[str, float]:
-    slots = members // WORKERS
+def measure(
+    way: str, members: int, seed: int, args: argparse.Namespace, workers: int = WORKERS
+) -> dict[str, float]:
+    slots = max(1, members // workers)
     command = [sys.executable, __file__, "--one", way, str(members), str(slots), str(seed)]
-    command += [str(args.steps), str(args.ready), str(args.every)]
+    command += [str(args.steps), str(args.ready), str(args.every), str(workers), str(args.gpu)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=3600)
     row: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     print(
@@ -122,11 +141,21 @@ def main() -> None:
     parser.add_argument("--seeds-64", type=int, default=1, help="seeds of the 64-member runs")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="400 steps, one seed")
-    parser.add_argument("--one", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gpu", type=float, default=0, help="GPUs per worker: 1 runs the GPU comparison"
+    )
+    parser.add_argument("--one", nargs=9, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        way, members, slots, seed, steps, ready, every = args.one
-        one_run(way, int(members), int(slots), int(seed), int(steps), int(ready), int(every))
+        way, members, slots, seed, steps, ready, every, workers, gpus = args.one
+        one_run(
+            way, int(members), int(slots), int(seed), int(steps), int(ready), int(every),
+            int(workers), float(gpus),
+        )  # fmt: skip
+        return
+    if args.gpu:
+        args.ready, args.every = (100, 40) if args.steps < 1000 else (200, 40)
+        gpu_main(args)
         return
     if args.quick:
         args.seeds, args.seeds_64, args.steps = 1, 1, 400
@@ -208,6 +237,74 @@ def main() -> None:
     target.write_text("\n".join(lines) + "\n")
     print(f"wrote {target}")
     print(f"vectorised / ordinary member-steps per second: {ratio16:.2f}x")
+
+
+def gpu_main(args: argparse.Namespace) -> None:
+    """One worker process with a whole GPU: one member alone, then 16 and 64 members, each as
+    ordinary trainables one after another and as one vectorised population (every member a
+    slot). Target: 16 members in at most 2× the wall time of one. Writes
+    ``results/vectorised_gpu.md``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu: torch sees no CUDA device here")
+    rows = {(1, "ordinary"): measure("ordinary", 1, 0, args, workers=1)}
+    for members in (16, 64):
+        for way in WAYS[::-1]:  # vectorised first: the longest run (64 ordinary) comes last
+            rows[(members, way)] = measure(way, members, 0, args, workers=1)
+            sixteen = gpu_table(rows, args, torch)  # written after each run
+    print(f"16 members / one member, wall time: {sixteen:.2f}x")
+
+
+def gpu_table(
+    rows: dict[tuple[int, str], dict[str, float]], args: argparse.Namespace, torch: Any
+) -> float:
+    """Write the GPU comparison's table so far; return 16 vectorised members' wall time / one
+    member's (nan before that run)."""
+    one = rows[(1, "ordinary")]["wall"]
+    lines = [
+        "# Vectorised population on one GPU (MNIST-1D PBT, end to end)",
+        "",
+        f"Synchronous PBT on MNIST-1D, {args.steps} steps per member, ready every {args.ready}, "
+        f"evaluated every {args.every}, one worker process given the whole GPU (spawn), seed 0. "
+        "Ordinary: the process pool's worker trains the members one after another. "
+        "Vectorised: `VectorisedPoolExecutor(MNIST1DVectorised, slots=members, workers=1)`. "
+        "Wall time: the whole `firepbt.run`, worker start, data generation, evaluation and "
+        "checkpoints included.",
+        "",
+        "| members | way | wall time | × one member | first segment to last | × one member "
+        "| member-steps/s | test accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    alone = rows[(1, "ordinary")]["training"]
+    for (members, way), r in rows.items():
+        lines.append(
+            f"| {members} | {way} | {r['wall']:.1f} s | {r['wall'] / one:.2f}× | "
+            f"{r['training']:.1f} s | {r['training'] / alone:.2f}× | "
+            f"{r['member_steps_per_s']:.0f} | {r['test_accuracy']:.3f} |"
+        )
+    sixteen = rows[(16, "vectorised")]["wall"] / one if (16, "vectorised") in rows else math.nan
+    trained = (
+        rows[(16, "vectorised")]["training"] / alone if (16, "vectorised") in rows else math.nan
+    )
+    lines += [
+        "",
+        f"A population of 16 (vectorised) against one member: {sixteen:.2f}× the wall time "
+        f"(target ≤ 2×); {trained:.2f}× from the first segment's start to the last one's end "
+        "(without the worker's start; the worker generates the data, ~2–3 s, in its first "
+        "segment).",
+        "",
+        f"Machine: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {os.cpu_count()} CPU cores.",
+        "",
+        f"Command: `python benchmarks/vectorised.py --gpu 1 --steps {args.steps}`.",
+    ]
+    out = Path(os.environ.get("OUT", RESULTS))
+    target = out / "vectorised_gpu.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return sixteen
 
 
 if __name__ == "__main__":

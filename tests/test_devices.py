@@ -187,6 +187,17 @@ def test_top_level_gpus_per_worker_says_where_it_belongs() -> None:
         RunConfig.from_mapping(data)
 
 
+def test_a_trainables_device_is_fixed_when_first_read(monkeypatch) -> None:
+    # A GPU machine found it: a member built for the GPU, asked to evaluate after the variable
+    # changed, sent its inputs to the CPU while its weights were on the GPU.
+    monkeypatch.setenv("FIREPBT_DEVICE", "cuda")
+    first = Quad({"h0": 0.5, "h1": 0.5}, seed=0)
+    assert first.device == "cuda"
+    monkeypatch.setenv("FIREPBT_DEVICE", "cpu")
+    assert first.device == "cuda"
+    assert Quad({"h0": 0.5, "h1": 0.5}, seed=0).device == "cpu"
+
+
 def test_torch_checkpoint_made_on_a_gpu_loads_on_the_cpu(monkeypatch) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():

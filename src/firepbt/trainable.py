@@ -54,10 +54,14 @@ class Trainable(ABC):
     def device(self) -> str:
         """Where to train: ``"cuda"`` in a worker given a GPU (``gpus_per_worker``; it sees only
         its own devices, so this is its first one), else ``"cpu"``. Outside a worker (replay,
-        ``load_best``, a notebook) it is ``"cpu"`` unless ``FIREPBT_DEVICE`` says otherwise."""
-        from firepbt.devices import worker_device
+        ``load_best``, a notebook) it is ``"cpu"`` unless ``FIREPBT_DEVICE`` says otherwise.
+        Read once, when first asked: a trainable's device never changes under it."""
+        device = self.__dict__.get("_device")
+        if device is None:
+            from firepbt.devices import worker_device
 
-        return worker_device()
+            device = self.__dict__["_device"] = worker_device()
+        return str(device)
 
     def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
         """Take new hyperparameters without rebuilding; override to push them into an optimizer."""
