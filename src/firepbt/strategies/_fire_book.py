@@ -229,7 +229,22 @@ class FireBook(Strategy):
             self._clock += 1
             return self._decide_async(member)
         self._waiting.add(member)
+        self._prefit(member)
         return self._release_barrier()
+
+    def _prefit(self, member: int) -> None:
+        """Fit now the curves of ``member`` that the barrier will judge (as an evaluator, or as
+        an evaluator's target): they gain no point before it, and fitted as each member arrives
+        they are fitted while the rest of the round still trains, not all at the barrier, where
+        every worker waits. The barrier finds them in the cache; nothing else changes."""
+        ev = self._ev.get(member)
+        if ev is not None:
+            if ev.parent is not None and not ev.stop_requested and len(ev.curve) >= 2:
+                self._fits.fit((1, member), ev.curve)
+            return
+        targeted = any(e.parent is not None and e.target == member for e in self._ev.values())
+        if targeted and len(self._curve[member]) >= 2:
+            self._fits.fit((0, member), self._curve[member])
 
     def failed(self, member: int, step: int) -> list[Decision]:
         self._waiting.discard(member)
