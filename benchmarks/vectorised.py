@@ -223,12 +223,20 @@ def main() -> None:
     lines += [
         "",
         f"Vectorised / ordinary member-steps per second: {ratio16:.2f}× (16 members), "
-        f"{ratio64:.2f}× (64 members).",
+        f"{ratio64:.2f}× (64 members). Per seed (16 members), ordinary wall time / vectorised "
+        "wall time: "
+        + ", ".join(
+            f"{o / v:.2f}"
+            for o, v in zip(
+                column(16, "ordinary", "wall"), column(16, "vectorised", "wall"), strict=True
+            )
+        )
+        + ".",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
         f"{load_before:.2f} before, {load_after:.2f} after), Python "
-        f"{platform.python_version()}, CPU only (the GPU runs the issue asks for are not "
-        "built into this script yet).",
+        f"{platform.python_version()}, CPU (the GPU comparison: `--gpu 1`, written to "
+        "`results/vectorised_gpu.md`).",
         "",
         f"Command: `{command}`.",
     ]
