@@ -22,6 +22,7 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from firepbt.checkpoints import (
     CheckpointError,
@@ -179,16 +180,18 @@ def _obtain(seg: Segment) -> tuple[Trainable, bool]:
         return cached[1], True
     trainable = first.trainable(dict(first.hyperparameters), first.seed)
     if seg.source is not None:
-        held = _HELD.get(seg.source.path)
-        try:
-            if held is not None:
-                state = load_state(held)
-            else:
-                state = read_checkpoint(seg.source.path, seg.source.sha256)
-        except CheckpointError as e:
-            raise SourceUnreadable(str(e)) from None
-        trainable.load(state)
+        trainable.load(read_source(seg.source))
     return trainable, False
+
+
+def read_source(source: CheckpointRef) -> Any:
+    """The state a segment starts from: held in this worker's memory, else read from its file
+    (``SourceUnreadable`` when that is missing or corrupted)."""
+    held = _HELD.get(source.path)
+    try:
+        return load_state(held) if held is not None else read_checkpoint(source.path, source.sha256)
+    except CheckpointError as e:
+        raise SourceUnreadable(str(e)) from None
 
 
 def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> None:

@@ -33,8 +33,6 @@ from firepbt.checkpoints import (
     CheckpointError,
     CheckpointRef,
     dump_state,
-    load_state,
-    read_checkpoint,
     write_bytes,
 )
 from firepbt.segments import (
@@ -46,6 +44,7 @@ from firepbt.segments import (
     SegmentResult,
     SourceUnreadable,
     extract_score,
+    read_source,
     run_segment,
     worker_name,
 )
@@ -200,15 +199,7 @@ class SlotWorker:
         if seg.source is None:
             self.counts["fresh"] += 1
             return
-        held = _HELD.get(seg.source.path)
-        try:
-            if held is not None:
-                state = load_state(held)
-            else:
-                state = read_checkpoint(seg.source.path, seg.source.sha256)
-        except CheckpointError as e:
-            raise SourceUnreadable(str(e)) from None
-        population.load(slot, state)
+        population.load(slot, read_source(seg.source))
         self.counts["loaded"] += 1
 
     # -- training in lock-step --------------------------------------------------------------
