@@ -149,8 +149,7 @@ def test_a_slot_worker_copies_exploits_and_reads_no_checkpoint(
     import firepbt.vectorised_batch as batch
 
     reads: list[str] = []
-    monkeypatch.setattr(batch, "read_checkpoint", lambda p, s: reads.append(p))
-    monkeypatch.setattr(batch, "load_state", lambda data: reads.append("held"))
+    monkeypatch.setattr(batch, "read_source", lambda source: reads.append(source.path))
     worker = SlotWorker()
     first = [_segment(m, None, 0, tmp_path) for m in range(4)]
     done = worker.run(NQMVectorised, 4, first)
