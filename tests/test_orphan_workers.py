@@ -58,3 +58,70 @@ def test_workers_stop_when_the_controller_is_killed(tmp_path: Path, method: str 
             time.sleep(0.05)
     assert not [w for w in workers if _alive(w)]
     assert "Traceback" not in (tmp_path / "stderr").read_text()
+
+
+CONFIG = """
+trainable = "firepbt.examples.nqm:NQM"
+mode = "min"
+metric = "loss"
+run_dir = {run_dir!r}
+[space]
+lr = {{ dist = "loguniform", low = 0.001, high = 1.9 }}
+[strategy]
+name = "pbt"
+population = 4
+ready_every = 100
+[budget]
+steps = 100000000
+[executor]
+kind = "process"
+workers = 2
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_the_run_and_its_workers_without_a_traceback(tmp_path: Path) -> None:
+    from firepbt import Store
+
+    run_dir = tmp_path / "run"
+    config = tmp_path / "nqm.toml"
+    config.write_text(CONFIG.format(run_dir=str(run_dir)))
+    with (tmp_path / "stderr").open("w") as err:
+        # As a terminal does: its own process group, Ctrl-C (SIGINT) to every process in it.
+        controller = subprocess.Popen(
+            [sys.executable, "-m", "firepbt.cli", "run", str(config)],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        deadline = time.monotonic() + 120
+        trained = 0
+        while trained < 8 and time.monotonic() < deadline:  # the workers train
+            time.sleep(0.2)
+            if (run_dir / "firepbt.sqlite").exists():
+                store = Store.open(run_dir)
+                trained = len(store.points())
+                store.close()
+        assert trained >= 8, "the run did not start"
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        group = [p for p in pids if _in_group(p, controller.pid)]
+        os.killpg(controller.pid, signal.SIGINT)
+        assert controller.wait(timeout=60) == 130
+        deadline = time.monotonic() + 60
+        while any(_alive(p) for p in group) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not [p for p in group if _alive(p)]
+    stderr = (tmp_path / "stderr").read_text()
+    assert "firepbt: interrupted" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    store = Store.open(run_dir)
+    assert store.meta("status") == "interrupted"
+    store.close()
+
+
+def _in_group(pid: int, group: int) -> bool:
+    try:
+        return os.getpgid(pid) == group
+    except OSError:
+        return False

@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
+import signal
 import sys
 import threading
 import time
@@ -554,6 +555,9 @@ def start_worker(
         with contextlib.suppress(OSError):
             os.close(fd)
     _CLOSED_IN_WORKERS.clear()
+    # Ctrl-C reaches every process of the terminal's group: the controller records the
+    # interruption and stops the run; a worker only leaves, without a traceback of its own.
+    signal.signal(signal.SIGINT, _leave_on_interrupt)
     _init_worker(environment=environment)
     # The thread that serves the controller's flush requests waits for the interpreter lock
     # while a segment trains: at the default 5 ms switch interval the controller, and every
@@ -561,6 +565,13 @@ def start_worker(
     sys.setswitchinterval(CONTROL_SWITCH_INTERVAL)
     control.send((STARTED, "", ""))  # before the thread that replies on this pipe starts
     threading.Thread(target=_serve_control, args=(control,), daemon=True).start()
+
+
+def _leave_on_interrupt(signum: int, frame: object) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def _worker_main(
