@@ -98,3 +98,14 @@ class ForkProbe(Quad):
                 locks += os.readlink(f"/proc/self/fd/{fd}").endswith("firepbt.lock")
         forked = os.getppid() == int(os.environ["FIREPBT_TEST_CONTROLLER"])
         return {"q": float(super().evaluate()), "forked": float(forked), "locks": float(locks)}
+
+
+class ThreadProbe(Quad):
+    """Quad that also reports the most threads any native thread pool of its worker process
+    (BLAS, OpenMP) would use."""
+
+    def evaluate(self) -> dict[str, float]:  # type: ignore[override]
+        from threadpoolctl import threadpool_info
+
+        threads = max((p["num_threads"] for p in threadpool_info()), default=0)
+        return {"q": float(super().evaluate()), "threads": float(threads)}

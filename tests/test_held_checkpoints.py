@@ -90,11 +90,11 @@ def test_held_checkpoints_are_written_only_when_due_or_copied(tmp_path: Path, qu
     assert every.held == 0 and every.flushed == 0 and every.written == 40
     # Written: the segments that reach step 20 and step 40, 4 members each; the other 32 held.
     assert held.written == 8 and held.held == 32
-    # Each exploit of another member's weights reads them from disk: written out once per donor
-    # checkpoint (never more often than there are copies), unless it was already on disk.
+    # An exploit of another member's held weights reads them from the memory of the worker that
+    # holds them (here, this process): nothing is written out for it.
     copies = _copies(held_run.run_dir)
     assert copies > 0
-    assert 0 < held.flushed <= copies
+    assert held.flushed == 0
     store = Store.open(held_run.run_dir)
     assert store.held_checkpoints() == []  # every held checkpoint was dropped by the end
     live = store.live_checkpoints()
@@ -150,6 +150,26 @@ def test_a_process_pool_continues_members_in_memory(tmp_path: Path, quad_space) 
     assert _copies(pool.run_dir) > 0
     assert store.failures() == []  # every donor was written out: none had to be trained again
     store.close()
+
+
+def test_a_worker_process_with_room_reads_the_held_weights_an_exploit_copies(
+    tmp_path: Path, quad_space
+) -> None:
+    """One worker process holds every checkpoint and has room for a round of 2 members: each
+    exploit's segment goes to it and reads the donor's weights from its memory, not a file."""
+
+    class Pool(ProcessPoolExecutor):
+        flushed = 0
+
+        def flush(self, worker: str, path: str) -> str:
+            Pool.flushed += 1
+            return super().flush(worker, path)
+
+    inprocess = _run(tmp_path / "in", quad_space, _Counting(), population=2, checkpoint_every=40)
+    pool = _run(tmp_path / "pool", quad_space, Pool(workers=1), population=2, checkpoint_every=40)
+    _same_run(inprocess, pool)
+    assert _copies(pool.run_dir) > 0
+    assert Pool.flushed == 0
 
 
 def test_a_killed_worker_process_loses_only_what_it_held(tmp_path: Path, quad_space) -> None:

@@ -9,6 +9,7 @@ which never submits more segments than ``capacity``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
@@ -76,6 +77,10 @@ class Executor(ABC):
     def shutdown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release workers."""
 
+    def preload(self, modules: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Modules every worker will need (a strategy's ``worker_modules``): an executor that
+        starts worker processes imports them once where its workers inherit them."""
+
     def idle(self, worker: str) -> bool:
         """Whether ``worker`` lives and can take a segment now (it would run there next)."""
         return False
@@ -125,6 +130,10 @@ class InProcessExecutor(Executor):
     def idle(self, worker: str) -> bool:
         return worker == worker_name() and not self._queue
 
+    def reads_held(self, segment: Segment) -> bool:
+        holder = segment.source.holder if segment.source is not None else ""
+        return bool(holder) and self.idle(holder)
+
     def flush(self, worker: str, path: str) -> str:
         if worker != worker_name():
             raise CheckpointError(gone(worker, path))
@@ -138,10 +147,41 @@ class InProcessExecutor(Executor):
 def _init_worker(threads: int = 1, environment: Mapping[str, str] | None = None) -> None:
     """One thread per worker process (per CPU it was given): two workers on two cores must not
     fight over threads. torch, numpy's BLAS and OpenMP read these variables when first imported,
-    and CUDA reads the worker's devices (``environment``) when first used."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    and CUDA reads the worker's devices (``environment``) when first used. A library loaded
+    already (a forked worker inherits the controller's: numpy's BLAS at one thread per core) is
+    limited where it stands."""
+    for var in THREAD_VARIABLES:
         os.environ.setdefault(var, str(threads))
     os.environ.update(environment or {})
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _fork_server_threads() -> Iterator[None]:
+    """Start a fork server (if it is not running: the first worker started from one) that loads
+    native thread pools at one thread (or the count the user set): its children inherit the
+    pools it loaded before they could set ``THREAD_VARIABLES`` themselves."""
+    unset = [var for var in THREAD_VARIABLES if var not in os.environ]
+    os.environ.update(dict.fromkeys(unset, "1"))
+    try:
+        yield
+    finally:
+        for var in unset:
+            os.environ.pop(var, None)
+
+
+def _limit_threads_here() -> Any:
+    """Limit this process's native thread pools (numpy's BLAS: one thread per core) to one
+    thread (or the count the user set), and return what restores them. A forked worker inherits
+    them so; limiting them in the worker instead leaves a pool's threads spinning there. The
+    controller keeps the limit while it has workers: it shares their cores."""
+    from threadpoolctl import threadpool_limits
+
+    chosen = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    threads = int(chosen) if chosen and chosen.isdigit() and int(chosen) > 0 else 1
+    return threadpool_limits(limits=threads)
 
 
 @contextlib.contextmanager
@@ -231,10 +271,15 @@ class ProcessPoolExecutor(Executor):
         self._home: dict[int, int] = {}  # member -> index of the process that last ran it
         self._requests = 0
         self._announced = False  # on_started was called
+        self._preload: tuple[str, ...] = ()
+        self._threads_limited: Any = None  # restores this process's native thread pools
 
     @property
     def capacity(self) -> int:
         return self.workers * QUEUED_PER_WORKER
+
+    def preload(self, modules: Sequence[str]) -> None:
+        self._preload = tuple(modules)
 
     # -- processes --------------------------------------------------------------------------
 
@@ -245,7 +290,10 @@ class ProcessPoolExecutor(Executor):
             # The fork server imports the worker's code once, and each worker forked from it
             # starts without importing it again (it takes effect when the server starts: the
             # first pool of this process). "__main__" keeps multiprocessing's own default.
-            context.set_forkserver_preload(["__main__", "firepbt.executors"])
+            context.set_forkserver_preload(["__main__", "firepbt.executors", *self._preload])
+        elif method == "fork":  # imported here once, not in each worker
+            for module in self._preload:
+                importlib.import_module(module)
         tasks, their_tasks = context.Pipe()
         control, their_control = context.Pipe()
         # A forked process inherits this process's ends of every worker's pipes: it closes
@@ -257,7 +305,10 @@ class ProcessPoolExecutor(Executor):
             args=(their_tasks, their_control, self._environments[index], inherited),
             daemon=True,
         )
-        with _main_file_hidden():
+        if method == "fork" and self._threads_limited is None:
+            self._threads_limited = _limit_threads_here()
+        server = _fork_server_threads() if method == "forkserver" else contextlib.nullcontext()
+        with _main_file_hidden(), server:
             process.start()
         their_tasks.close()
         their_control.close()
@@ -371,6 +422,12 @@ class ProcessPoolExecutor(Executor):
         proc = self._named(worker)
         return proc is not None and len(proc.segments) < QUEUED_PER_WORKER
 
+    def reads_held(self, segment: Segment) -> bool:
+        """A segment goes to the process holding its source when that has room (``submit``),
+        which reads it from memory, whichever member it is of."""
+        holder = segment.source.holder if segment.source is not None else ""
+        return bool(holder) and self.idle(holder)
+
     def flush(self, worker: str, path: str) -> str:
         proc = self._named(worker)
         if proc is None:
@@ -415,6 +472,9 @@ class ProcessPoolExecutor(Executor):
             proc.control.close()
         self._procs = []
         self._home.clear()
+        if self._threads_limited is not None:
+            self._threads_limited.restore_original_limits()
+            self._threads_limited = None
 
     # -- results, deaths and timeouts -------------------------------------------------------
 

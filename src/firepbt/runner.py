@@ -148,6 +148,7 @@ class Runner:
         self._published: frozenset[int] | None = None
         self._phase = STARTING if executor.reports_started else FIRST_SEGMENTS
         executor.on_started = self._workers_started
+        executor.preload(strategy.worker_modules)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -433,6 +434,8 @@ class Runner:
                 trainable=self.trainable,
                 metric=self.metric,
                 persist=self._due(start, end),
+                after=None if self._replaying else self.strategy.segment_work(member),
+                negate=self.mode is Mode.MIN,
             )
         )
 
@@ -486,6 +489,8 @@ class Runner:
             self.strategy.report(seg.member, p.step, score)
             if math.isfinite(score) and seg.member not in self._evaluators:
                 self._best = max(self._best, score)
+        if r.after is not None:
+            self.strategy.take_work(seg.member, r.after)
         self._written[(seg.member, seg.end_step)] = r.checkpoint
         self._remember_origin(seg, r.checkpoint)
         self._set_current(seg.member, r.checkpoint)

@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,10 @@ class Segment:
     repair: bool = False  # a re-run that rewrites a lost checkpoint (nothing else recorded)
     persist: bool = True  # write the checkpoint to disk; otherwise hold it in the worker's memory
     prelude: tuple[Segment, ...] = ()  # a repair runs these first, from ``source``
+    # The strategy's work for the worker once the segment has trained (``Strategy.segment_work``):
+    # called with the segment's (step, score) points, each score negated when ``negate``.
+    after: Callable[[tuple[tuple[int, float], ...]], object] | None = None
+    negate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ class SegmentResult:
     started: float = 0.0
     finished: float = 0.0
     reused_trainable: bool = field(default=False)
+    after: object = None  # what ``segment.after`` returned; None if nothing (or it failed)
 
 
 class SourceUnreadable(CheckpointError):
@@ -237,6 +242,17 @@ def _pin_torch_threads() -> None:
         _THREADS_PINNED = True
 
 
+def after_segment(seg: Segment, points: tuple[Point, ...]) -> object:
+    """The strategy's work after ``seg`` (``Segment.after``), or None. It only saves the strategy
+    doing it itself, so it never fails the segment: on an error the strategy does it after all."""
+    if seg.after is None:
+        return None
+    try:
+        return seg.after(tuple((p.step, -p.score if seg.negate else p.score) for p in points))
+    except Exception:
+        return None
+
+
 def run_segment(seg: Segment) -> SegmentResult:
     """Run one segment; every error becomes a recorded ``Failure``, never an exception."""
     started = time.time()
@@ -274,9 +290,10 @@ def run_segment(seg: Segment) -> SegmentResult:
         _ALIVE.popitem(last=False)
     holder = "" if seg.persist else worker
     ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id, holder)
-    return SegmentResult(
-        seg, tuple(points), ref, len(data), None, worker, started, time.time(), reused
-    )
+    done = tuple(points)
+    after = after_segment(seg, done)
+    finished = time.time()
+    return SegmentResult(seg, done, ref, len(data), None, worker, started, finished, reused, after)
 
 
 def _failed(

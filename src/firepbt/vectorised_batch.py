@@ -43,6 +43,7 @@ from firepbt.segments import (
     Segment,
     SegmentResult,
     SourceUnreadable,
+    after_segment,
     extract_score,
     read_source,
     run_segment,
@@ -270,16 +271,11 @@ class SlotWorker:
         self.at[p.slot] = (seg.member, seg.checkpoint_path)
         holder = "" if seg.persist else worker_name()
         ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id, holder)
+        done = tuple(p.points)
+        after = after_segment(seg, done)
+        finished = time.time()
         self._results[seg.id] = SegmentResult(
-            seg,
-            tuple(p.points),
-            ref,
-            len(data),
-            None,
-            worker_name(),
-            self._started,
-            time.time(),
-            p.reused,
+            seg, done, ref, len(data), None, worker_name(), self._started, finished, p.reused, after
         )
 
     def _fail(self, seg: Segment, failure: Failure, points: list[Point]) -> None:

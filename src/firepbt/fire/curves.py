@@ -84,6 +84,7 @@ K = TypeVar("K", bound=Hashable)
 
 FloatArray = npt.NDArray[np.float64]
 
+MODULES = _gp.MODULES  # what fitting a curve imports on first use
 _REACH_RTOL = 1e-9
 MAX_GP_POINTS = 100
 

@@ -12,6 +12,8 @@ import enum
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from firepbt.fire import curves
 
 Point = tuple[int, float]  # (step, score oriented so that higher is better)
@@ -57,6 +59,54 @@ class Ending(enum.Enum):
         return next((e for e in cls if e.value == head), None)
 
 
+def extend(curve: list[Point], step: int, score: float) -> None:
+    """Add a point to a curve. A point at a step the curve already reached (weights copied from
+    a donor that had finished, then evaluated again without training) replaces the last one:
+    curve steps must strictly increase."""
+    if curve and curve[-1][0] >= step:
+        curve[-1] = (curve[-1][0], float(score))
+    else:
+        curve.append((step, float(score)))
+
+
+def _fit(points: Sequence[Point]) -> curves.Curve:
+    return curves.fit_curve([p[0] for p in points], [p[1] for p in points], worst=WORST_SCORE)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FittedCurve:
+    """A curve fitted away from the strategy (by a worker): the points it was fitted on and the
+    fit's arrays (plain arrays travel; the strategy rebuilds the read-only ``curves.Curve``)."""
+
+    key: Hashable
+    points: tuple[Point, ...]
+    steps: np.ndarray
+    values: np.ndarray
+    smoothed: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class CurveWork:
+    """A curve the strategy will judge once a segment ends: ``points``, the curve before the
+    segment, extended by the segment's points. The worker that trains the segment fits it
+    (called with the segment's points, oriented so that higher is better) while the controller
+    and the other workers go on; the strategy takes the fit only if its own curve turned out to be
+    exactly the points fitted (:meth:`CurveCache.offer`), so where the work is done changes no
+    decision."""
+
+    key: Hashable
+    points: tuple[Point, ...]
+
+    def __call__(self, new: Sequence[Point]) -> FittedCurve | None:
+        curve = list(self.points)
+        for step, score in new:
+            extend(curve, step, score)
+        if len(curve) < 2:
+            return None
+        fitted = _fit(curve)
+        return FittedCurve(self.key, tuple(curve), fitted.steps, fitted.values, fitted.smoothed)
+
+
 class CurveCache:
     """Fits each curve once. An entry is valid only for exactly the points it was fitted on:
     a curve that grew, restarted (an evaluator reassigned, a child that copied weights) or
@@ -64,14 +114,26 @@ class CurveCache:
 
     def __init__(self) -> None:
         self._fits: dict[Hashable, tuple[tuple[Point, ...], curves.Curve]] = {}
-        self.fitted = 0  # number of GP fits made (for tests and cost accounting)
+        self.fitted = 0  # number of GP fits made here (for tests and cost accounting)
+        self.offered = 0  # number of fits made elsewhere and taken (``offer``)
+
+    def offer(self, fitted: FittedCurve, current: Sequence[Point]) -> bool:
+        """Take a fit made elsewhere when it was made on exactly the ``current`` points of its
+        curve; otherwise leave the cache as it is. True when taken."""
+        content = tuple(current)
+        if fitted.points != content:
+            return False
+        curve = curves.Curve(fitted.steps, fitted.values, fitted.smoothed)
+        self._fits[fitted.key] = (content, curve)
+        self.offered += 1
+        return True
 
     def fit(self, key: Hashable, points: Sequence[Point]) -> curves.Curve:
         content = tuple(points)
         cached = self._fits.get(key)
         if cached is not None and cached[0] == content:
             return cached[1]
-        fitted = curves.fit_curve([p[0] for p in points], [p[1] for p in points], worst=WORST_SCORE)
+        fitted = _fit(points)
         self._fits[key] = (content, fitted)
         self.fitted += 1
         return fitted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from firepbt.decisions import Decision, Weights
@@ -54,3 +55,20 @@ class Strategy(ABC):
     def done(self) -> bool:
         """True when no member will train again."""
         return all(m.finished or not m.alive for m in self.members.values())
+
+    # Modules ``segment_work`` needs in a worker: an executor may import them once for all its
+    # workers (``Executor.preload``).
+    worker_modules: tuple[str, ...] = ()
+
+    def segment_work(self, member: int) -> Callable[[tuple[tuple[int, float], ...]], object] | None:
+        """Work for the worker that trains ``member``'s next segment to do once it has trained:
+        called there with the segment's ``(step, score)`` points (oriented as for ``report``); what
+        it returns comes back to ``take_work``. For work the strategy would otherwise do itself
+        while workers wait (FIRE PBT fits the curves it will judge); it must change no decision,
+        since an executor may skip it. None: no work (the default)."""
+        return None
+
+    def take_work(self, member: int, done: object) -> None:
+        """What ``segment_work`` returned for ``member``'s segment, before that segment's
+        ``ready``."""
+        return None

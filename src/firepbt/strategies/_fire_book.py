@@ -14,7 +14,17 @@ from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Wei
 from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation, recent_score
 from firepbt.explore import ExplorePolicy, Perturb
 from firepbt.fire import curves
-from firepbt.fire.evaluation import CurveCache, Ending, Outcome, Point, Verdict, judge
+from firepbt.fire.evaluation import (
+    CurveCache,
+    CurveWork,
+    Ending,
+    FittedCurve,
+    Outcome,
+    Point,
+    Verdict,
+    extend,
+    judge,
+)
 from firepbt.fire.settings import (
     DEFAULT_P_STAT,
     DEFAULT_PERTURB_FACTORS,
@@ -39,16 +49,6 @@ from firepbt.strategies._population import (
 )
 
 
-def _extend(curve: list[Point], step: int, score: float) -> None:
-    """Add a point to a curve. A point at a step the curve already reached (weights copied from
-    a donor that had finished, then evaluated again without training) replaces the last one:
-    curve steps must strictly increase."""
-    if curve and curve[-1][0] >= step:
-        curve[-1] = (curve[-1][0], float(score))
-    else:
-        curve.append((step, float(score)))
-
-
 @dataclass(slots=True)
 class EvaluatorState:
     """One evaluator worker: whom it evaluates, against whom, and its curve since assignment."""
@@ -67,6 +67,8 @@ class FireBook(Strategy):
     """The state FIRE PBT keeps and the moves it makes: members per sub-population, evaluators,
     their curves and links, fitness, exploits, assignments and hand-overs. ``FirePBT`` decides
     when to make them (a synchronous barrier or each worker when ready)."""
+
+    worker_modules = curves.MODULES
 
     def __init__(
         self,
@@ -212,10 +214,10 @@ class FireBook(Strategy):
 
     def report(self, member: int, step: int, score: float) -> None:
         if member in self._ev:
-            _extend(self._ev[member].curve, step, score)
+            extend(self._ev[member].curve, step, score)
         else:
             self._pop.report(member, step, score)
-            _extend(self._curve[member], step, score)
+            extend(self._curve[member], step, score)
 
     def ready(self, member: int, step: int) -> list[Decision]:
         if member in self._ev:
@@ -232,19 +234,39 @@ class FireBook(Strategy):
         self._prefit(member)
         return self._release_barrier()
 
-    def _prefit(self, member: int) -> None:
-        """Fit now the curves of ``member`` that the barrier will judge (as an evaluator, or as
-        an evaluator's target): they gain no point before it, and fitted as each member arrives
-        they are fitted while the rest of the round still trains, not all at the barrier, where
-        every worker waits. The barrier finds them in the cache; nothing else changes."""
+    def _judged(self, member: int) -> tuple[tuple[int, int], list[Point]] | None:
+        """The key and curve of ``member``'s that the strategy judges when it is next ready (as an
+        evaluator that evaluates a parent, or as an evaluator's target); None if none."""
         ev = self._ev.get(member)
         if ev is not None:
-            if ev.parent is not None and not ev.stop_requested and len(ev.curve) >= 2:
-                self._fits.fit((1, member), ev.curve)
+            if ev.parent is not None and not ev.stop_requested:
+                return (1, member), ev.curve
+            return None
+        if any(e.parent is not None and e.target == member for e in self._ev.values()):
+            return (0, member), self._curve[member]
+        return None
+
+    def _prefit(self, member: int) -> None:
+        """Fit now the curve of ``member`` that the barrier will judge: it gains no point before
+        it, and fitted as each member arrives it is fitted while the rest of the round still
+        trains, not all at the barrier, where every worker waits. The barrier finds it in the
+        cache; nothing else changes. (A worker that fitted it already offered its fit.)"""
+        judged = self._judged(member)
+        if judged is not None and len(judged[1]) >= 2:
+            self._fits.fit(*judged)
+
+    def segment_work(self, member: int) -> CurveWork | None:
+        """The curve ``member``'s next segment extends and the strategy will then judge: the
+        worker that trains the segment fits it (see ``CurveWork``)."""
+        judged = self._judged(member)
+        return None if judged is None else CurveWork(judged[0], tuple(judged[1]))
+
+    def take_work(self, member: int, done: object) -> None:
+        if not isinstance(done, FittedCurve):
             return
-        targeted = any(e.parent is not None and e.target == member for e in self._ev.values())
-        if targeted and len(self._curve[member]) >= 2:
-            self._fits.fit((0, member), self._curve[member])
+        judged = self._judged(member)
+        if judged is not None and judged[0] == done.key:
+            self._fits.offer(done, judged[1])
 
     def failed(self, member: int, step: int) -> list[Decision]:
         self._waiting.discard(member)
