@@ -10,6 +10,13 @@ population issue (that needs executor support, not built yet).
 For each population size the two ways alternate, ``--repeats`` timings each, after a warm-up;
 the table gives the median member-steps per second (k × steps / seconds).
 
+A third column bounds what any batching of the k members could gain: one ordinary member whose
+minibatch is k times larger (``batch_size`` 64·k) does the same arithmetic as k member-steps with
+one set of weights, in the largest dense operations torch can run, with nothing per member; its
+steps per second × k is the "ceiling". The floating-point operations of one member-step (counted
+by ``torch.utils.flop_counter``) over the measured times give each path's GFLOP/s, beside a
+single-thread matrix product's (a large ``sgemm``, near what one core can do).
+
     python benchmarks/vectorised_step.py [--repeats 3] [--steps 40] [--quick]
 
 Writes ``benchmarks/results/vectorised_step.md``.
@@ -51,20 +58,60 @@ def time_sequential(members: list[MNIST1D], steps: int) -> float:
     return time.perf_counter() - start
 
 
+def time_batched(member: MNIST1D, steps: int) -> float:
+    start = time.perf_counter()
+    member.train(steps)
+    return time.perf_counter() - start
+
+
+def step_flops() -> int:
+    """Floating-point operations of one member-step (forward, backward; batch 64)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    member = MNIST1D(hyperparameters(0), seed=0)
+    member.train(1)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        member.train(1)
+    return int(counter.get_total_flops())
+
+
+def sgemm_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of an n×n float32 matrix product on this thread (median of ``repeats``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
 def measure(k: int, steps: int, repeats: int) -> dict[str, float]:
     population = MNIST1DVectorised(slots=k)
     members = []
     for i in range(k):
         population.assign(i, hyperparameters(i), seed=i)
         members.append(MNIST1D(hyperparameters(i), seed=i))
+    big = MNIST1D({**hyperparameters(0), "batch_size": 64 * k}, seed=0)
     time_vectorised(population, 2)  # warm-up: first-call costs of vmap and the optimizer
     time_sequential(members, 2)
-    vectorised, sequential = [], []
+    time_batched(big, 2)
+    vectorised, sequential, batched = [], [], []
     for _ in range(repeats):
         vectorised.append(time_vectorised(population, steps))
         sequential.append(time_sequential(members, steps))
+        batched.append(time_batched(big, steps))
     v, s = statistics.median(vectorised), statistics.median(sequential)
-    return {"vectorised": k * steps / v, "sequential": k * steps / s, "v_s": v, "s_s": s}
+    b = statistics.median(batched)
+    return {
+        "vectorised": k * steps / v,
+        "sequential": k * steps / s,
+        "ceiling": k * steps / b,
+        "v_s": v,
+        "s_s": s,
+    }
 
 
 def main() -> None:
@@ -78,6 +125,9 @@ def main() -> None:
     torch.set_num_threads(1)
     mnist1d_data()  # generate the data before anything is timed
     load_before = os.getloadavg()[0]
+    flops = step_flops()
+    peak = sgemm_gflops()
+    print(f"one member-step: {flops / 1e6:.1f} MFLOP; sgemm on one thread: {peak:.1f} GFLOP/s")
     rows = []
     for k in SIZES:
         r = measure(k, steps, repeats)
@@ -85,7 +135,8 @@ def main() -> None:
         print(
             f"{k:>3} members: vectorised {r['vectorised']:7.0f} member-steps/s, "
             f"sequential {r['sequential']:7.0f} member-steps/s, "
-            f"ratio {r['vectorised'] / r['sequential']:.2f}×",
+            f"ratio {r['vectorised'] / r['sequential']:.2f}×, ceiling "
+            f"{r['ceiling']:7.0f} member-steps/s ({r['ceiling'] / r['sequential']:.2f}×)",
             flush=True,
         )
     load_after = os.getloadavg()[0]
@@ -100,12 +151,32 @@ def main() -> None:
         f"evaluation or checkpoints). {steps} steps per member per timing, median of "
         f"{repeats} alternating timings each.",
         "",
-        "| members | vectorised member-steps/s | sequential member-steps/s | ratio |",
-        "|---|---|---|---|",
+        "| members | vectorised member-steps/s | sequential member-steps/s | ratio | ceiling: "
+        "one member, batch 64·k (member-steps/s) | ceiling / sequential |",
+        "|---|---|---|---|---|---|",
     ]
     for k, r in rows:
         ratio = r["vectorised"] / r["sequential"]
-        lines.append(f"| {k} | {r['vectorised']:.0f} | {r['sequential']:.0f} | {ratio:.2f}× |")
+        lines.append(
+            f"| {k} | {r['vectorised']:.0f} | {r['sequential']:.0f} | {ratio:.2f}× | "
+            f"{r['ceiling']:.0f} | {r['ceiling'] / r['sequential']:.2f}× |"
+        )
+    gflops = {
+        name: value * flops / 1e9
+        for name, value in (
+            ("sequential", rows[0][1]["sequential"]),
+            ("vectorised", rows[0][1]["vectorised"]),
+            ("ceiling", rows[0][1]["ceiling"]),
+        )
+    }
+    lines += [
+        "",
+        f"One member-step is {flops / 1e6:.1f} MFLOP (`torch.utils.flop_counter`, forward and "
+        f"backward). At {rows[0][0]} members that is {gflops['sequential']:.1f} GFLOP/s "
+        f"sequential, {gflops['vectorised']:.1f} vectorised and {gflops['ceiling']:.1f} for the "
+        f"ceiling, against {peak:.1f} GFLOP/s for a 1024×1024 float32 matrix product on the "
+        "same thread.",
+    ]
     lines += [
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "
