@@ -155,3 +155,21 @@ def test_a_repeated_step_replaces_the_last_point_as_the_strategy_does() -> None:
     fitted = CurveWork((0, 2), ((0, 1.0), (10, 2.0)))(((10, 2.5), (20, 3.0)))
     assert fitted is not None and fitted.points == ((0, 1.0), (10, 2.5), (20, 3.0))
     assert CurveWork((0, 2), ())(((10, 2.5),)) is None  # one point: nothing to fit
+
+
+def test_a_very_long_curve_is_fitted_by_the_strategy_not_sent(monkeypatch) -> None:
+    from firepbt.strategies import _fire_book
+
+    fire = firepbt.strategies.FirePBT(
+        firepbt.Space({"lr": firepbt.LogUniform(1e-3, 1.0)}),
+        population=4,
+        total_steps=10**6,
+        ready_every=10,
+        rng=np.random.default_rng(0),
+        evaluators=1,
+    )
+    fire.start()
+    monkeypatch.setattr(fire, "_judged", lambda member: ((0, member), [(i, 0.0) for i in range(5)]))
+    assert isinstance(fire.segment_work(0), CurveWork)
+    monkeypatch.setattr(_fire_book, "MAX_WORK_POINTS", 4)
+    assert fire.segment_work(0) is None

@@ -48,6 +48,11 @@ from firepbt.strategies._population import (
     starting_hyperparameters,
 )
 
+# The longest curve whose fit is left to the worker that extends it (its points travel with the
+# segment); a longer one (a member that has not copied weights for thousands of evaluations) is
+# fitted by the strategy.
+MAX_WORK_POINTS = 1000
+
 
 @dataclass(slots=True)
 class EvaluatorState:
@@ -259,7 +264,9 @@ class FireBook(Strategy):
         """The curve ``member``'s next segment extends and the strategy will then judge: the
         worker that trains the segment fits it (see ``CurveWork``)."""
         judged = self._judged(member)
-        return None if judged is None else CurveWork(judged[0], tuple(judged[1]))
+        if judged is None or len(judged[1]) > MAX_WORK_POINTS:
+            return None  # a very long curve is fitted here rather than sent with every segment
+        return CurveWork(judged[0], tuple(judged[1]))
 
     def take_work(self, member: int, done: object) -> None:
         if not isinstance(done, FittedCurve):
