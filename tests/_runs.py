@@ -9,6 +9,11 @@ options its assertions depend on (some rely on a seed producing, say, an evaluat
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -156,3 +161,30 @@ def fault_run(
         initial_hyperparameters=initial,
         **options,
     )
+
+
+def stored_points(db: Path) -> list[tuple[Any, ...]]:
+    """(member, step, score, segment) of every point in the store file ``db``, in write order."""
+    with sqlite3.connect(db) as c:
+        return c.execute(
+            "SELECT member, step, score, segment FROM points ORDER BY rowid"
+        ).fetchall()
+
+
+def kill_after(proc: subprocess.Popen[bytes], db: Path, n_points: int) -> list[tuple[Any, ...]]:
+    """SIGKILL the controller (started with ``start_new_session=True``) and its workers once the
+    store ``db`` holds ``n_points`` points; the points it holds then."""
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if db.exists() and len(stored_points(db)) >= n_points:
+                    break
+            except sqlite3.OperationalError:  # the store is still being created
+                pass
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    return stored_points(db)

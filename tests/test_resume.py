@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from _runs import nqm_toml
+from _runs import kill_after, nqm_toml, stored_points
 
 import firepbt
 from firepbt import Store
@@ -43,31 +42,6 @@ def _start(config: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def _points(db: Path) -> list[tuple]:
-    with sqlite3.connect(db) as c:
-        return c.execute(
-            "SELECT member, step, score, segment FROM points ORDER BY rowid"
-        ).fetchall()
-
-
-def _kill_after(proc: subprocess.Popen[bytes], db: Path, n_points: int) -> list[tuple]:
-    """SIGKILL the controller and its workers once the store holds ``n_points`` points."""
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if db.exists() and len(_points(db)) >= n_points:
-                    break
-            except sqlite3.OperationalError:  # the store is still being created
-                pass
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    return _points(db)
 
 
 def _check_consistent(run_dir: Path) -> None:
@@ -101,11 +75,11 @@ def test_sigkill_then_resume_ends_as_if_never_killed(
     tmp_path: Path, reference: firepbt.RunResult, n_points: int
 ) -> None:
     proc = _start(_config(tmp_path, "run"))
-    before = _kill_after(proc, tmp_path / "run" / "firepbt.sqlite", n_points)
+    before = kill_after(proc, tmp_path / "run" / "firepbt.sqlite", n_points)
     # Checkpoints held in the killed workers' memory are trained again when they are needed
     # (a held checkpoint of a member that is then exploited is not needed).
     result = firepbt.resume(tmp_path / "run")
-    after = _points(tmp_path / "run" / "firepbt.sqlite")
+    after = stored_points(tmp_path / "run" / "firepbt.sqlite")
     assert after[: len(before)] == before  # nothing recorded before the kill was lost or changed
     assert result.best_member == reference.best_member
     assert result.best_score == reference.best_score
@@ -116,9 +90,9 @@ def test_sigkill_then_resume_ends_as_if_never_killed(
 @pytest.mark.parametrize(("strategy", "synchrony"), [("pbt", "async"), ("fire", "sync")])
 def test_resume_async_and_fire(tmp_path: Path, strategy: str, synchrony: str) -> None:
     proc = _start(_config(tmp_path, "run", strategy, synchrony))
-    before = _kill_after(proc, tmp_path / "run" / "firepbt.sqlite", 120)
+    before = kill_after(proc, tmp_path / "run" / "firepbt.sqlite", 120)
     result = firepbt.resume(tmp_path / "run")
-    after = _points(tmp_path / "run" / "firepbt.sqlite")
+    after = stored_points(tmp_path / "run" / "firepbt.sqlite")
     assert after[: len(before)] == before
     assert result.schedule[-1].to_step == 1000
     _check_consistent(tmp_path / "run")

@@ -9,16 +9,14 @@ tolerance in ``tests/examples/test_mnist1d_vectorised.py``.)
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _runs import kill_after
 from _trainables import Quad
 from _vectorised_trainables import FaultyNQMVectorised
 
@@ -303,20 +301,7 @@ def test_a_killed_run_resumes_and_ends_as_if_never_killed(tmp_path: Path) -> Non
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    db = tmp_path / "run" / "firepbt.sqlite"
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if db.exists() and len(_query(tmp_path / "run", "SELECT 1 FROM points")) >= 150:
-                    break
-            except sqlite3.OperationalError:  # the store is still being created
-                pass
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    kill_after(proc, tmp_path / "run" / "firepbt.sqlite", 150)
     killed_at = len(_query(tmp_path / "run", "SELECT 1 FROM points"))
     assert 0 < killed_at < len(_query(tmp_path / "ref", "SELECT 1 FROM points"))
     result = firepbt.resume(tmp_path / "run")

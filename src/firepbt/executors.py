@@ -100,9 +100,10 @@ class Executor(ABC):
 
     def reads_held(self, segment: Segment) -> bool:
         """Whether ``segment``, whose source a worker holds in memory, would run on that worker
-        if submitted now (so its source need not be written out first). The default: only a
-        member continuing there, which the runner sees for itself."""
-        return False
+        if submitted now, reading its source from that worker's memory, whichever member the
+        source is of (so it need not be written out first): when that worker is ``idle``."""
+        holder = segment.source.holder if segment.source is not None else ""
+        return bool(holder) and self.idle(holder)
 
 
 class InProcessExecutor(Executor):
@@ -130,10 +131,6 @@ class InProcessExecutor(Executor):
     def idle(self, worker: str) -> bool:
         return worker == worker_name() and not self._queue
 
-    def reads_held(self, segment: Segment) -> bool:
-        holder = segment.source.holder if segment.source is not None else ""
-        return bool(holder) and self.idle(holder)
-
     def flush(self, worker: str, path: str) -> str:
         if worker != worker_name():
             raise CheckpointError(gone(worker, path))
@@ -147,9 +144,9 @@ class InProcessExecutor(Executor):
 def _init_worker(threads: int = 1, environment: Mapping[str, str] | None = None) -> None:
     """One thread per worker process (per CPU it was given): two workers on two cores must not
     fight over threads. torch, numpy's BLAS and OpenMP read these variables when first imported,
-    and CUDA reads the worker's devices (``environment``) when first used. A library loaded
-    already (a forked worker inherits the controller's: numpy's BLAS at one thread per core) is
-    limited where it stands."""
+    and CUDA reads the worker's devices (``environment``) when first used. Libraries loaded
+    before the worker started (by the controller it was forked from, or by the fork server) are
+    limited where they were loaded: ``_limit_threads_here``, ``_fork_server_threads``."""
     for var in THREAD_VARIABLES:
         os.environ.setdefault(var, str(threads))
     os.environ.update(environment or {})
@@ -421,12 +418,6 @@ class ProcessPoolExecutor(Executor):
     def idle(self, worker: str) -> bool:
         proc = self._named(worker)
         return proc is not None and len(proc.segments) < QUEUED_PER_WORKER
-
-    def reads_held(self, segment: Segment) -> bool:
-        """A segment goes to the process holding its source when that has room (``submit``),
-        which reads it from memory, whichever member it is of."""
-        holder = segment.source.holder if segment.source is not None else ""
-        return bool(holder) and self.idle(holder)
 
     def flush(self, worker: str, path: str) -> str:
         proc = self._named(worker)

@@ -265,12 +265,7 @@ def run_segment(seg: Segment) -> SegmentResult:
             trainable = _run_prelude(trainable, seg)
         _advance(trainable, seg, points)
         data = dump_state(trainable.save())
-        if seg.persist:
-            sha = write_bytes(seg.checkpoint_path, data)
-            _HELD.pop(seg.checkpoint_path, None)
-        else:  # its checksum is taken if it is ever written out
-            sha = ""
-            _HELD[seg.checkpoint_path] = data
+        sha = keep_checkpoint(seg, data)
     except MetricError as e:
         return _failed(seg, "bad_metric", str(e), "", worker, started, points)
     except SourceUnreadable as e:
@@ -288,12 +283,34 @@ def run_segment(seg: Segment) -> SegmentResult:
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
     while len(_ALIVE) > KEEP_ALIVE:
         _ALIVE.popitem(last=False)
+    return finished(seg, points, data, sha, started, reused)
+
+
+def keep_checkpoint(seg: Segment, data: bytes) -> str:
+    """Write a finished segment's pickled state to its checkpoint path when it is due
+    (``persist``), else hold it in this worker's memory; its sha256 ("" while held: the checksum
+    is taken if it is ever written out)."""
+    if seg.persist:
+        sha = write_bytes(seg.checkpoint_path, data)
+        _HELD.pop(seg.checkpoint_path, None)
+        return sha
+    _HELD[seg.checkpoint_path] = data
+    return ""
+
+
+def finished(
+    seg: Segment, points: list[Point], data: bytes, sha: str, started: float, reused: bool
+) -> SegmentResult:
+    """The result of a segment whose checkpoint ``keep_checkpoint`` kept, with the strategy's work
+    after it done."""
+    worker = worker_name()
     holder = "" if seg.persist else worker
     ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id, holder)
     done = tuple(points)
     after = after_segment(seg, done)
-    finished = time.time()
-    return SegmentResult(seg, done, ref, len(data), None, worker, started, finished, reused, after)
+    return SegmentResult(
+        seg, done, ref, len(data), None, worker, started, time.time(), reused, after
+    )
 
 
 def _failed(

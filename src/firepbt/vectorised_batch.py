@@ -29,22 +29,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from firepbt.checkpoints import (
-    CheckpointError,
-    CheckpointRef,
-    dump_state,
-    write_bytes,
-)
+from firepbt.checkpoints import CheckpointError, dump_state
 from firepbt.segments import (
-    _HELD,
     Failure,
     MetricError,
     Point,
     Segment,
     SegmentResult,
     SourceUnreadable,
-    after_segment,
     extract_score,
+    finished,
+    keep_checkpoint,
     read_source,
     run_segment,
     worker_name,
@@ -259,24 +254,12 @@ class SlotWorker:
         seg = p.segment
         try:
             data = dump_state(population.save(p.slot))
-            if seg.persist:
-                sha = write_bytes(seg.checkpoint_path, data)
-                _HELD.pop(seg.checkpoint_path, None)
-            else:  # its checksum is taken if it is ever written out
-                sha = ""
-                _HELD[seg.checkpoint_path] = data
+            sha = keep_checkpoint(seg, data)
         except (Exception, SystemExit) as e:
             self._fail(seg, failure_of(e), p.points)
             return
         self.at[p.slot] = (seg.member, seg.checkpoint_path)
-        holder = "" if seg.persist else worker_name()
-        ref = CheckpointRef(seg.checkpoint_path, sha, seg.member, seg.end_step, seg.id, holder)
-        done = tuple(p.points)
-        after = after_segment(seg, done)
-        finished = time.time()
-        self._results[seg.id] = SegmentResult(
-            seg, done, ref, len(data), None, worker_name(), self._started, finished, p.reused, after
-        )
+        self._results[seg.id] = finished(seg, p.points, data, sha, self._started, p.reused)
 
     def _fail(self, seg: Segment, failure: Failure, points: list[Point]) -> None:
         self._results[seg.id] = SegmentResult(

@@ -178,10 +178,6 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
     def running(self) -> set[int]:
         return {s.member for batch in self._running for s in batch}
 
-    def reads_held(self, segment: Segment) -> bool:
-        holder = segment.source.holder if segment.source is not None else ""
-        return bool(holder) and self.idle(holder)
-
     def shutdown(self) -> None:
         super().shutdown()
         self._forming, self._running = [], []
