@@ -1,0 +1,84 @@
+"""A worker process keeps the memory it frees for reuse (glibc's ``mallopt``), so that a
+trainable allocating blocks of a few MiB every step does not fault them back in each time; a
+user's own ``MALLOC_*_`` settings win."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import firepbt
+from firepbt import Store
+from firepbt.executors import ProcessPoolExecutor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _trainables import HeapProbe  # noqa: E402
+
+TESTS = str(Path(__file__).parent)
+glibc = pytest.mark.skipif(
+    not hasattr(os, "confstr") or not os.confstr("CS_GNU_LIBC_VERSION"),
+    reason="the heap settings are glibc's",
+)
+
+
+def faults_in_fresh_process(steady: bool, env: dict[str, str] | None = None) -> int:
+    code = (
+        f"import sys; sys.path.insert(0, {TESTS!r})\n"
+        "from firepbt.executors import steady_heap\n"
+        "from _trainables import reuse_faults\n"
+        f"applied = steady_heap() if {steady} else None\n"
+        "print(applied, reuse_faults())\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    environment.update(env or {})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=environment
+    )
+    assert out.returncode == 0, out.stderr
+    applied, faults = out.stdout.split()
+    if steady:
+        assert applied == str(not env)
+    return int(faults)
+
+
+@glibc
+def test_a_steady_heap_reuses_freed_blocks_that_the_defaults_return_to_the_system() -> None:
+    assert faults_in_fresh_process(steady=False) > 3000  # 20 MiB of 4 KiB pages, again
+    assert faults_in_fresh_process(steady=True) < 1000
+
+
+@glibc
+def test_the_users_own_malloc_settings_are_left_alone() -> None:
+    # steady_heap() declines; the user's setting (here: glibc's defaults made explicit) rules
+    faults = faults_in_fresh_process(steady=True, env={"MALLOC_TOP_PAD_": str(128 * 1024)})
+    assert faults > 3000
+
+
+@glibc
+@pytest.mark.parametrize(
+    "method", [m for m in ("fork", "spawn") if m in multiprocessing.get_all_start_methods()]
+)
+def test_worker_processes_keep_freed_memory(tmp_path: Path, method: str) -> None:
+    firepbt.run(
+        HeapProbe,
+        {"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)},
+        total_steps=4,
+        population=2,
+        ready_every=2,
+        executor=ProcessPoolExecutor(2, start_method=method),
+        metric="q",
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    store = Store.open(tmp_path / "run")
+    try:
+        faults = [p.metrics["faults"] for _, p in store.points()]
+    finally:
+        store.close()
+    assert len(faults) == 4
+    assert max(faults) < 1000
