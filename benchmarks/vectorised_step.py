@@ -3,9 +3,10 @@
 ordinary ``MNIST1D`` trainables whose ``train`` is called one after the other, in one process on
 one torch thread.
 
-This times ``train`` calls only (batch drawing, forward, backward, optimizer step): no executor,
-no evaluation, no checkpoints. It is not the end-to-end executor benchmark of the vectorised
-population issue (that needs executor support, not built yet).
+The first table times ``train`` calls only (batch drawing, forward, backward, optimizer step):
+no executor, no evaluation, no checkpoints; ``benchmarks/vectorised.py`` is the end-to-end
+benchmark. The second adds one evaluation per member to ``--steps`` steps, a worker's round in
+that benchmark, and bounds what a faster vectorised step could make of it (see below).
 
 For each population size the two ways alternate, ``--repeats`` timings each, after a warm-up;
 the table gives the median member-steps per second (k × steps / seconds).
@@ -35,9 +36,13 @@ import torch
 
 from firepbt.examples.mnist1d import MNIST1D, mnist1d_data
 from firepbt.examples.mnist1d_vectorised import MNIST1DVectorised
+from firepbt.executors import steady_heap
 
 RESULTS = Path(__file__).parent / "results" / "vectorised_step.md"
-SIZES = (16, 64)
+SIZES = (8, 16, 32, 64)
+# slots per worker in benchmarks/vectorised.py (16 and 64 members on 2 workers): the sizes of the
+# second table
+ROUND_SIZES = (8, 32)
 LR = 0.05
 
 
@@ -62,6 +67,16 @@ def time_batched(member: MNIST1D, steps: int) -> float:
     start = time.perf_counter()
     member.train(steps)
     return time.perf_counter() - start
+
+
+def time_evaluations(population: MNIST1DVectorised, members: list[MNIST1D]) -> tuple[float, float]:
+    """Seconds to evaluate every slot of ``population``, then every one of ``members``."""
+    start = time.perf_counter()
+    population.evaluate()
+    middle = time.perf_counter()
+    for m in members:
+        m.evaluate()
+    return middle - start, time.perf_counter() - middle
 
 
 def step_flops() -> int:
@@ -98,11 +113,15 @@ def measure(k: int, steps: int, repeats: int) -> dict[str, float]:
     time_vectorised(population, 2)  # warm-up: first-call costs of vmap and the optimizer
     time_sequential(members, 2)
     time_batched(big, 2)
-    vectorised, sequential, batched = [], [], []
+    time_evaluations(population, members)
+    vectorised, sequential, batched, v_eval, s_eval = [], [], [], [], []
     for _ in range(repeats):
         vectorised.append(time_vectorised(population, steps))
         sequential.append(time_sequential(members, steps))
         batched.append(time_batched(big, steps))
+        v_e, s_e = time_evaluations(population, members)
+        v_eval.append(v_e)
+        s_eval.append(s_e)
     v, s = statistics.median(vectorised), statistics.median(sequential)
     b = statistics.median(batched)
     return {
@@ -111,6 +130,9 @@ def measure(k: int, steps: int, repeats: int) -> dict[str, float]:
         "ceiling": k * steps / b,
         "v_s": v,
         "s_s": s,
+        "b_s": b,
+        "v_eval": statistics.median(v_eval),
+        "s_eval": statistics.median(s_eval),
     }
 
 
@@ -123,6 +145,7 @@ def main() -> None:
     steps, repeats = (10, 1) if args.quick else (args.steps, args.repeats)
 
     torch.set_num_threads(1)
+    steady_heap()  # as in a worker process
     mnist1d_data()  # generate the data before anything is timed
     load_before = os.getloadavg()[0]
     flops = step_flops()
@@ -177,6 +200,34 @@ def main() -> None:
         f"ceiling, against {peak:.1f} GFLOP/s for a 1024×1024 float32 matrix product on the "
         "same thread.",
     ]
+    lines += [
+        "",
+        "## A worker's round: what the end-to-end target asks of the step",
+        "",
+        f"{steps} steps and one evaluation of k members, as one worker of "
+        "`benchmarks/vectorised.py` does between two evaluations (k = 8 slots there for 16 "
+        "members, 32 for 64): the ordinary members one after the other, the vectorised "
+        "population, and a bound: the ceiling's training time plus the faster of the two "
+        "evaluations (validation and test sets, 2,000 examples per member, already one batch "
+        "each). A vectorised worker's round could beat the bound only by training k members "
+        "faster than one model trains a k-times larger batch. The end-to-end run adds start-up "
+        "(worker processes, data) and the executor's costs to both ways.",
+        "",
+        "| members per worker | ordinary: train + evaluate (s) | vectorised: train + evaluate "
+        "(s) | ordinary / vectorised | bound: ceiling train + evaluate (s) | ordinary / bound |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, r in rows:
+        if k not in ROUND_SIZES:
+            continue
+        ordinary = r["s_s"] + r["s_eval"]
+        vectorised = r["v_s"] + r["v_eval"]
+        bound = r["b_s"] + min(r["s_eval"], r["v_eval"])
+        lines.append(
+            f"| {k} | {r['s_s']:.3f} + {r['s_eval']:.3f} | {r['v_s']:.3f} + {r['v_eval']:.3f} | "
+            f"{ordinary / vectorised:.2f}× | {r['b_s']:.3f} + {min(r['s_eval'], r['v_eval']):.3f}"
+            f" | {ordinary / bound:.2f}× |"
+        )
     lines += [
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared; load average "

@@ -13,7 +13,7 @@ state dict), ``optimizer`` (the torch optimizer's ``state_dict``), ``torch_rng``
 and the reverse. ``load`` ignores ``torch_rng``: torch's global generator is one per process, not
 one per member, so a vectorised member must draw its randomness from its own generator.
 
-When to use it: many small members on one device (the MNIST-1D CNN on one CPU thread: 1.1–1.3×
+When to use it: many small members on one device (the MNIST-1D CNN on one CPU thread: 1.3–1.6×
 the member-steps per second of sequential models, ``benchmarks/vectorised_step.py``). What it
 costs: every slot's weights, optimizer state and activations live in one process on one device.
 

@@ -9,7 +9,7 @@ saved from a slot loads into the ordinary trainable and the reverse, and ``copy(
 ``dst.load(src.save())`` (the destination keeps its own hyperparameters).
 
 When to use it: many small members whose single steps leave a device (or one CPU thread) under
-used, e.g. the MNIST-1D CNN (on one CPU thread of a shared 2-core machine, 1.1–1.3× the
+used, e.g. the MNIST-1D CNN (on one CPU thread of a shared 2-core machine, 1.3–1.6× the
 member-steps per second of sequential models: ``benchmarks/results/vectorised_step.md``).
 What it costs: all slots share one process and one device's memory (k copies of the weights,
 optimizer state and activations), and one slow or failing member holds up the others.
