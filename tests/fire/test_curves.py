@@ -312,13 +312,30 @@ def test_fitness_is_the_sum_of_pairwise_diffs() -> None:
             "c": (0.9, 0.2, 200.0),
         }.items()
     }
+    cs["flat"] = Curve(x, np.full(x.size, 0.05), np.full(x.size, 0.05))  # no overlap: δ search
     fit = fitness(cs)
     for j in cs:
         expected = sum(best_score_diff(cs[j], cs[k]) for k in cs if k != j)
-        assert fit[j] == pytest.approx(expected, abs=1e-12)
+        assert fit[j] == expected  # to the bit: each pair once, the other way round negated
     assert sum(fit.values()) == pytest.approx(0.0, abs=1e-12)  # antisymmetry
     assert fitness({"only": cs["a"]}) == {"only": 0.0}
     assert fitness({}) == {}
+
+
+def test_fitness_compares_each_pair_of_curves_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.arange(0.0, 100.0, 10.0)
+    cs = {k: Curve(x, x * (k + 1) / 100.0, x * (k + 1) / 100.0) for k in range(6)}
+    pairs: list[tuple[float, float]] = []
+    compare = curves_mod.best_score_diff
+
+    def counted(a: Curve, b: Curve, n_deltas: int = 16) -> float:
+        pairs.append((float(a.values[-1]), float(b.values[-1])))
+        return compare(a, b, n_deltas)
+
+    monkeypatch.setattr(curves_mod, "best_score_diff", counted)
+    fitness(cs)
+    assert len(pairs) == 15  # 6 curves: 6·5/2 pairs
+    assert len({frozenset(p) for p in pairs}) == 15
 
 
 def test_fitness_of_16_curves_fits_each_gp_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:

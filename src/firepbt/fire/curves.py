@@ -519,16 +519,16 @@ def fitness(curves: Mapping[K, Curve], n_deltas: int = 16) -> dict[K, float]:
     """Section 3.1.2: ``fitness(j) = sum over k != j of best_score_diff(curve_j, curve_k)``.
 
     Uses the already smoothed curves: no GP is fitted here (fit each curve once with
-    :func:`fit_curve` and keep it). A single curve has fitness 0.
+    :func:`fit_curve` and keep it). A single curve has fitness 0. Each pair is compared once:
+    ``best_score_diff`` is exactly antisymmetric, so ``diff(k, j)`` is ``-diff(j, k)`` to the bit.
     """
     items = list(curves.items())
+    diff: dict[tuple[int, int], float] = {}
+    for i, (_, curve) in enumerate(items):
+        for j in range(i + 1, len(items)):
+            diff[i, j] = best_score_diff(curve, items[j][1], n_deltas)
+            diff[j, i] = -diff[i, j]
     return {
-        key: float(
-            sum(
-                best_score_diff(curve, other, n_deltas)
-                for j, (_, other) in enumerate(items)
-                if j != i
-            )
-        )
-        for i, (key, curve) in enumerate(items)
+        key: float(sum(diff[i, j] for j in range(len(items)) if j != i))
+        for i, (key, _) in enumerate(items)
     }
