@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -108,15 +109,36 @@ def one_config_run(config: str, executor: str, run_dir: str) -> None:
     data["executor"] = {**data.get("executor", {}), "kind": executor}
     data["run_dir"] = run_dir
     called = time.time()
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     started = time.perf_counter()
     run_config(RunConfig.from_mapping(data))
     wall = time.perf_counter() - started
+    own_after = resource.getrusage(resource.RUSAGE_SELF)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the joined workers
     store = Store.open(Path(run_dir))
     busy, first, segments = store._conn.execute(
         "SELECT SUM(finished - started), MIN(started), COUNT(*) FROM segments WHERE status = 'done'"
     ).fetchone()
     store.close()
-    print(json.dumps({"wall": wall, "busy": busy, "first": first - called, "segments": segments}))
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "busy": busy,
+                "first": first - called,
+                "segments": segments,
+                "cpu_controller": cpu_seconds(own_after) - cpu_seconds(own),
+                "cpu_workers": cpu_seconds(children_after) - cpu_seconds(children),
+            }
+        )
+    )
+
+
+def cpu_seconds(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 # Where the controller's time goes: (label, file name ends with, function name); cumulative
@@ -197,19 +219,28 @@ def nqm_side_by_side(repeats: int, root: Path) -> list[str]:
         ratios = [
             p["wall"] / s["wall"] for s, p in zip(runs["inprocess"], runs["process"], strict=True)
         ]
+        # no run of the pool's processes can take less than their CPU time shared by 2 cores
+        floors = [
+            (p["cpu_controller"] + p["cpu_workers"]) / 2 / s["wall"]
+            for s, p in zip(runs["inprocess"], runs["process"], strict=True)
+        ]
         for executor, name in NQM_EXECUTORS.items():
             r = runs[executor]
             wall = statistics.median(x["wall"] for x in r)
             busy = statistics.median(x["busy"] for x in r)
             first = statistics.median(x["first"] for x in r)
             ratio = f"{statistics.median(ratios):.2f}×" if executor == "process" else "1"
+            controller = statistics.median(x["cpu_controller"] for x in r)
+            workers = statistics.median(x["cpu_workers"] for x in r)
+            floor = f"{statistics.median(floors):.2f}×" if executor == "process" else ""
             rows.append(
                 f"| `{config}` | {name} | {wall:.2f} s | {ratio} | {first:.2f} s | {busy:.2f} s "
                 f"| {wall - busy / (2 if executor == 'process' else 1):.2f} s "
-                f"| {int(r[0]['segments'])} |"
+                f"| {int(r[0]['segments'])} | {controller:.2f} s / {workers:.2f} s | {floor} |"
             )
         per_run = ", ".join(f"{x:.2f}" for x in ratios)
-        rows.append(f"| | ratio per repeat | {per_run} | | | | | |")
+        per_floor = ", ".join(f"{x:.2f}" for x in floors)
+        rows.append(f"| | ratio per repeat | {per_run} | | | | | | | {per_floor} |")
     return rows
 
 
@@ -250,8 +281,10 @@ def main() -> None:
         "",
         "| config | executor | wall time (median) | process pool / in-process (median of "
         "the per-repeat ratios) | first segment starts | time in segments (sum over "
-        "workers) | the rest (wall − time in segments / workers) | segments |",
-        "|---|---|---|---|---|---|---|---|",
+        "workers) | the rest (wall − time in segments / workers) | segments | CPU time: "
+        "controller / workers | CPU floor: (controller + workers CPU) / 2 cores, over the "
+        "in-process wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *nqm_rows,
         "",
         "Where the controller's time goes (one run each under cProfile, which slows it; "

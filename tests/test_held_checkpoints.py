@@ -231,3 +231,53 @@ def test_a_run_that_wrote_every_checkpoint_resumes_on_workers_that_hold_them(
     store = Store.open(result.run_dir)
     assert store.failures() == []
     store.close()
+
+
+class _TwoHolders:
+    """The parts of an executor ``Runner._next`` asks about: worker "A" is busy, "B" is idle."""
+
+    def idle(self, worker: str) -> bool:
+        return worker == "B"
+
+    def reads_held(self, segment: firepbt.segments.Segment) -> bool:
+        return segment.source is not None and self.idle(segment.source.holder)
+
+
+def _segment(id: int, member: int, holder: str | None) -> firepbt.segments.Segment:
+    from firepbt.checkpoints import CheckpointRef
+    from firepbt.segments import Segment
+
+    source = None
+    if holder is not None:  # another member's weights (an exploit), held by `holder`
+        source = CheckpointRef(f"c{id}", "", member + 100, 4, id, holder)
+    return Segment(id, member, 0, 4, 8, 2, {}, source, f"out{id}", Quad)
+
+
+def _runner_with(queue: list[firepbt.segments.Segment]) -> firepbt.runner.Runner:
+    from collections import deque
+
+    from firepbt.runner import Runner
+
+    runner = object.__new__(Runner)  # only what _next reads
+    runner._queue = deque(queue)
+    runner._deferred = {}
+    runner._rewritten = {}
+    runner._repair_tried = set()
+    runner.executor = _TwoHolders()  # type: ignore[assignment]
+    return runner
+
+
+def test_a_segment_whose_source_a_busy_worker_holds_waits_behind_ones_that_need_no_flush() -> None:
+    from firepbt.runner import DEFER_LIMIT
+
+    waiting = _segment(0, 0, "A")  # its source is in busy A's memory: it would be written out
+    others = [_segment(1, 1, None), _segment(2, 2, "B"), _segment(3, 3, "")]
+    runner = _runner_with([waiting, *others])
+    assert [runner._next().id for _ in others] == [1, 2, 3]
+    assert runner._next() is waiting  # nothing else left
+
+    # passed over DEFER_LIMIT times, it goes next rather than wait for A indefinitely
+    fresh = [_segment(10 + i, 10 + i, None) for i in range(DEFER_LIMIT + 2)]
+    runner = _runner_with([waiting, *fresh])
+    taken = [runner._next().id for _ in range(DEFER_LIMIT + 1)]
+    assert taken == [10 + i for i in range(DEFER_LIMIT)] + [0]

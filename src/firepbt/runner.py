@@ -67,6 +67,9 @@ class Progress:
 
 
 STARTING, FIRST_SEGMENTS, RUNNING = "starting workers", "first segments", "running"
+# times a queued segment whose source a busy worker holds may be passed over by later segments
+# that need nothing written out, before its source is written out for it
+DEFER_LIMIT = 4
 
 
 class ResumeError(RuntimeError):
@@ -127,6 +130,7 @@ class Runner:
         self._origins: dict[str, _Origin] = {}
         self._holders: dict[str, str] = {}
         self._rewritten: dict[str, CheckpointRef] = {}
+        self._deferred: dict[int, int] = {}  # segment id -> times passed over by _next
         self._awaiting: dict[str, list[Segment]] = {}  # lost path -> segments waiting on it
         self._repair_tried: set[str] = set()
         self._steps_done = 0
@@ -296,13 +300,40 @@ class Runner:
 
     def _next(self) -> Segment:
         """The first queued segment that continues a member on the idle worker holding it in
-        memory; otherwise the first one (so that it does not take that worker)."""
+        memory; otherwise the first one whose source need not be written out first (its holder
+        is busy: the controller would wait for that worker to write it), unless one ahead of it
+        has been passed over ``DEFER_LIMIT`` times already; otherwise the first one."""
         if not self._queue[0].isolated:
             for segment in self._queue:
                 if self._continues_in_memory(segment):
                     self._queue.remove(segment)
                     return segment
+            for segment in self._queue:
+                if self._deferred.get(segment.id, 0) >= DEFER_LIMIT or not self._waits_for_flush(
+                    segment
+                ):
+                    break
+            else:
+                segment = self._queue[0]
+            for ahead in self._queue:
+                if ahead is segment:
+                    break
+                self._deferred[ahead.id] = self._deferred.get(ahead.id, 0) + 1
+            self._queue.remove(segment)
+            self._deferred.pop(segment.id, None)
+            return segment
         return self._queue.popleft()
+
+    def _waits_for_flush(self, segment: Segment) -> bool:
+        """Whether ``_placed`` would have a busy worker write ``segment``'s source out first."""
+        source = segment.source
+        return (
+            source is not None
+            and bool(source.holder)
+            and source.path not in self._rewritten
+            and not self._continues_in_memory(segment)
+            and not self._reads_held(segment)
+        )
 
     def _continues_in_memory(self, segment: Segment) -> bool:
         source = segment.source
