@@ -243,14 +243,16 @@ class _TwoHolders:
         return segment.source is not None and self.idle(segment.source.holder)
 
 
-def _segment(id: int, member: int, holder: str | None) -> firepbt.segments.Segment:
+def _segment(
+    id: int, member: int, holder: str | None, isolated: bool = False
+) -> firepbt.segments.Segment:
     from firepbt.checkpoints import CheckpointRef
     from firepbt.segments import Segment
 
     source = None
     if holder is not None:  # another member's weights (an exploit), held by `holder`
         source = CheckpointRef(f"c{id}", "", member + 100, 4, id, holder)
-    return Segment(id, member, 0, 4, 8, 2, {}, source, f"out{id}", Quad)
+    return Segment(id, member, 0, 4, 8, 2, {}, source, f"out{id}", Quad, isolated=isolated)
 
 
 def _runner_with(queue: list[firepbt.segments.Segment]) -> firepbt.runner.Runner:
@@ -258,9 +260,10 @@ def _runner_with(queue: list[firepbt.segments.Segment]) -> firepbt.runner.Runner
 
     from firepbt.runner import Runner
 
-    runner = object.__new__(Runner)  # only what _next reads
+    runner = object.__new__(Runner)  # only what _next and _count_waits read
     runner._queue = deque(queue)
     runner._deferred = {}
+    runner._passed_over = set()
     runner._rewritten = {}
     runner._repair_tried = set()
     runner.executor = _TwoHolders()  # type: ignore[assignment]
@@ -275,9 +278,23 @@ def test_a_segment_whose_source_a_busy_worker_holds_waits_behind_ones_that_need_
     runner = _runner_with([waiting, *others])
     assert [runner._next().id for _ in others] == [1, 2, 3]
     assert runner._next() is waiting  # nothing else left
+    runner._count_waits()
+    assert runner._deferred == {}  # nothing kept for segments no longer queued
 
-    # passed over DEFER_LIMIT times, it goes next rather than wait for A indefinitely
-    fresh = [_segment(10 + i, 10 + i, None) for i in range(DEFER_LIMIT + 2)]
+    # passed over in DEFER_LIMIT calls of _submit, however many went ahead in each, it goes
+    # next rather than wait for A indefinitely
+    fresh = [_segment(10 + i, 10 + i, None) for i in range(2 * DEFER_LIMIT + 1)]
     runner = _runner_with([waiting, *fresh])
-    taken = [runner._next().id for _ in range(DEFER_LIMIT + 1)]
-    assert taken == [10 + i for i in range(DEFER_LIMIT)] + [0]
+    taken = []
+    for _ in range(DEFER_LIMIT + 1):  # one _submit call filling two free workers
+        taken += [runner._next().id, runner._next().id]
+        runner._count_waits()
+    assert taken == [10 + i for i in range(2 * DEFER_LIMIT)] + [0, 10 + 2 * DEFER_LIMIT]
+
+
+def test_a_segment_that_must_run_alone_is_not_taken_from_behind_others() -> None:
+    blocked = _segment(1, 1, "A")  # waits for busy A
+    alone = _segment(2, 2, None, isolated=True)  # its worker died under it: it runs alone
+    runner = _runner_with([blocked, alone])
+    assert runner._next() is blocked  # not the isolated one, though it needs no flush
+    assert runner._next() is alone

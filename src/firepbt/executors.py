@@ -164,15 +164,20 @@ HEAP_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 
 def steady_heap() -> bool:
     """Keep this process's freed memory for reuse (glibc only): blocks up to 32 MiB come from
-    the heap, not from a fresh ``mmap`` each, and up to 128 MiB of free memory at the heap's top
-    stays mapped. With glibc's defaults a worker that allocates tensors of a few MiB per step
+    the heap, not from a fresh ``mmap`` each, and up to 128 MiB of free memory at the top of
+    each of its heaps (glibc keeps one per thread that allocates, up to 8 per core) stays
+    mapped. With glibc's defaults a worker that allocates tensors of a few MiB per step
     (activations, evaluation batches) can return them to the system and fault them back in on
     the next step, over and over: one of two MNIST-1D vectorised workers took 400 000 page
     faults in 3 s and ran 35 % slower than the other; with these values neither faults after its
     first segment (``benchmarks/results/vectorised.md``). Setting only one of the two makes it
-    worse: glibc then stops adapting the other. Returns whether the values were set; a user's own
-    ``MALLOC_*_`` variables, and other C libraries, are left alone."""
-    if any(var in os.environ for var in HEAP_VARIABLES):
+    worse: glibc then stops adapting the other.
+
+    Returns whether the values were set. A user who tunes glibc's allocator (``MALLOC_*_``
+    variables, ``glibc.malloc.*`` in ``GLIBC_TUNABLES``) keeps their settings; under another
+    allocator (jemalloc or tcmalloc preloaded) glibc's settings are set but unused."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(var in os.environ for var in HEAP_VARIABLES) or "glibc.malloc." in tunables:
         return False
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")

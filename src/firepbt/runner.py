@@ -70,6 +70,7 @@ STARTING, FIRST_SEGMENTS, RUNNING = "starting workers", "first segments", "runni
 # times a queued segment whose source a busy worker holds may be passed over by later segments
 # that need nothing written out, before its source is written out for it
 DEFER_LIMIT = 4
+AS_IS, REWRITTEN, FLUSH = "as is", "rewritten", "flush"  # how a segment gets its source
 
 
 class ResumeError(RuntimeError):
@@ -130,7 +131,8 @@ class Runner:
         self._origins: dict[str, _Origin] = {}
         self._holders: dict[str, str] = {}
         self._rewritten: dict[str, CheckpointRef] = {}
-        self._deferred: dict[int, int] = {}  # segment id -> times passed over by _next
+        self._deferred: dict[int, int] = {}  # queued segment id -> _submit calls it waited in
+        self._passed_over: set[int] = set()  # ids passed over in this _submit call
         self._awaiting: dict[str, list[Segment]] = {}  # lost path -> segments waiting on it
         self._repair_tried: set[str] = set()
         self._steps_done = 0
@@ -287,7 +289,18 @@ class Runner:
             self.executor.submit(segment)
             self._on_executor.add(segment.member)
             self._isolated_running = segment.isolated
+        self._count_waits()
         self._publish_running()
+
+    def _count_waits(self) -> None:
+        """Count one more ``_submit`` call for each queued segment passed over in this one,
+        however many went ahead of it; forget segments no longer queued."""
+        if self._passed_over or self._deferred:
+            queued = {s.id for s in self._queue}
+            self._deferred = {i: n for i, n in self._deferred.items() if i in queued}
+            for waiting in self._passed_over & queued:
+                self._deferred[waiting] = self._deferred.get(waiting, 0) + 1
+            self._passed_over.clear()
 
     def _publish_running(self) -> None:
         """Write which members train now (on the executor and, where it can tell, not waiting
@@ -300,40 +313,44 @@ class Runner:
 
     def _next(self) -> Segment:
         """The first queued segment that continues a member on the idle worker holding it in
-        memory; otherwise the first one whose source need not be written out first (its holder
-        is busy: the controller would wait for that worker to write it), unless one ahead of it
-        has been passed over ``DEFER_LIMIT`` times already; otherwise the first one."""
-        if not self._queue[0].isolated:
-            for segment in self._queue:
-                if self._continues_in_memory(segment):
-                    self._queue.remove(segment)
-                    return segment
-            for segment in self._queue:
-                if self._deferred.get(segment.id, 0) >= DEFER_LIMIT or not self._waits_for_flush(
-                    segment
-                ):
-                    break
+        memory; otherwise the first one whose source need not be written out first (one whose
+        holder is busy would have the controller wait for that worker to write it), unless it
+        has been passed over in ``DEFER_LIMIT`` calls of ``_submit`` already; otherwise the first
+        one. A segment that must run alone is taken only when it is first."""
+        chosen = self._queue[0]
+        if not chosen.isolated:
+            movable = [s for s in self._queue if not s.isolated]
+            in_memory = [s for s in movable if self._continues_in_memory(s)]
+            if in_memory:
+                chosen = in_memory[0]
             else:
-                segment = self._queue[0]
-            for ahead in self._queue:
-                if ahead is segment:
-                    break
-                self._deferred[ahead.id] = self._deferred.get(ahead.id, 0) + 1
-            self._queue.remove(segment)
-            self._deferred.pop(segment.id, None)
-            return segment
-        return self._queue.popleft()
+                chosen = next(
+                    (
+                        s
+                        for s in movable
+                        if self._deferred.get(s.id, 0) >= DEFER_LIMIT or self._route(s) != FLUSH
+                    ),
+                    chosen,
+                )
+                for ahead in self._queue:
+                    if ahead is chosen:
+                        break
+                    self._passed_over.add(ahead.id)
+        self._queue.remove(chosen)
+        self._deferred.pop(chosen.id, None)
+        self._passed_over.discard(chosen.id)
+        return chosen
 
-    def _waits_for_flush(self, segment: Segment) -> bool:
-        """Whether ``_placed`` would have a busy worker write ``segment``'s source out first."""
+    def _route(self, segment: Segment) -> str:
+        """How ``segment`` gets its source: ``AS_IS`` (none, on disk, or read from the memory of
+        the idle worker holding it), ``REWRITTEN`` (written out since it was queued) or
+        ``FLUSH`` (its holder, busy or gone, must write it out first)."""
         source = segment.source
-        return (
-            source is not None
-            and bool(source.holder)
-            and source.path not in self._rewritten
-            and not self._continues_in_memory(segment)
-            and not self._reads_held(segment)
-        )
+        if source is None or self._continues_in_memory(segment) or self._reads_held(segment):
+            return AS_IS
+        if source.path in self._rewritten:
+            return REWRITTEN
+        return FLUSH if source.holder else AS_IS
 
     def _continues_in_memory(self, segment: Segment) -> bool:
         source = segment.source
@@ -363,12 +380,12 @@ class Runner:
         """``segment`` with a source a worker can read: written to disk first when another
         worker is to read it (None: it is lost and waits to be trained again)."""
         source = segment.source
-        if source is None or self._continues_in_memory(segment) or self._reads_held(segment):
+        route = self._route(segment)
+        if route == AS_IS:
             return segment
-        if source.path in self._rewritten:
+        assert source is not None
+        if route == REWRITTEN:
             return replace(segment, source=self._rewritten[source.path])
-        if not source.holder:
-            return segment
         try:
             sha = self.executor.flush(source.holder, source.path)
         except CheckpointError as e:
