@@ -163,6 +163,17 @@ def fault_run(
     )
 
 
+def point_metrics(run_dir: Path, name: str) -> list[float]:
+    """The metric ``name`` of every point the run in ``run_dir`` recorded."""
+    from firepbt import Store
+
+    store = Store.open(run_dir)
+    try:
+        return [p.metrics[name] for _, p in store.points()]
+    finally:
+        store.close()
+
+
 def stored_points(db: Path) -> list[tuple[Any, ...]]:
     """(member, step, score, segment) of every point in the store file ``db``, in write order."""
     with sqlite3.connect(db) as c:

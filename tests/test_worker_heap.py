@@ -11,13 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _runs import point_metrics
+from _trainables import HeapProbe
 
 import firepbt
-from firepbt import Store
 from firepbt.executors import ProcessPoolExecutor
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _trainables import HeapProbe  # noqa: E402
 
 TESTS = str(Path(__file__).parent)
 glibc = pytest.mark.skipif(
@@ -86,10 +84,6 @@ def test_worker_processes_keep_freed_memory(tmp_path: Path, method: str) -> None
         run_dir=tmp_path / "run",
         progress=False,
     )
-    store = Store.open(tmp_path / "run")
-    try:
-        faults = [p.metrics["faults"] for _, p in store.points()]
-    finally:
-        store.close()
+    faults = point_metrics(tmp_path / "run", "faults")
     assert len(faults) == 4
     assert max(faults) < 1000

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from firepbt import Store
+from _runs import point_metrics
 
 SCRIPT = """
 import json, sys
@@ -45,11 +44,7 @@ def test_workers_use_one_thread_and_the_controller_keeps_its_own(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
     )
     assert out.returncode == 0, out.stderr
-    store = Store.open(tmp_path / "run")
-    try:
-        threads = [p.metrics["threads"] for _, p in store.points()]
-    finally:
-        store.close()
+    threads = point_metrics(tmp_path / "run", "threads")
     assert len(threads) == 8
     assert set(threads) == {1.0}
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [2]  # the controller's, as it set
