@@ -319,16 +319,18 @@ class Runner:
         one. A segment that must run alone is taken only when it is first."""
         chosen = self._queue[0]
         if not chosen.isolated:
-            movable = [s for s in self._queue if not s.isolated]
-            in_memory = [s for s in movable if self._continues_in_memory(s)]
-            if in_memory:
-                chosen = in_memory[0]
+            in_memory = next(
+                (s for s in self._queue if not s.isolated and self._continues_in_memory(s)), None
+            )
+            if in_memory is not None:
+                chosen = in_memory
             else:
                 chosen = next(
                     (
                         s
-                        for s in movable
-                        if self._deferred.get(s.id, 0) >= DEFER_LIMIT or self._route(s) != FLUSH
+                        for s in self._queue
+                        if not s.isolated
+                        and (self._deferred.get(s.id, 0) >= DEFER_LIMIT or self._route(s) != FLUSH)
                     ),
                     chosen,
                 )
