@@ -298,3 +298,38 @@ def test_a_segment_that_must_run_alone_is_not_taken_from_behind_others() -> None
     runner = _runner_with([blocked, alone])
     assert runner._next() is blocked  # not the isolated one, though it needs no flush
     assert runner._next() is alone
+
+
+def test_a_worker_process_forgets_a_dropped_checkpoint_with_its_next_segment(
+    tmp_path: Path,
+) -> None:
+    """A drop travels with the worker's next segment (a request at once would wake its second
+    thread mid-segment): until then the worker can still write the checkpoint out; after it,
+    the worker no longer holds it."""
+    from firepbt.checkpoints import CheckpointError
+    from firepbt.segments import Segment
+
+    def held(id: int, source: firepbt.checkpoints.CheckpointRef | None) -> Segment:
+        path = str(tmp_path / f"c{id}")
+        h = {"h0": 1.0, "h1": 1.0}
+        return Segment(id, 0, 0, id * 4, id * 4 + 4, 2, h, source, path, Quad, persist=False)
+
+    pool = ProcessPoolExecutor(workers=1)
+    try:
+        pool.submit(held(0, None))
+        (first,) = pool.wait()
+        ref = first.checkpoint
+        assert ref is not None and ref.holder  # held in the worker's memory
+        pool.submit(held(1, ref))
+        (second,) = pool.wait()
+        assert second.failure is None and second.checkpoint is not None
+        pool.drop(ref.holder, ref.path)
+        assert pool.flush(ref.holder, ref.path)  # not yet forgotten: nothing was sent since
+        pool.submit(held(2, second.checkpoint))
+        (third,) = pool.wait()
+        assert third.failure is None
+        with pytest.raises(CheckpointError, match="not held"):
+            pool.flush(ref.holder, ref.path)
+        assert pool.flush(ref.holder, third.checkpoint.path)  # the others are still held
+    finally:
+        pool.shutdown()

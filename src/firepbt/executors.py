@@ -245,6 +245,23 @@ def _main_file_hidden() -> Iterator[None]:
 _SENT = cast(Segment, None)
 
 
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """Held checkpoints a worker process may forget (``drop_held``): sent on its task pipe
+    ahead of its next task."""
+
+    paths: tuple[str, ...]
+
+
+def forgets(message: object) -> bool:
+    """In a worker: if ``message`` is a ``Dropped``, forget its checkpoints and return True."""
+    if not isinstance(message, Dropped):
+        return False
+    for path in message.paths:
+        drop_held(path)
+    return True
+
+
 @dataclass(frozen=True)
 class Unloadable:
     """A worker's answer to a segment it could not unpickle (its trainable cannot be imported
@@ -401,10 +418,7 @@ class ProcessPoolExecutor(Executor):
             index = choose_worker(idle or room, (self._home.get(segment.member),), self._home)
         proc = self._procs[index]
         try:
-            if ships_by_value(segment.trainable):
-                proc.tasks.send_bytes(dumps_by_value(segment))
-            else:
-                proc.tasks.send(segment)
+            self._send(proc, segment, ships_by_value(segment.trainable))
         except (OSError, ValueError):  # the process is gone: the next wait reports it
             pass
         except Exception as e:  # e.g. the segment could not be pickled
@@ -488,10 +502,24 @@ class ProcessPoolExecutor(Executor):
         )
 
     def drop(self, worker: str, path: str) -> None:
+        """Tell the worker with its next task (``Dropped``), not at once: a request at once
+        wakes the worker's second thread, which takes the interpreter lock from the segment it
+        trains. A worker that is sent nothing more keeps what it held until it stops."""
         proc = self._named(worker)
         if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.control.send(("drop", path, 0))
+            proc.dropped.append(path)
+
+    def _send(self, proc: _Process, task: object, by_value: bool) -> None:
+        """Send ``task`` (a segment, or a subclass's batch) to ``proc``, after the held
+        checkpoints it may forget; ``by_value``: its trainable's class travels by value. Raises
+        what sending raises."""
+        if proc.dropped:
+            dropped, proc.dropped = Dropped(tuple(proc.dropped)), []
+            proc.tasks.send(dropped)
+        if by_value:
+            proc.tasks.send_bytes(dumps_by_value(task))
+        else:
+            proc.tasks.send(task)
 
     def shutdown(self) -> None:
         for proc in self._procs:
@@ -622,11 +650,12 @@ def gone(worker: str, path: str) -> str:
 class _Process:
     process: BaseProcess
     tasks: Connection  # segments out, results back
-    control: Connection  # flush and drop requests, served by a thread of the worker
+    control: Connection  # flush requests, served by a thread of the worker
     name: str
     segments: deque[Segment] = field(default_factory=deque)  # sent; the first one runs
     started: float = 0.0  # when the first of ``segments`` started, as far as we can tell
     started_up: bool = False  # its note that it started was read
+    dropped: list[str] = field(default_factory=list)  # held checkpoints it may forget (drop)
 
 
 def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dict[int, int]) -> int:
@@ -674,8 +703,9 @@ def _worker_main(
     environment: Mapping[str, str] | None = None,
     inherited: Sequence[int] = (),
 ) -> None:
-    """A worker process: runs the segments it is sent, one at a time, while a thread writes
-    out or drops held checkpoints when the controller asks. The thread also watches the
+    """A worker process: runs the segments it is sent, one at a time, and forgets the held
+    checkpoints it is told to (``Dropped``), while a thread writes held checkpoints out when
+    the controller asks. The thread also watches the
     controller: when its end of the control pipe closes (the controller ended or was killed),
     the worker stops at once, mid-segment, without a traceback: nobody would read its result."""
     start_worker(control, environment, inherited)
@@ -691,6 +721,8 @@ def _worker_main(
             continue
         if segment is None:
             return
+        if forgets(segment):
+            continue
         # The controller has the segment: send the result without it (its trainable may have
         # come by value, and must not travel back and overwrite the controller's class).
         result = replace(run_segment(segment), segment=_SENT)
@@ -703,17 +735,14 @@ def _worker_main(
 def _serve_control(control: Connection) -> None:
     while True:
         try:
-            kind, path, number = control.recv()
+            _, path, number = control.recv()  # ("flush", path, number)
         except (EOFError, OSError):  # the controller closed its end: it is gone
             sys.stdout.flush()
             os._exit(0)
-        if kind == "flush":
-            try:
-                control.send((number, flush_held(path), ""))
-            except CheckpointError as e:
-                control.send((number, "", str(e)))
-        else:
-            drop_held(path)
+        try:
+            control.send((number, flush_held(path), ""))
+        except CheckpointError as e:
+            control.send((number, "", str(e)))
 
 
 def _died(segment: Segment, message: str, kind: str = "worker_died") -> SegmentResult:

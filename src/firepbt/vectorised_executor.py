@@ -43,11 +43,12 @@ from firepbt.executors import (
     ProcessPoolExecutor,
     Unloadable,
     _died,
+    forgets,
     start_worker,
 )
 from firepbt.registry import ConfigError
 from firepbt.segments import Segment, SegmentResult, _pin_torch_threads
-from firepbt.trainable import Trainable, dumps_by_value, ships_by_value
+from firepbt.trainable import Trainable, ships_by_value
 from firepbt.vectorised import VectorisedTrainable
 from firepbt.vectorised_batch import SlotWorker
 
@@ -218,10 +219,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             self._forming[i] = []
             message = (self.population, self.slots, batch)
             try:
-                if any(ships_by_value(s.trainable) for s in batch):
-                    proc.tasks.send_bytes(dumps_by_value(message))
-                else:
-                    proc.tasks.send(message)
+                self._send(proc, message, any(ships_by_value(s.trainable) for s in batch))
             except (OSError, ValueError):  # the process is gone: the next wait reports it
                 pass
             except Exception as e:  # e.g. a segment could not be pickled
@@ -299,8 +297,7 @@ def _vectorised_worker_main(
     inherited: Sequence[int] = (),
 ) -> None:
     """A vectorised worker process: trains the batches it is sent on its one population,
-    while a thread writes out or drops held checkpoints when the controller asks (as the
-    process pool's workers do)."""
+    forgetting held checkpoints and writing them out as the process pool's workers do."""
     start_worker(control, environment, inherited)
     worker = SlotWorker()
     while True:
@@ -315,6 +312,8 @@ def _vectorised_worker_main(
             continue
         if message is None:
             return
+        if forgets(message):
+            continue
         population, slots, batch = message
         _pin_torch_threads()  # torch is imported by now, if the population uses it
         results = worker.run(population, slots, batch)
