@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pool_floor
 
 import firepbt
 from firepbt import Store, Uniform
+from firepbt.config import tomllib as toml
 from firepbt.examples.sleep import Sleep
 from firepbt.strategies import PBT
 
@@ -201,9 +203,10 @@ def nqm_breakdown(root: Path) -> list[str]:
     return rows
 
 
-def nqm_side_by_side(repeats: int, root: Path) -> list[str]:
-    """Table rows: each NQM example in-process and on the process pool, alternating runs."""
-    rows = []
+def nqm_side_by_side(repeats: int, root: Path) -> tuple[list[str], list[str]]:
+    """Table rows: each NQM example in-process and on the process pool, alternating runs; and
+    the leanest pool's floor on each in-process run (``pool_floor.py``)."""
+    rows, floor_rows = [], []
     for config in NQM_CONFIGS:
         runs: dict[str, list[dict[str, float]]] = {e: [] for e in NQM_EXECUTORS}
         for i in range(repeats):
@@ -241,7 +244,27 @@ def nqm_side_by_side(repeats: int, root: Path) -> list[str]:
         per_run = ", ".join(f"{x:.2f}" for x in ratios)
         per_floor = ", ".join(f"{x:.2f}" for x in floors)
         rows.append(f"| | ratio per repeat | {per_run} | | | | | | | {per_floor} |")
-    return rows
+        ready_every = int(toml.loads((EXAMPLES / config).read_text())["strategy"]["ready_every"])
+        recorded = [
+            pool_floor.recorded(root / f"{config}-inprocess-{i}", ready_every, r["wall"])
+            for i, r in enumerate(runs["inprocess"])
+        ]
+        for label, work, longest in FLOOR_VARIANTS:
+            leanest = [pool_floor.floor(run, work, longest) for run in recorded]
+            values = ", ".join(f"{x:.2f}" for x in leanest)
+            floor_rows.append(
+                f"| `{config}` | {label} | {statistics.median(leanest):.2f}× | {values} |"
+            )
+    return rows, floor_rows
+
+
+# The leanest pool's variants: (label, controller work per result as a share of the in-process
+# run's, longest segments first)
+FLOOR_VARIANTS = (
+    ("as the in-process run did it", 1.0, False),
+    ("longest segments first", 1.0, True),
+    ("longest first, and no controller work inside rounds", 0.0, True),
+)
 
 
 def start_ray() -> float | None:
@@ -269,7 +292,7 @@ def main() -> None:
         one_config_profile(*args.profile)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        nqm_rows = nqm_side_by_side(args.repeats, Path(tmp))
+        nqm_rows, floor_rows = nqm_side_by_side(args.repeats, Path(tmp))
         breakdown = nqm_breakdown(Path(tmp))
     heads = [f"`{c}` {NQM_EXECUTORS[e]}" for c in NQM_CONFIGS for e in NQM_EXECUTORS]
     nqm_lines = [
@@ -286,6 +309,17 @@ def main() -> None:
         "in-process wall time |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *nqm_rows,
+        "",
+        "The leanest pool there can be (`benchmarks/pool_floor.py`): each in-process run's "
+        "segments replayed on 2 worker processes that only burn each segment's in-process CPU "
+        "time, and a controller that only burns the in-process run's time per result and at "
+        "each barrier, with 2 segments per worker in flight (no pickling, checkpoints or store); "
+        "its wall time (plus the in-process run's start and end) over the in-process run's:",
+        "",
+        "| config | the leanest pool's order and work | leanest pool / in-process (median) "
+        "| per repeat |",
+        "|---|---|---|---|",
+        *floor_rows,
         "",
         "Where the controller's time goes (one run each under cProfile, which slows it; "
         "cumulative seconds, so parts overlap):",
