@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,11 @@ def one_config_run(config: str, executor: str, run_dir: str) -> None:
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
+    # in-process: each segment's CPU time too, for the leanest pool's replay (pool_floor.py)
+    timed = pool_floor.segments_timed(Path(run_dir)) if executor == "inprocess" else nullcontext()
     started = time.perf_counter()
-    run_config(RunConfig.from_mapping(data))
+    with timed:
+        run_config(RunConfig.from_mapping(data))
     wall = time.perf_counter() - started
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the joined workers
@@ -311,9 +315,10 @@ def main() -> None:
         *nqm_rows,
         "",
         "The leanest pool there can be (`benchmarks/pool_floor.py`): each in-process run's "
-        "segments replayed on 2 worker processes that only burn each segment's in-process CPU "
-        "time, and a controller that only burns the in-process run's time per result and at "
-        "each barrier, with 2 segments per worker in flight (no pickling, checkpoints or store); "
+        "segments replayed on 2 worker processes that only spend each segment's in-process "
+        "time (its CPU time burnt, the rest asleep), and a controller that only burns the "
+        "in-process run's time per result and at each barrier, with 2 segments per worker in "
+        "flight (no pickling of real segments, no checkpoints, no store); "
         "its wall time (plus the in-process run's start and end) over the in-process run's:",
         "",
         "| config | the leanest pool's order and work | leanest pool / in-process (median) "

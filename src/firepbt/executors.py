@@ -430,6 +430,7 @@ class ProcessPoolExecutor(Executor):
 
     def wait(self) -> list[SegmentResult]:
         results, self._early = self._early, []
+        self._forget_idle()
         while not results and self.pending():
             busy = [p for p in self._procs if p.segments]
             limit = None
@@ -502,20 +503,36 @@ class ProcessPoolExecutor(Executor):
         )
 
     def drop(self, worker: str, path: str) -> None:
-        """Tell the worker with its next task (``Dropped``), not at once: a request at once
-        wakes the worker's second thread, which takes the interpreter lock from the segment it
-        trains. A worker that is sent nothing more keeps what it held until it stops."""
+        """Tell the worker with its next task, or at the next ``wait`` if it trains nothing then
+        (``Dropped``); not at once: a request at once would wake the worker's second thread,
+        which takes the interpreter lock from the segment it trains."""
         proc = self._named(worker)
         if proc is not None:
             proc.dropped.append(path)
+
+    def _trains(self, index: int) -> bool:
+        """Whether worker ``index`` has a task (a subclass counts its own)."""
+        return bool(self._procs[index].segments)
+
+    def _forget(self, proc: _Process) -> None:
+        """Send ``proc`` the held checkpoints it may forget, if any. Raises what sending raises."""
+        if proc.dropped:
+            dropped, proc.dropped = Dropped(tuple(proc.dropped)), []
+            proc.tasks.send(dropped)
+
+    def _forget_idle(self) -> None:
+        """Send workers that train nothing the checkpoints they may forget: there is no
+        training to interrupt, and an idle worker may be sent no task for a long time."""
+        for index, proc in enumerate(self._procs):
+            if proc.dropped and not self._trains(index):
+                with contextlib.suppress(OSError, ValueError):  # gone: the next wait tells
+                    self._forget(proc)
 
     def _send(self, proc: _Process, task: object, by_value: bool) -> None:
         """Send ``task`` (a segment, or a subclass's batch) to ``proc``, after the held
         checkpoints it may forget; ``by_value``: its trainable's class travels by value. Raises
         what sending raises."""
-        if proc.dropped:
-            dropped, proc.dropped = Dropped(tuple(proc.dropped)), []
-            proc.tasks.send(dropped)
+        self._forget(proc)
         if by_value:
             proc.tasks.send_bytes(dumps_by_value(task))
         else:

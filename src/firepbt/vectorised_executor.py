@@ -141,6 +141,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
     def wait(self) -> list[SegmentResult]:
         results, self._early = self._early, []
         self._dispatch()
+        self._forget_idle()
         while not results and self.pending():
             busy = [i for i, batch in enumerate(self._running) if batch]
             if not busy:  # every batch could not be sent: its results are early
@@ -167,6 +168,9 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             results += self._early
             self._early = []
         return results
+
+    def _trains(self, index: int) -> bool:
+        return bool(self._running[index])
 
     def pending(self) -> int:
         waiting = sum(map(len, self._forming)) + sum(map(len, self._running))
