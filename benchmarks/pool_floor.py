@@ -9,8 +9,9 @@ and nothing else:
 
 - 2 worker processes, each spending a segment's in-process time the way the in-process run
   spent it: its thread's CPU time burnt, the rest (waiting for a checkpoint's write to reach the
-  disk) asleep. A segment's time includes pickling its checkpoint and, when one is due, the
-  write; with no CPU times recorded (``segments_timed``), all of it is burnt.
+  disk) asleep when it is 0.5 ms or more. A segment's time includes pickling its checkpoint and,
+  when one is due, the write; with no CPU times recorded (``segments_timed``), all of it is
+  burnt.
 - The controller sends each worker up to 2 segments at a time (one running, one queued, as
   ``ProcessPoolExecutor`` does), and burns the in-process controller time after each result but
   a round's last (scaled by ``controller_work``) and each barrier's decision time.
@@ -42,6 +43,10 @@ from pathlib import Path
 
 WORKERS, QUEUED = 2, 2
 CPU_FILE = "segment_cpu.json"  # segment id -> its thread's CPU seconds, in the run directory
+# A segment's wall time beyond its CPU time that is slept; less is left out (mostly the
+# microseconds between the store's timestamps and the CPU clock's readings, which a sleep
+# would overshoot by tens of microseconds each)
+ASLEEP = 5e-4
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +151,8 @@ def _worker(conn: Connection) -> None:
     while (segment := conn.recv()) is not None:
         cpu, wall = segment
         burn(cpu)
-        time.sleep(max(0.0, wall - cpu))
+        if wall - cpu >= ASLEEP:
+            time.sleep(wall - cpu)
         conn.send_bytes(pid * 25)  # 200 bytes
 
 
