@@ -316,7 +316,8 @@ def main() -> None:
         "",
         "The leanest pool there can be (`benchmarks/pool_floor.py`): each in-process run's "
         "segments replayed on 2 worker processes that only spend each segment's in-process "
-        "time (its CPU time burnt, the rest asleep), and a controller that only burns the "
+        "time (its CPU time burnt, a wait of 0.5 ms or more asleep), and a controller that "
+        "only burns the "
         "in-process run's time per result and at each barrier, with 2 segments per worker in "
         "flight (no pickling of real segments, no checkpoints, no store); "
         "its wall time (plus the in-process run's start and end) over the in-process run's:",
