@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +199,38 @@ def kill_after(proc: subprocess.Popen[bytes], db: Path, n_points: int) -> list[t
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     return stored_points(db)
+
+
+def drops_wait_for_an_idle_worker(
+    pool: Any, held: Callable[[int, int, Any], Any], sent: Callable[[], None] = lambda: None
+) -> None:
+    """Check a one-worker pool's drops: a drop made while the worker trains waits (the worker
+    can still write the checkpoint out), reaches it at the next ``wait`` once it trains
+    nothing, and then the worker no longer holds it. ``held(id, member, source)`` builds a
+    segment whose checkpoint stays held; ``sent()`` makes the pool send what was submitted."""
+    from firepbt.checkpoints import CheckpointError
+
+    try:
+        pool.submit(held(0, 0, None))
+        (first,) = pool.wait()
+        pool.submit(held(1, 1, None))
+        (second,) = pool.wait()
+        old, kept = first.checkpoint, second.checkpoint
+        assert old is not None and old.holder and kept is not None  # held in the worker's memory
+        pool.submit(held(2, 1, kept))
+        sent()
+        pool.drop(old.holder, old.path)  # while the worker has a segment
+        (third,) = pool.wait()
+        assert third.failure is None and third.checkpoint is not None
+        assert pool.flush(old.holder, old.path)  # not yet forgotten: nothing was sent since
+        assert pool._procs[0].dropped == [old.path]
+        pool.wait()  # nothing to wait for, but the worker trains nothing: it is told now
+        assert pool._procs[0].dropped == []
+        pool.submit(held(3, 1, third.checkpoint))  # read after the drop, on the same pipe
+        (fourth,) = pool.wait()
+        assert fourth.failure is None
+        with pytest.raises(CheckpointError, match="not held"):
+            pool.flush(old.holder, old.path)
+        assert pool.flush(old.holder, third.checkpoint.path)  # the others are still held
+    finally:
+        pool.shutdown()

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from _runs import drops_wait_for_an_idle_worker
 from _trainables import Quad
 
 import firepbt
@@ -306,34 +307,10 @@ def test_a_worker_process_forgets_a_dropped_checkpoint_once_it_trains_nothing(
     """A drop waits while the worker trains (a request at once would wake its second thread
     mid-segment) and reaches it with its next segment, or at the controller's next wait once
     it trains nothing; until then the worker can still write the checkpoint out."""
-    from firepbt.checkpoints import CheckpointError
     from firepbt.segments import Segment
 
     def held(id: int, member: int, source: firepbt.checkpoints.CheckpointRef | None) -> Segment:
         path, h = str(tmp_path / f"c{id}"), {"h0": 1.0, "h1": 1.0}
         return Segment(id, member, 0, id * 4, id * 4 + 4, 2, h, source, path, Quad, persist=False)
 
-    pool = ProcessPoolExecutor(workers=1)
-    try:
-        pool.submit(held(0, 0, None))
-        (first,) = pool.wait()
-        pool.submit(held(1, 1, None))
-        (second,) = pool.wait()
-        old, kept = first.checkpoint, second.checkpoint
-        assert old is not None and old.holder and kept is not None  # held in the worker's memory
-        pool.submit(held(2, 1, kept))
-        pool.drop(old.holder, old.path)  # while the worker has a segment
-        (third,) = pool.wait()
-        assert third.failure is None and third.checkpoint is not None
-        assert pool.flush(old.holder, old.path)  # not yet forgotten: nothing was sent since
-        assert pool._procs[0].dropped == [old.path]
-        pool.wait()  # nothing to wait for, but the worker trains nothing: it is told now
-        assert pool._procs[0].dropped == []
-        pool.submit(held(3, 1, third.checkpoint))  # read after the drop, on the same pipe
-        (fourth,) = pool.wait()
-        assert fourth.failure is None
-        with pytest.raises(CheckpointError, match="not held"):
-            pool.flush(old.holder, old.path)
-        assert pool.flush(old.holder, third.checkpoint.path)  # the others are still held
-    finally:
-        pool.shutdown()
+    drops_wait_for_an_idle_worker(ProcessPoolExecutor(workers=1), held)

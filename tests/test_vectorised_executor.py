@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _runs import kill_after
+from _runs import drops_wait_for_an_idle_worker, kill_after
 from _trainables import Quad
 from _vectorised_trainables import FaultyNQMVectorised
 
@@ -349,7 +349,6 @@ def test_a_vectorised_worker_forgets_a_dropped_checkpoint_once_it_trains_nothing
 ) -> None:
     """As on the process pool (tests/test_held_checkpoints.py): a drop reaches the worker with
     its next batch, or at the next wait once it trains nothing, and not while it trains."""
-    from firepbt.checkpoints import CheckpointError
 
     def held(id: int, member: int, source: CheckpointRef | None) -> Segment:
         path, h = str(tmp_path / f"c{id}"), {"lr": 0.1}
@@ -360,26 +359,4 @@ def test_a_vectorised_worker_forgets_a_dropped_checkpoint_once_it_trains_nothing
         )  # fmt: skip
 
     pool = VectorisedPoolExecutor(NQMVectorised, slots=2, workers=1)
-    try:
-        pool.submit(held(0, 0, None))
-        (first,) = pool.wait()
-        pool.submit(held(1, 1, None))
-        (second,) = pool.wait()
-        old, kept = first.checkpoint, second.checkpoint
-        assert old is not None and old.holder and kept is not None
-        pool.submit(held(2, 1, kept))
-        pool._dispatch()  # the batch is sent: the worker trains
-        pool.drop(old.holder, old.path)
-        (third,) = pool.wait()
-        assert third.failure is None and third.checkpoint is not None
-        assert pool.flush(old.holder, old.path)  # not yet forgotten
-        pool.wait()  # the worker trains nothing: it is told now
-        assert pool._procs[0].dropped == []
-        pool.submit(held(3, 1, third.checkpoint))
-        (fourth,) = pool.wait()
-        assert fourth.failure is None
-        with pytest.raises(CheckpointError, match="not held"):
-            pool.flush(old.holder, old.path)
-        assert pool.flush(old.holder, third.checkpoint.path)
-    finally:
-        pool.shutdown()
+    drops_wait_for_an_idle_worker(pool, held, sent=pool._dispatch)  # batches go out on wait

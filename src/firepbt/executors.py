@@ -484,7 +484,7 @@ class ProcessPoolExecutor(Executor):
         self._requests += 1
         number = self._requests
         try:
-            proc.control.send(("flush", path, number))
+            proc.control.send((path, number))  # a flush request
             deadline = time.monotonic() + FLUSH_TIMEOUT
             while proc.control.poll(max(0.0, deadline - time.monotonic())):
                 replied, sha, error = proc.control.recv()
@@ -752,7 +752,7 @@ def _worker_main(
 def _serve_control(control: Connection) -> None:
     while True:
         try:
-            _, path, number = control.recv()  # ("flush", path, number)
+            path, number = control.recv()  # a flush request
         except (EOFError, OSError):  # the controller closed its end: it is gone
             sys.stdout.flush()
             os._exit(0)
