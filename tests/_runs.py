@@ -23,8 +23,8 @@ from _trainables import Quad
 
 import firepbt
 from firepbt import Choice, LogUniform
+from firepbt.errors import RunFailed
 from firepbt.examples.nqm import NQM
-from firepbt.runner import RunFailed
 from firepbt.store import Store
 
 NEVER = 10**9
@@ -208,7 +208,7 @@ def drops_wait_for_an_idle_worker(
     can still write the checkpoint out), reaches it at the next ``wait`` once it trains
     nothing, and then the worker no longer holds it. ``held(id, member, source)`` builds a
     segment whose checkpoint stays held; ``sent()`` makes the pool send what was submitted."""
-    from firepbt.checkpoints import CheckpointError
+    from firepbt.errors import CheckpointError
 
     try:
         pool.submit(held(0, 0, None))

@@ -15,7 +15,7 @@ from _runs import fault_run, nqm_run
 import firepbt
 from firepbt import Callback, MemberFailure, MemberPoint, RunStart
 from firepbt.decisions import Decision, record_of
-from firepbt.registry import ConfigError
+from firepbt.errors import ConfigError
 from firepbt.store import Store
 
 NQM = dict(dim=10, total_steps=120, population=4, ready_every=20, eval_every=10, seed=3)

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firepbt.checkpoints import CheckpointError, read_checkpoint, write_checkpoint
+from firepbt.checkpoints import read_checkpoint, write_checkpoint
+from firepbt.errors import CheckpointError
 
 
 def test_round_trip_is_a_deep_copy(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from firepbt.config import RunConfig
-from firepbt.registry import ConfigError
+from firepbt.errors import ConfigError
 
 BASE: dict[str, Any] = dict(trainable="firepbt.examples.toy:Toy", space={"h0": 0.5}, total_steps=4)
 FIRE: dict[str, Any] = dict(strategy="fire", population=4)

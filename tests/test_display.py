@@ -16,9 +16,9 @@ from rich.console import Console
 import firepbt
 from firepbt import Store, Trainable, Uniform
 from firepbt.display import BEST_MARK, schedule_table, status_table
+from firepbt.errors import ConfigError
 from firepbt.examples.toy import Toy
 from firepbt.lineage import schedule
-from firepbt.registry import ConfigError
 from firepbt.store import Role
 
 TOY_SPACE = {"h0": Uniform(0.0, 1.0, bounds=(0.0, 2.0)), "h1": Uniform(0.0, 1.0, bounds=(0.0, 2.0))}

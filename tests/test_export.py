@@ -14,9 +14,9 @@ from _runs import nqm_run
 
 import firepbt
 from firepbt import Store, Trainable, Uniform
+from firepbt.errors import ConfigError, StoreError
 from firepbt.export import export_run
-from firepbt.registry import ConfigError
-from firepbt.store import Role, StoreError
+from firepbt.store import Role
 
 NAN_STEP = 20
 TOTAL = 40

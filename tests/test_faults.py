@@ -11,8 +11,8 @@ from _trainables import BadMetric, Quad
 
 import firepbt
 from firepbt import ConfigError, Store, segments
+from firepbt.errors import RunFailed
 from firepbt.executors import InProcessExecutor
-from firepbt.runner import RunFailed
 from firepbt.segments import SegmentResult
 from firepbt.store import MemberStatus
 

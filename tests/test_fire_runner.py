@@ -170,7 +170,7 @@ def test_a_fire_run_whose_every_member_fails_names_a_member_not_an_evaluator(
 ) -> None:
     from _trainables import Quad
 
-    from firepbt.runner import RunFailed
+    from firepbt.errors import RunFailed
 
     space = {"h0": Uniform(0.0, 1.0), "h1": Uniform(0.0, 1.0), "fail_at": 25}
     with pytest.raises(

@@ -13,7 +13,7 @@ from _trainables import Quad
 
 import firepbt
 from firepbt.cli import main
-from firepbt.runner import RunFailed
+from firepbt.errors import RunFailed
 from firepbt.store import Store
 
 RUN: dict[str, Any] = dict(

@@ -14,8 +14,8 @@ from _runs import toy_toml
 import firepbt
 from firepbt import MLflowWriter, TensorBoardWriter, WandbWriter
 from firepbt.config import RunConfig
+from firepbt.errors import ConfigError
 from firepbt.loggers import build_writers
-from firepbt.registry import ConfigError
 from firepbt.store import Store
 
 BASE: dict[str, Any] = dict(trainable="firepbt.examples.toy:Toy", space={"h0": 0.5}, total_steps=4)

@@ -9,8 +9,8 @@ import pytest
 from _runs import nqm_run
 
 from firepbt import Store, replay
+from firepbt.errors import ConfigError
 from firepbt.lineage import segment_chain
-from firepbt.registry import ConfigError
 
 
 def _run(tmp_path: Path, **kw):

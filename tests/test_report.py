@@ -18,8 +18,8 @@ from _trainables import Quad
 
 import firepbt
 from firepbt import Choice, Uniform
+from firepbt.errors import ConfigError
 from firepbt.examples.toy import Toy, toy_space
-from firepbt.registry import ConfigError
 from firepbt.report import (
     plot_best_score,
     plot_curves,

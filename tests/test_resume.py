@@ -16,7 +16,7 @@ from _runs import kill_after, nqm_toml, stored_points
 
 import firepbt
 from firepbt import Store
-from firepbt.store import StoreError
+from firepbt.errors import StoreError
 
 
 def _config(tmp_path: Path, name: str, strategy="pbt", synchrony="sync", steps=1000) -> Path:

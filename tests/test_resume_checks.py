@@ -11,7 +11,7 @@ import pytest
 from _trainables import Quad
 
 import firepbt
-from firepbt.runner import ResumeError
+from firepbt.errors import ResumeError
 from firepbt.store import STORE_FILE
 
 

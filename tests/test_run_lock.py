@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from firepbt.api import LOCK_FILE, run_lock
-from firepbt.store import StoreError
+from firepbt.errors import StoreError
 
 fork = pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods(), reason="needs fork"

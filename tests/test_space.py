@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import firepbt.space
+from firepbt.errors import SpaceError
 from firepbt.space import (
     Choice,
     Fixed,
     IntUniform,
     LogUniform,
     Space,
-    SpaceError,
     Uniform,
     distribution_from_dict,
 )

@@ -12,8 +12,8 @@ from _trainables import BadMetric, Quad
 
 import firepbt
 from firepbt.cli import main
-from firepbt.runner import RunFailed
-from firepbt.store import Store, StoreError
+from firepbt.errors import RunFailed, StoreError
+from firepbt.store import Store
 from firepbt.store._rows import STORE_FILE
 
 RUN = dict(total_steps=8, population=2, ready_every=4, executor="inprocess", seed=0)

@@ -12,7 +12,8 @@ import torch
 from _runs import every_member_fails
 from _trainables import Quad
 
-from firepbt.segments import MetricError, extract_score
+from firepbt.errors import MetricError
+from firepbt.segments import extract_score
 
 
 @pytest.mark.parametrize(
@@ -74,8 +75,8 @@ def test_a_metric_the_trainable_never_returns_ends_the_run_with_that_cause(
     # FIRE's evaluators are workers, not members: a run whose every member failed is a failed
     # run, not one that finished without a finite score.
     import firepbt
+    from firepbt.errors import RunFailed
     from firepbt.examples.nqm import NQM, nqm_space
-    from firepbt.runner import RunFailed
 
     options: dict[str, Any] = {"subpopulations": 2} if strategy == "fire" else {}
     with pytest.raises(RunFailed, match=r"every member failed.*selects on 'accuracy'"):

@@ -25,9 +25,9 @@ from firepbt import LogUniform, Store
 from firepbt.api import make_executor
 from firepbt.checkpoints import CheckpointRef
 from firepbt.config import RunConfig, tomllib
+from firepbt.errors import ConfigError
 from firepbt.examples.nqm import NQM
 from firepbt.examples.nqm_vectorised import NQMVectorised
-from firepbt.registry import ConfigError
 from firepbt.segments import Segment, run_segment
 from firepbt.vectorised_batch import SlotWorker
 from firepbt.vectorised_executor import VectorisedPoolExecutor

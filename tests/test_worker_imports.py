@@ -15,7 +15,7 @@ import pytest
 
 import firepbt
 from firepbt import LogUniform, Space
-from firepbt.runner import RunFailed
+from firepbt.errors import RunFailed
 from firepbt.store import Store
 from firepbt.trainable import BY_VALUE_FILE, ships_by_value, stored_trainable
 

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from firepbt.callbacks import Callback, MemberFailure, MemberPoint, RunStart
     from firepbt.config import RunConfig
     from firepbt.decisions import Continue, Exploit, Finish, Mode, Start
+    from firepbt.errors import ConfigError, SpaceError
     from firepbt.exploit import BinaryTournament, KeepOwn, NoExploit, Truncation, WelchTTest
     from firepbt.explore import AddNoise, NoExplore, Perturb, Resample, chain
     from firepbt.lineage import ScheduleEntry, schedule
     from firepbt.loggers import MLflowWriter, TensorBoardWriter, WandbWriter
-    from firepbt.registry import ConfigError
-    from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, SpaceError, Uniform
+    from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, Uniform
     from firepbt.store import Store
     from firepbt.strategies import PBT, FirePBT, RandomSearch, Strategy, Synchrony
     from firepbt.trainable import Trainable
@@ -33,7 +33,7 @@ _EXPORTS = {
     "Callback": "firepbt.callbacks",
     "chain": "firepbt.explore",
     "Choice": "firepbt.space",
-    "ConfigError": "firepbt.registry",
+    "ConfigError": "firepbt.errors",
     "Continue": "firepbt.decisions",
     "Exploit": "firepbt.decisions",
     "Finish": "firepbt.decisions",
@@ -63,7 +63,7 @@ _EXPORTS = {
     "schedule": "firepbt.lineage",
     "ScheduleEntry": "firepbt.lineage",
     "Space": "firepbt.space",
-    "SpaceError": "firepbt.space",
+    "SpaceError": "firepbt.errors",
     "Start": "firepbt.decisions",
     "Store": "firepbt.store",
     "Strategy": "firepbt.strategies",

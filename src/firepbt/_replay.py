@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firepbt.config import RunConfig
+from firepbt.errors import ConfigError
 from firepbt.lineage import ScheduleEntry, schedule, segment_chain
-from firepbt.registry import ConfigError
 from firepbt.segments import Point, extract_score
 from firepbt.store import SegmentRow, Store
 from firepbt.text import printable

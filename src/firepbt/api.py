@@ -16,20 +16,19 @@ from firepbt.callbacks import Callback
 from firepbt.checkpoints import read_checkpoint, write_bytes
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
+from firepbt.errors import ConfigError, ResumeError, StoreError, TrainableError
 from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor, closed_in_workers
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.loggers import build_writers, check_logging
-from firepbt.registry import ConfigError
-from firepbt.runner import Progress, ResumeError, Runner
+from firepbt.runner import Progress, Runner
 from firepbt.space import Distribution, Hyperparameters
-from firepbt.store import MemberStatus, Role, Store, StoreError, config_digest, pid_alive
+from firepbt.store import MemberStatus, Role, Store, config_digest, pid_alive
 from firepbt.strategies import Strategy
 from firepbt.text import printable
 from firepbt.trainable import (
     BY_VALUE_FILE,
     Trainable,
-    TrainableError,
     dumps_by_value,
     import_trainable,
     kept_by_value,

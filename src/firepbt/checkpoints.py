@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupted, or its state cannot be pickled."""
+from firepbt.errors import CheckpointError
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,17 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from firepbt.checkpoints import CheckpointError
-from firepbt.fire.settings import FireSettingsWarning
-from firepbt.registry import ConfigError
-from firepbt.runner import ResumeError, RunFailed
-from firepbt.space import SpaceError
-from firepbt.store import StoreError
+from firepbt.errors import (
+    CheckpointError,
+    ConfigError,
+    FireSettingsWarning,
+    ResumeError,
+    RunFailed,
+    SpaceError,
+    StoreError,
+    TrainableError,
+)
 from firepbt.text import printable
-from firepbt.trainable import TrainableError
 
 USER_ERRORS = (
     ConfigError,

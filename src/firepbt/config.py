@@ -54,10 +54,11 @@ import numpy as np
 
 from firepbt.decisions import Mode
 from firepbt.devices import check_devices, check_gpus_per_worker
+from firepbt.errors import ConfigError, PopulationConfigError, SpaceError
 from firepbt.loggers import WRITERS, check_logging
-from firepbt.registry import EXPLOITS, ConfigError, build_explore, check_type, is_kind
-from firepbt.space import Space, SpaceError
-from firepbt.strategies import PBT, FirePBT, PopulationConfigError, RandomSearch, Strategy
+from firepbt.registry import EXPLOITS, build_explore, check_type, is_kind
+from firepbt.space import Space
+from firepbt.strategies import PBT, FirePBT, RandomSearch, Strategy
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
-from firepbt.registry import ConfigError
+from firepbt.errors import ConfigError
 
 DEVICE_VARIABLE = "FIREPBT_DEVICE"  # "cuda" or "cpu": the device a worker's trainable uses
 

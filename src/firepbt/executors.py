@@ -26,10 +26,9 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, cast
 
-from firepbt.checkpoints import CheckpointError
 from firepbt.devices import assign_devices, check_devices, visible_gpus, worker_environment
+from firepbt.errors import CheckpointError, FailureKind
 from firepbt.segments import (
-    UNSTARTED,
     Failure,
     Segment,
     SegmentResult,
@@ -422,7 +421,7 @@ class ProcessPoolExecutor(Executor):
         except (OSError, ValueError):  # the process is gone: the next wait reports it
             pass
         except Exception as e:  # e.g. the segment could not be pickled
-            self._early.append(_died(segment, f"{type(e).__name__}: {e}", kind="submit"))
+            self._early.append(_died(segment, f"{type(e).__name__}: {e}", kind=FailureKind.SUBMIT))
             return
         if not proc.segments:
             proc.started = time.monotonic()
@@ -586,7 +585,7 @@ class ProcessPoolExecutor(Executor):
             result = replace(result, segment=segment)
         if isinstance(result, Unloadable):
             message = f"a worker process could not load the segment: {result.message}"
-            return _died(segment, message, kind="unloadable")
+            return _died(segment, message, kind=FailureKind.UNLOADABLE)
         if result.failure is None:
             self._home[segment.member] = index
         elif self._home.get(segment.member) == index:
@@ -601,7 +600,7 @@ class ProcessPoolExecutor(Executor):
         for index, proc in enumerate(self._procs):
             if proc.segments and now - proc.started >= self.timeout:
                 message = f"the segment ran past the {self.timeout:g} s segment_timeout"
-                results.append(_died(proc.segments[0], message, kind="timeout"))
+                results.append(_died(proc.segments[0], message, kind=FailureKind.TIMEOUT))
                 results += self._requeue(index)
         return results
 
@@ -611,7 +610,7 @@ class ProcessPoolExecutor(Executor):
         queued = list(self._procs[index].segments)[1:]
         self._replace(index)
         message = "its worker process stopped before starting it"
-        return [_died(s, message, kind=UNSTARTED) for s in queued]
+        return [_died(s, message, kind=FailureKind.UNSTARTED) for s in queued]
 
 
 # File descriptors a forked worker closes first (``closed_in_workers``).
@@ -762,6 +761,8 @@ def _serve_control(control: Connection) -> None:
             control.send((number, "", str(e)))
 
 
-def _died(segment: Segment, message: str, kind: str = "worker_died") -> SegmentResult:
+def _died(
+    segment: Segment, message: str, kind: FailureKind = FailureKind.WORKER_DIED
+) -> SegmentResult:
     now = time.time()
     return SegmentResult(segment, failure=Failure(kind, message), started=now, finished=now)

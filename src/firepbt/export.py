@@ -36,8 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from firepbt.errors import ConfigError
 from firepbt.fire.summary import Evaluation, fire_summary
-from firepbt.registry import ConfigError
 from firepbt.space import Hyperparameters
 from firepbt.store import DecisionRow, MemberRow, SegmentRow, Store
 

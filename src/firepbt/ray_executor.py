@@ -31,8 +31,8 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
-from firepbt.checkpoints import CheckpointError
 from firepbt.devices import DEVICE_VARIABLE, check_gpus_per_worker
+from firepbt.errors import CheckpointError, ConfigError, FailureKind
 from firepbt.executors import (
     FLUSH_TIMEOUT,
     Executor,
@@ -42,7 +42,6 @@ from firepbt.executors import (
     choose_worker,
     gone,
 )
-from firepbt.registry import ConfigError
 from firepbt.segments import Segment, SegmentResult, drop_held, flush_held, run_segment
 
 INSTALL_HINT = "pip install 'firepbt[ray]'"
@@ -230,7 +229,7 @@ class RayExecutor(Executor):
         except Exception as e:  # e.g. the segment cannot be pickled
             cause = e.__cause__ or e  # Ray's own message repeats the whole segment
             message = f"it cannot be sent to a Ray worker ({type(cause).__name__}: {cause})"
-            self._early.append(_died(segment, message, kind="submit"))
+            self._early.append(_died(segment, message, kind=FailureKind.SUBMIT))
             return
         self._running[ref] = _Running(index, segment, time.monotonic())
 
@@ -308,7 +307,7 @@ class RayExecutor(Executor):
                 f"a Ray worker could not run it ({_last_line(e)}); firepbt and the "
                 "trainable's module must be importable on every node"
             )
-            return _died(segment, message, kind="submit")
+            return _died(segment, message, kind=FailureKind.SUBMIT)
         except exceptions.RayError as e:  # e.g. its result was lost with a node
             self._replace(run.slot)
             return _died(segment, f"{type(e).__name__}: {_first_line(e)}")
@@ -351,7 +350,7 @@ class RayExecutor(Executor):
                     f"the segment ran past the {self.timeout:g} s segment_timeout; "
                     "its Ray worker was stopped"
                 )
-                results.append(_died(run.segment, message, kind="timeout"))
+                results.append(_died(run.segment, message, kind=FailureKind.TIMEOUT))
         return results
 
 

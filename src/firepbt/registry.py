@@ -9,12 +9,9 @@ from typing import Any, Generic, TypeVar
 
 from firepbt import exploit as xp
 from firepbt import explore as xr
+from firepbt.errors import ConfigError
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the field and what to do."""
 
 
 class Registry(Generic[T]):

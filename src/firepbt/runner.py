@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from firepbt.callbacks import Callback, Dispatcher, MemberFailure, MemberPoint, RunStart
-from firepbt.checkpoints import CheckpointError, CheckpointRef
+from firepbt.checkpoints import CheckpointRef
 from firepbt.decisions import (
     Assign,
     Continue,
@@ -34,8 +34,16 @@ from firepbt.decisions import (
     Start,
     record_of,
 )
+from firepbt.errors import (
+    HOPELESS,
+    CheckpointError,
+    FailureKind,
+    ResumeError,
+    RunFailed,
+    WarningKind,
+)
 from firepbt.executors import Executor
-from firepbt.segments import UNSTARTED, Failure, Segment, SegmentResult
+from firepbt.segments import Failure, Segment, SegmentResult
 from firepbt.store import Store, as_stored
 from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
@@ -71,14 +79,6 @@ STARTING, FIRST_SEGMENTS, RUNNING = "starting workers", "first segments", "runni
 # that need nothing written out, before its source is written out for it
 DEFER_LIMIT = 4
 AS_IS, REWRITTEN, FLUSH = "as is", "rewritten", "flush"  # how a segment gets its source
-
-
-class ResumeError(RuntimeError):
-    """A run cannot be resumed: its store and a replay of its strategy disagree."""
-
-
-class RunFailed(RuntimeError):
-    """Every member of the population failed; the store holds each failure."""
 
 
 class Runner:
@@ -243,7 +243,9 @@ class Runner:
                 points = tuple(self.store.segment_points(seg_id))
                 self._complete(SegmentResult(segment, points, checkpoint))
             else:
-                self._failed(SegmentResult(segment, failure=Failure("replayed", "")), final=True)
+                self._failed(
+                    SegmentResult(segment, failure=Failure(FailureKind.REPLAYED, "")), final=True
+                )
         self._replaying = False
         if self._decision_cursor != len(self._recorded_decisions):
             raise ResumeError(
@@ -391,7 +393,9 @@ class Runner:
         try:
             sha = self.executor.flush(source.holder, source.path)
         except CheckpointError as e:
-            self._failed(SegmentResult(segment, failure=Failure("source_unreadable", str(e))))
+            self._failed(
+                SegmentResult(segment, failure=Failure(FailureKind.SOURCE_UNREADABLE, str(e)))
+            )
             return None
         written = replace(source, holder="", sha256=sha)
         self._rewritten[source.path] = written
@@ -501,7 +505,7 @@ class Runner:
         self._on_executor.discard(seg.member)
         if seg.isolated:
             self._isolated_running = False
-        if r.failure is not None and r.failure.kind == UNSTARTED:
+        if r.failure is not None and r.failure.kind == FailureKind.UNSTARTED:
             self._queue.appendleft(seg)  # handed back by a worker that stopped: no failure
             return
         if seg.repair:
@@ -520,7 +524,7 @@ class Runner:
                     seg.member,
                     seg.id,
                     p.step,
-                    "nan_metric",
+                    WarningKind.NAN_METRIC,
                     f"member {seg.member} reported a non-finite score ({p.score}) at step "
                     f"{p.step}; it ranks worst",
                 )
@@ -590,19 +594,21 @@ class Runner:
             self._apply(self.strategy.failed(seg.member, seg.start_step))
             self._release(seg.source)
             return
-        if failure.kind == "interrupted":  # stopped for another segment's sake: run it again
+        if (
+            failure.kind == FailureKind.INTERRUPTED
+        ):  # stopped for another segment's sake: run it again
             self._record_failure(r, final=False)
             self._queue.appendleft(seg)
             return
-        if failure.kind == "worker_died" and not seg.isolated:
+        if failure.kind == FailureKind.WORKER_DIED and not seg.isolated:
             # It may be a bystander of another segment's crash: re-run it alone, free of charge.
             self._record_failure(r, final=False)
             self._queue.appendleft(replace(seg, isolated=True))
             return
-        if failure.kind == "source_unreadable" and self._repair(seg):
+        if failure.kind == FailureKind.SOURCE_UNREADABLE and self._repair(seg):
             self._record_failure(r, final=False)
             return
-        if failure.kind == "unloadable":  # no worker could load any segment: stop at once
+        if failure.kind == FailureKind.UNLOADABLE:  # no worker could load any segment: stop at once
             self._record_failure(r, final=True)
             self.store.set_meta("status", "failed")
             raise RunFailed(
@@ -611,7 +617,7 @@ class Runner:
                 "import it from there: is its module importable outside this process?"
             )
         # A source that cannot be repaired would fail the same way again.
-        hopeless = failure.kind in ("bad_metric", "source_unreadable")
+        hopeless = failure.kind in HOPELESS
         final = seg.attempt >= self.max_retries or hopeless
         self._record_failure(r, final)
         if not final:
@@ -639,7 +645,7 @@ class Runner:
         self.store.after_commit(partial(self._callbacks.failure, failed))
 
     def _callback_failed(self, member: int, segment: int | None, step: int, message: str) -> None:
-        self.store.record_warning(member, segment, step, "callback", message)
+        self.store.record_warning(member, segment, step, WarningKind.CALLBACK, message)
 
     # -- repairing corrupted checkpoints ----------------------------------------------------
 
@@ -678,9 +684,7 @@ class Runner:
         path = seg.checkpoint_path
         failure = r.failure
         if (
-            failure is not None
-            and failure.kind not in ("bad_metric", "source_unreadable")
-            and seg.attempt < self.max_retries
+            failure is not None and failure.kind not in HOPELESS and seg.attempt < self.max_retries
         ):  # a worker died under it, say: try again, the waiting segments still waiting
             self._queue.appendleft(replace(seg, attempt=seg.attempt + 1))
             return
@@ -694,7 +698,7 @@ class Runner:
                 seg.member,
                 seg.id,
                 seg.end_step,
-                "repaired",
+                WarningKind.REPAIRED,
                 f"checkpoint {path} was lost or unreadable; it was trained again from step "
                 f"{start} with the same hyperparameters and seeds",
             )
@@ -705,7 +709,7 @@ class Runner:
         if r.failure is not None:
             message += f" ({r.failure.kind}: {r.failure.message})"
         for s in waiting:
-            self._failed(SegmentResult(s, failure=Failure("source_unreadable", message)))
+            self._failed(SegmentResult(s, failure=Failure(FailureKind.SOURCE_UNREADABLE, message)))
 
     # -- checkpoint references --------------------------------------------------------------
 

@@ -24,14 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from firepbt.checkpoints import (
-    CheckpointError,
-    CheckpointRef,
-    dump_state,
-    load_state,
-    read_checkpoint,
-    write_bytes,
-)
+from firepbt.checkpoints import CheckpointRef, dump_state, load_state, read_checkpoint, write_bytes
+from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
 from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
@@ -71,16 +65,11 @@ class Point:
     metrics: dict[str, float]
 
 
-# The kind of a segment an executor hands back without having started it (it was queued on a
-# worker process that died or was stopped): the runner submits it again and records nothing.
-UNSTARTED = "unstarted"
-
-
 @dataclass(frozen=True, slots=True)
 class Failure:
     """Why a segment did not finish."""
 
-    kind: str  # "raised", "bad_metric", "checkpoint", "source_unreadable", "worker_died", …
+    kind: FailureKind
     message: str
     traceback: str = ""
 
@@ -97,14 +86,6 @@ class SegmentResult:
     finished: float = 0.0
     reused_trainable: bool = field(default=False)
     after: object = None  # what ``segment.after`` returned; None if nothing (or it failed)
-
-
-class SourceUnreadable(CheckpointError):
-    """The checkpoint a segment starts from is missing or corrupted."""
-
-
-class MetricError(ValueError):
-    """``evaluate()`` returned something that is not a usable score."""
 
 
 def as_number(value: object, what: str) -> float:
@@ -267,19 +248,19 @@ def run_segment(seg: Segment) -> SegmentResult:
         data = dump_state(trainable.save())
         sha = keep_checkpoint(seg, data)
     except MetricError as e:
-        return _failed(seg, "bad_metric", str(e), "", worker, started, points)
+        return _failed(seg, FailureKind.BAD_METRIC, str(e), "", worker, started, points)
     except SourceUnreadable as e:
-        return _failed(seg, "source_unreadable", str(e), "", worker, started, points)
+        return _failed(seg, FailureKind.SOURCE_UNREADABLE, str(e), "", worker, started, points)
     except CheckpointError as e:
-        return _failed(seg, "checkpoint", str(e), "", worker, started, points)
+        return _failed(seg, FailureKind.CHECKPOINT, str(e), "", worker, started, points)
     except Exception as e:
         tb = traceback.format_exc()
         message = f"{type(e).__name__}: {e}"
-        return _failed(seg, "raised", message, tb, worker, started, points)
+        return _failed(seg, FailureKind.RAISED, message, tb, worker, started, points)
     except SystemExit as e:  # sys.exit() in a trainable: a failure of its segment, not the end
         tb = traceback.format_exc()  # of the run (in-process, it would end the controller)
         message = f"SystemExit({e.code!r}): the trainable called sys.exit()"
-        return _failed(seg, "raised", message, tb, worker, started, points)
+        return _failed(seg, FailureKind.RAISED, message, tb, worker, started, points)
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
     while len(_ALIVE) > KEEP_ALIVE:
         _ALIVE.popitem(last=False)

@@ -26,13 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from firepbt.errors import SpaceError
+
 Hyperparameters = dict[str, Any]
 
 _FMAX = sys.float_info.max  # unbounded values are still kept finite
-
-
-class SpaceError(ValueError):
-    """A search space or a hyperparameter value that cannot be used; the message names the field."""
 
 
 class Distribution(ABC):

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from firepbt.errors import TrainableError
 from firepbt.space import Hyperparameters
 
 
@@ -90,10 +91,6 @@ class Trainable(ABC):
     @abstractmethod
     def load(self, state: Any) -> None:
         """Restore a state returned by ``save`` (possibly another member's)."""
-
-
-class TrainableError(ValueError):
-    """The trainable named in a config cannot be imported or is not a Trainable."""
 
 
 def import_trainable(path: str) -> type[Trainable]:

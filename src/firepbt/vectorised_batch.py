@@ -29,14 +29,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from firepbt.checkpoints import CheckpointError, dump_state
+from firepbt.checkpoints import dump_state
+from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
 from firepbt.segments import (
     Failure,
-    MetricError,
     Point,
     Segment,
     SegmentResult,
-    SourceUnreadable,
     extract_score,
     finished,
     keep_checkpoint,
@@ -66,15 +65,17 @@ class _Slotted:
 def failure_of(e: BaseException) -> Failure:
     """The ``Failure`` the ordinary path (``run_segment``) records for an exception."""
     if isinstance(e, MetricError):
-        return Failure("bad_metric", str(e))
+        return Failure(FailureKind.BAD_METRIC, str(e))
     if isinstance(e, SourceUnreadable):
-        return Failure("source_unreadable", str(e))
+        return Failure(FailureKind.SOURCE_UNREADABLE, str(e))
     if isinstance(e, CheckpointError):
-        return Failure("checkpoint", str(e))
+        return Failure(FailureKind.CHECKPOINT, str(e))
     tb = traceback.format_exc()
     if isinstance(e, SystemExit):
-        return Failure("raised", f"SystemExit({e.code!r}): the trainable called sys.exit()", tb)
-    return Failure("raised", f"{type(e).__name__}: {e}", tb)
+        return Failure(
+            FailureKind.RAISED, f"SystemExit({e.code!r}): the trainable called sys.exit()", tb
+        )
+    return Failure(FailureKind.RAISED, f"{type(e).__name__}: {e}", tb)
 
 
 class SlotWorker:
@@ -240,7 +241,7 @@ class SlotWorker:
                     score, metrics = extract_score(scores[p.slot], seg.metric)
                 except MetricError as e:
                     active.remove(p)
-                    self._fail(seg, Failure("bad_metric", str(e)), p.points)
+                    self._fail(seg, Failure(FailureKind.BAD_METRIC, str(e)), p.points)
                     continue
                 p.points.append(Point(p.step, score, metrics))
                 if p.step >= seg.end_step:

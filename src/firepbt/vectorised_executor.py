@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from firepbt.errors import FailureKind, SlotsError
 from firepbt.executors import (
     _SENT,
     ProcessPoolExecutor,
@@ -46,15 +47,10 @@ from firepbt.executors import (
     forgets,
     start_worker,
 )
-from firepbt.registry import ConfigError
 from firepbt.segments import Segment, SegmentResult, _pin_torch_threads
 from firepbt.trainable import Trainable, ships_by_value
 from firepbt.vectorised import VectorisedTrainable
 from firepbt.vectorised_batch import SlotWorker
-
-
-class SlotsError(ConfigError):
-    """A vectorised population and the run's settings do not fit together."""
 
 
 def check_population(population: object, slots: object) -> type[VectorisedTrainable]:
@@ -227,7 +223,9 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             except (OSError, ValueError):  # the process is gone: the next wait reports it
                 pass
             except Exception as e:  # e.g. a segment could not be pickled
-                self._early += [_died(s, f"{type(e).__name__}: {e}", kind="submit") for s in batch]
+                self._early += [
+                    _died(s, f"{type(e).__name__}: {e}", kind=FailureKind.SUBMIT) for s in batch
+                ]
                 continue
             self._running[i] = batch
             proc.started = time.monotonic()
@@ -253,7 +251,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         self._running[index] = []
         if isinstance(answer, Unloadable):
             message = f"a worker process could not load the batch: {answer.message}"
-            return [_died(s, message, kind="unloadable") for s in batch]
+            return [_died(s, message, kind=FailureKind.UNLOADABLE) for s in batch]
         results = [replace(r, segment=s) for r, s in zip(answer, batch, strict=True)]
         for r in results:
             member = r.segment.member
@@ -277,7 +275,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             batch = self._running[index]
             if len(batch) == 1 and now - proc.started >= self.timeout:
                 message = f"the segment ran past the {self.timeout:g} s segment_timeout"
-                results.append(_died(batch[0], message, kind="timeout"))
+                results.append(_died(batch[0], message, kind=FailureKind.TIMEOUT))
                 self._replace(index)
             elif batch and now - proc.started >= self.timeout:
                 message = (

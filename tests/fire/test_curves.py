@@ -522,8 +522,9 @@ def test_thinned_increments_compare_gains_across_thin_offsets() -> None:
 
 
 def test_a_success_test_fire_does_not_know_is_refused() -> None:
+    from firepbt.errors import PopulationConfigError
     from firepbt.space import LogUniform, Space
-    from firepbt.strategies import FirePBT, PopulationConfigError
+    from firepbt.strategies import FirePBT
 
     with pytest.raises(PopulationConfigError, match="success_test"):
         FirePBT(

@@ -19,9 +19,10 @@ from firepbt.decisions import (
     Start,
     Weights,
 )
+from firepbt.errors import FireSettingsWarning, PopulationConfigError
 from firepbt.fire.evaluation import CurveCache, Ending
-from firepbt.fire.settings import FireSettingsWarning, points_for_success
-from firepbt.strategies import FirePBT, PopulationConfigError
+from firepbt.fire.settings import points_for_success
+from firepbt.strategies import FirePBT
 
 SPACE = Space({"lr": LogUniform(1e-3, 1.0)})
 INITIAL = [{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"lr": 0.4}]

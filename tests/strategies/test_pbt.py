@@ -20,10 +20,11 @@ import pytest
 
 import firepbt.strategies._pbt
 from firepbt.decisions import Continue, Decision, Exploit, Finish, Start, Weights
+from firepbt.errors import PopulationConfigError
 from firepbt.exploit import BinaryTournament, ExploitRecord, KeepOwn, NoExploit, Truncation
 from firepbt.explore import Change, NoExplore, Perturb
 from firepbt.space import LogUniform, Space, Uniform
-from firepbt.strategies import PBT, PopulationConfigError, Strategy, Synchrony
+from firepbt.strategies import PBT, Strategy, Synchrony
 
 ScoreFn = Callable[[Mapping[str, Any], int], float]
 

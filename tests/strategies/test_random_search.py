@@ -11,8 +11,9 @@ import pytest
 
 import firepbt.strategies._random
 from firepbt.decisions import Continue, Decision, Finish, Start
+from firepbt.errors import PopulationConfigError
 from firepbt.space import Choice, LogUniform, Space, Uniform
-from firepbt.strategies import PopulationConfigError, RandomSearch
+from firepbt.strategies import RandomSearch
 
 SPACE = Space({"lr": LogUniform(1e-3, 1.0), "batch": Choice([16, 32, 64]), "momentum": 0.9})
 

@@ -27,10 +27,6 @@ DEFAULT_TRUNCATION = 0.125
 DEFAULT_WARMUP_INTERVALS = 3
 
 
-class FireSettingsWarning(UserWarning):
-    """FIRE PBT settings under which evaluators can rarely or never succeed."""
-
-
 def points_for_success(p_stat: float, thin: int = 1) -> int:
     """The fewest evaluation points an evaluator's overlap needs before a success is possible:
     the start pair, then ``n`` compared pairs all won with ``0.5 ** n < p_stat``, every

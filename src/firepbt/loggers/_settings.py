@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from firepbt.callbacks import Callback
+from firepbt.errors import ConfigError
 from firepbt.loggers._mlflow import MLflowWriter
 from firepbt.loggers._tensorboard import TensorBoardWriter
 from firepbt.loggers._wandb import MODES, WandbWriter
-from firepbt.registry import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

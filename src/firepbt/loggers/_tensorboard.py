@@ -20,7 +20,7 @@ from firepbt.callbacks import (
     scalars,
 )
 from firepbt.decisions import Continue, Decision
-from firepbt.registry import ConfigError
+from firepbt.errors import ConfigError
 
 DECISIONS_TAG = "decisions"
 FAILURES_TAG = "failures"

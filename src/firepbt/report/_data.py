@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from firepbt.registry import ConfigError
+from firepbt.errors import ConfigError
 from firepbt.segments import Point
 from firepbt.store import MemberRow, Role, SegmentRow, SegmentStatus, Store
 

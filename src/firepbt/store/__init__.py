@@ -6,6 +6,7 @@ killed run can be inspected, analysed and replayed. Readers (``firepbt status``)
 file concurrently (WAL mode).
 """
 
+from firepbt.errors import StoreError
 from firepbt.store._rows import (
     SCHEMA_VERSION,
     STORE_FILE,
@@ -16,7 +17,6 @@ from firepbt.store._rows import (
     Role,
     SegmentRow,
     SegmentStatus,
-    StoreError,
 )
 from firepbt.store._store import Store, as_stored, config_digest, pid_alive
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from firepbt.checkpoints import CheckpointRef
+from firepbt.errors import StoreError
 from firepbt.segments import Point
 from firepbt.store._rows import (
     DecisionRow,
@@ -18,7 +19,6 @@ from firepbt.store._rows import (
     Role,
     SegmentRow,
     SegmentStatus,
-    StoreError,
 )
 
 

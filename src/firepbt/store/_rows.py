@@ -82,10 +82,6 @@ class SegmentStatus(enum.Enum):
     FAILED = "failed"
 
 
-class StoreError(RuntimeError):
-    """The run directory has no store, or a store of another version."""
-
-
 @dataclass(frozen=True, slots=True)
 class MemberRow:
     id: int

@@ -31,6 +31,7 @@ from firepbt.decisions import (
     Start,
     record_of,
 )
+from firepbt.errors import StoreError
 from firepbt.segments import Point, SegmentResult
 from firepbt.space import Hyperparameters
 from firepbt.store._reads import StoreReads
@@ -44,7 +45,6 @@ from firepbt.store._rows import (
     MemberStatus,
     Role,
     SegmentStatus,
-    StoreError,
 )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firepbt.decisions import Assign, Continue, Decision, Handover, Release, Weights
+from firepbt.errors import FireSettingsWarning
 from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation, recent_score
 from firepbt.explore import ExplorePolicy, Perturb
 from firepbt.fire import curves
@@ -32,7 +33,6 @@ from firepbt.fire.settings import (
     DEFAULT_THIN,
     DEFAULT_TRUNCATION,
     DEFAULT_WARMUP_INTERVALS,
-    FireSettingsWarning,
     default_max_eval_steps,
     settings_problems,
 )

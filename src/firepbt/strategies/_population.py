@@ -9,9 +9,10 @@ from dataclasses import replace
 import numpy as np
 
 from firepbt.decisions import Continue, Decision, Exploit, Finish, Start, Weights
+from firepbt.errors import PopulationConfigError, SpaceError
 from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation
 from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
-from firepbt.space import Hyperparameters, Space, SpaceError
+from firepbt.space import Hyperparameters, Space
 from firepbt.strategies._base import MemberState
 
 
@@ -21,10 +22,6 @@ class Synchrony(enum.Enum):
 
     SYNC = "sync"
     ASYNC = "async"
-
-
-class PopulationConfigError(ValueError):
-    """A strategy setting that cannot work; the message names the field."""
 
 
 def evolution_settings(
