@@ -11,6 +11,7 @@ import pytest
 from scipy.stats import binomtest
 
 import firepbt.fire.curves as curves_mod
+from firepbt.fire import _gp
 from firepbt.fire.curves import (
     Curve,
     Overlap,
@@ -276,7 +277,7 @@ def test_degenerate_curves_are_not_fitted(monkeypatch: pytest.MonkeyPatch) -> No
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("GP fitted on a degenerate curve")
 
-    monkeypatch.setattr(curves_mod._gp, "smooth", boom)
+    monkeypatch.setattr(_gp, "smooth", boom)
     for steps, values in [([5], [0.3]), ([1, 2], [0.1, 0.7]), ([1, 2, 3, 4], [0.4] * 4)]:
         c = fit_curve(steps, values)
         assert np.array_equal(c.smoothed, np.asarray(values, dtype=float))
@@ -340,14 +341,14 @@ def test_fitness_compares_each_pair_of_curves_once(monkeypatch: pytest.MonkeyPat
 
 def test_fitness_of_16_curves_fits_each_gp_exactly_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
-    original = curves_mod._gp.smooth
+    original = _gp.smooth
 
     def counting_fit(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(curves_mod._gp, "smooth", counting_fit)
+    monkeypatch.setattr(_gp, "smooth", counting_fit)
     rng = np.random.default_rng(4)
     x = np.arange(0.0, 500.0, 10.0)  # 50 points
     cs = {

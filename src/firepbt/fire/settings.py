@@ -1,7 +1,7 @@
 """FIRE PBT's settings arithmetic: how many evaluation points a success needs, the default
 ``max_eval_steps``, and the settings under which no evaluator could ever hand its weights over.
 
-The strategy (:mod:`firepbt.strategies._fire_book`) warns with these at construction; the run's
+The strategy (:mod:`firepbt.strategies._fire_state`) warns with these at construction; the run's
 summary (:mod:`firepbt.fire.summary`) uses them to name why a run made no hand-over.
 """
 

@@ -1,0 +1,273 @@
+"""Writing a run's store: decisions with the member and lineage rows they imply, segments, curve
+points, checkpoints, failures, warnings and replays. Only the runner writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from firepbt.checkpoints import CheckpointRef
+from firepbt.decisions import (
+    Assign,
+    Decision,
+    Exploit,
+    Finish,
+    Handover,
+    Release,
+    Start,
+    record_of,
+)
+from firepbt.segments import Point, SegmentResult
+from firepbt.space import Hyperparameters
+from firepbt.store._rows import REPLAY_SCHEMA, MemberStatus, Role, SegmentStatus
+
+
+def _json(x: Any) -> str:
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+class StoreWrites:
+    """The writes of a store (runner only), each in one transaction of ``Store._tx``; ``Store``
+    adds creating, opening and batching."""
+
+    _conn: sqlite3.Connection
+    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def record_decision(self, d: Decision) -> int:
+        """Commit a decision (and the member/lineage rows it implies) before it is acted on."""
+        now = time.time()
+        target = d.target if isinstance(d, Assign) else None
+        r = record_of(d)
+        old, changes, reason = None, "[]", ""
+        with self._tx() as c:
+            if isinstance(d, Start):
+                c.execute(
+                    "INSERT INTO members VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                    (
+                        d.member,
+                        d.seed,
+                        _json(d.hyperparameters),
+                        MemberStatus.TRAINING.value,
+                        now,
+                        Role.MEMBER.value,
+                        d.subpopulation,
+                    ),
+                )
+            elif isinstance(d, Exploit):
+                old, reason = _json(d.old_hyperparameters), d.reason
+                changes = _json([str(ch) for ch in d.changes])
+                c.execute(
+                    "UPDATE members SET hyperparameters = ?, step = ?, status = ? WHERE id = ?",
+                    (
+                        _json(d.hyperparameters),
+                        d.source.step,
+                        MemberStatus.TRAINING.value,
+                        d.member,
+                    ),
+                )
+            elif isinstance(d, Assign):
+                reason = d.reason
+                c.execute(
+                    "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?, ?, -1) ON CONFLICT(id) DO UPDATE"
+                    " SET hyperparameters = excluded.hyperparameters, step = excluded.step,"
+                    " status = excluded.status",
+                    (
+                        d.member,
+                        d.seed,
+                        _json(d.hyperparameters),
+                        d.source.step,
+                        MemberStatus.TRAINING.value,
+                        now,
+                        Role.EVALUATOR.value,
+                    ),
+                )
+            elif isinstance(d, Handover):
+                reason = d.reason
+                c.execute("UPDATE members SET step = ? WHERE id = ?", (d.source.step, d.member))
+            elif isinstance(d, Release):
+                reason = d.reason
+                c.execute(
+                    "UPDATE members SET status = ? WHERE id = ?",
+                    (MemberStatus.IDLE.value, d.member),
+                )
+            elif isinstance(d, Finish):
+                c.execute(
+                    "UPDATE members SET status = ? WHERE id = ?",
+                    (MemberStatus.FINISHED.value, d.member),
+                )
+            h = None if r.hyperparameters is None else _json(r.hyperparameters)
+            row = (r.member, r.step, r.kind, r.donor, r.source_member, r.source_step, old, h,
+                   changes, reason)  # fmt: skip
+            cur = c.execute(
+                "INSERT INTO decisions(member, step, kind, donor, source_member, source_step, "
+                "old_hyperparameters, hyperparameters, changes, reason, time, target) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, now, target),
+            )
+            decision_id = int(cur.lastrowid or 0)
+            parent = (
+                d.donor
+                if isinstance(d, Exploit) and d.donor != d.member
+                else d.parent
+                if isinstance(d, Assign)
+                else d.evaluator
+                if isinstance(d, Handover)
+                else None
+            )
+            if parent is not None:
+                step = d.source.step  # type: ignore[union-attr]
+                c.execute(
+                    "INSERT INTO lineage VALUES (?, ?, ?, ?, ?)",
+                    (d.member, step, parent, step, decision_id),
+                )
+        return decision_id
+
+    def add_segment(
+        self,
+        member: int,
+        start: int,
+        end: int,
+        h: Hyperparameters,
+        source_segment: int | None,
+        source_path: str | None,
+    ) -> int:
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO segments(member, start_step, end_step, hyperparameters, "
+                "source_segment, source_path, status, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    member,
+                    start,
+                    end,
+                    _json(h),
+                    source_segment,
+                    source_path,
+                    SegmentStatus.QUEUED.value,
+                    time.time(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def segment_done(self, r: SegmentResult) -> None:
+        """Commit a finished segment: its curve points, its checkpoint, the member's step."""
+        seg, ck = r.segment, r.checkpoint
+        assert ck is not None
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (seg.member, p.step, p.score, _json(p.metrics), seg.id, r.finished)
+                    for p in r.points
+                ],
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    ck.path,
+                    ck.member,
+                    ck.step,
+                    ck.segment,
+                    ck.sha256,
+                    r.checkpoint_bytes,
+                    r.finished,
+                ),
+            )
+            if ck.holder:
+                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?, 0)", (ck.path, ck.holder))
+            c.execute(
+                "UPDATE segments SET status = ?, attempts = attempts + 1, worker = ?, started = ?,"
+                " finished = ?, reused = ? WHERE id = ?",
+                (
+                    SegmentStatus.DONE.value,
+                    r.worker,
+                    r.started,
+                    r.finished,
+                    int(r.reused_trainable),
+                    seg.id,
+                ),
+            )
+            c.execute("UPDATE members SET step = ? WHERE id = ?", (seg.end_step, seg.member))
+            # The order the strategy saw results in: resuming replays it.
+            c.execute("INSERT INTO events(kind, segment) VALUES ('done', ?)", (seg.id,))
+
+    def segment_failed(self, r: SegmentResult, final: bool) -> None:
+        """Record a failed attempt; ``final`` marks the segment (not the member) as failed."""
+        seg, f = r.segment, r.failure
+        assert f is not None
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO failures(member, segment, step, kind, message, traceback, time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seg.member, seg.id, seg.start_step, f.kind, f.message, f.traceback, time.time()),
+            )
+            c.execute(
+                "UPDATE segments SET attempts = attempts + 1, status = ? WHERE id = ?",
+                ((SegmentStatus.FAILED if final else SegmentStatus.QUEUED).value, seg.id),
+            )
+            if final:  # the member leaves the population: an event the strategy sees
+                c.execute(
+                    "UPDATE members SET status = ? WHERE id = ?",
+                    (MemberStatus.FAILED.value, seg.member),
+                )
+                c.execute("INSERT INTO events(kind, segment) VALUES ('failed', ?)", (seg.id,))
+
+    def record_warning(
+        self, member: int, segment: int | None, step: int, kind: str, message: str
+    ) -> None:
+        """Record a warning beside the failures (``segment`` None: not about one segment)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO failures(member, segment, step, kind, message, traceback, time) "
+                "VALUES (?, ?, ?, ?, ?, '', ?)",
+                (member, segment, step, kind, message, time.time()),
+            )
+
+    def add_replay(self, member: int, seed: int, split: str | None) -> int:
+        """Start recording a replay of ``member``'s schedule; returns its id."""
+        self._conn.executescript(REPLAY_SCHEMA)
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO replays(member, seed, split, created, status) VALUES (?, ?, ?, ?, ?)",
+                (member, seed, split, time.time(), "running"),
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_replay_points(self, replay: int, points: list[Point]) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO replay_points VALUES (?, ?, ?, ?)",
+                [(replay, p.step, p.score, _json(p.metrics)) for p in points],
+            )
+
+    def replay_finished(self, replay: int, status: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE replays SET status = ? WHERE id = ?", (status, replay))
+
+    def checkpoint_rewritten(self, ref: CheckpointRef, nbytes: int) -> None:
+        """A lost or corrupted checkpoint was trained again and written: its new checksum."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ? WHERE path = ?",
+                (ref.sha256, nbytes, time.time(), ref.path),
+            )
+            c.execute("UPDATE held SET written = 1 WHERE path = ?", (ref.path,))
+            c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
+
+    def checkpoint_flushed(self, ref: CheckpointRef) -> None:
+        """A checkpoint held in a worker's memory was written to its path."""
+        with self._tx() as c:
+            c.execute("UPDATE checkpoints SET sha256 = ? WHERE path = ?", (ref.sha256, ref.path))
+            c.execute("UPDATE held SET written = 1 WHERE path = ?", (ref.path,))
+            c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
+
+    def checkpoint_deleted(self, path: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE checkpoints SET deleted = ? WHERE path = ?", (time.time(), path))
