@@ -29,7 +29,7 @@ from typing import Any
 import firepbt
 from firepbt import Store, Uniform
 from firepbt.examples.sleep import Sleep
-from firepbt.executors import ProcessPoolExecutor
+from firepbt.execution.pool import ProcessPoolExecutor
 from firepbt.segments import SegmentResult
 
 RESULTS = Path(__file__).parent / "results" / "held_checkpoints.md"

@@ -151,9 +151,9 @@ def cpu_seconds(usage: resource.struct_rusage) -> float:
 # seconds under cProfile, so the parts overlap (a completion includes its store writes).
 PARTS = (
     ("waiting for a worker's result", "multiprocessing/connection.py", "wait"),
-    ("starting the worker processes", "executors.py", "_spawn"),
-    ("sending segments (pickle, pipe)", "executors.py", "submit"),
-    ("receiving results (pipe, unpickle)", "executors.py", "_collect"),
+    ("starting the worker processes", "pool.py", "_spawn"),
+    ("sending segments (pickle, pipe)", "pool.py", "submit"),
+    ("receiving results (pipe, unpickle)", "pool.py", "_collect"),
     ("training in this process (in-process only)", "segments.py", "run_segment"),
     ("recording results (store)", "_store.py", "segment_done"),
     ("recording decisions (store)", "_store.py", "record_decision"),

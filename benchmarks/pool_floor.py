@@ -78,7 +78,7 @@ class Recorded:
 def segments_timed(run_dir: Path) -> Iterator[None]:
     """Within the block, record the thread CPU time of each segment the in-process executor
     runs, into ``run_dir / CPU_FILE`` when the block ends."""
-    import firepbt.executors as executors
+    import firepbt.execution.in_process as executors
     from firepbt.segments import Segment, SegmentResult
 
     run_segment = executors.run_segment  # type: ignore[attr-defined]  # what it runs segments with

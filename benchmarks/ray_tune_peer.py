@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from firepbt.execution.worker import extract_score
 from firepbt.lineage import ScheduleEntry
-from firepbt.segments import extract_score
 from firepbt.space import (
     Choice,
     Distribution,

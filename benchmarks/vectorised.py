@@ -59,8 +59,9 @@ def one_run(
     from firepbt import LogUniform
     from firepbt.examples.mnist1d import MNIST1D
     from firepbt.examples.mnist1d_vectorised import MNIST1DVectorised
-    from firepbt.executors import Executor, ProcessPoolExecutor
-    from firepbt.vectorised_executor import VectorisedPoolExecutor
+    from firepbt.execution.base import Executor
+    from firepbt.execution.pool import ProcessPoolExecutor
+    from firepbt.execution.vectorised_pool import VectorisedPoolExecutor
 
     executor: Executor
     if way == "ordinary":

@@ -36,7 +36,7 @@ import torch
 
 from firepbt.examples.mnist1d import MNIST1D, mnist1d_data
 from firepbt.examples.mnist1d_vectorised import MNIST1DVectorised
-from firepbt.executors import steady_heap
+from firepbt.execution.bootstrap import steady_heap
 
 RESULTS = Path(__file__).parent / "results" / "vectorised_step.md"
 SIZES = (8, 16, 32, 64)

@@ -12,8 +12,8 @@ from _trainables import DeviceProbe, Quad
 
 import firepbt
 from firepbt import ConfigError, RunConfig, Store
-from firepbt.devices import assign_devices, check_gpus_per_worker, visible_gpus
-from firepbt.executors import ProcessPoolExecutor
+from firepbt.execution.devices import assign_devices, check_gpus_per_worker, visible_gpus
+from firepbt.execution.pool import ProcessPoolExecutor
 
 
 @pytest.mark.parametrize(

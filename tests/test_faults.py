@@ -10,9 +10,10 @@ from _runs import NEVER, every_member_fails, fault_run
 from _trainables import BadMetric, Quad
 
 import firepbt
-from firepbt import ConfigError, Store, segments
+from firepbt import ConfigError, Store
 from firepbt.errors import RunFailed
-from firepbt.executors import InProcessExecutor
+from firepbt.execution import worker as segments
+from firepbt.execution.in_process import InProcessExecutor
 from firepbt.segments import SegmentResult
 from firepbt.store import MemberStatus
 
@@ -216,7 +217,8 @@ def test_a_hanging_segment_is_stopped_and_recorded(tmp_path: Path, quad_space) -
 def test_a_corrupted_checkpoint_is_caught_and_recorded(tmp_path: Path, quad_space) -> None:
     """A checkpoint changed on disk after it was written is refused by its checksum."""
     from firepbt.checkpoints import CheckpointRef
-    from firepbt.segments import Segment, run_segment
+    from firepbt.execution.worker import run_segment
+    from firepbt.segments import Segment
 
     first = run_segment(
         Segment(1, 0, 0, 0, 4, 4, {"h0": 0.5, "h1": 0.5}, None, str(tmp_path / "a.ckpt"), Quad)

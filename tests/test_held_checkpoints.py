@@ -14,8 +14,10 @@ from _runs import drops_wait_for_an_idle_worker
 from _trainables import Quad
 
 import firepbt
-from firepbt import Store, segments
-from firepbt.executors import InProcessExecutor, ProcessPoolExecutor
+from firepbt import Store
+from firepbt.execution import worker as segments
+from firepbt.execution.in_process import InProcessExecutor
+from firepbt.execution.pool import ProcessPoolExecutor
 from firepbt.segments import SegmentResult
 
 

@@ -21,7 +21,7 @@ def test_a_worker_imports_neither_the_store_nor_the_console() -> None:
     # firepbt's names load on first use: a worker process, which imports the executors and the
     # trainable's module, starts without the store, the strategies and the console.
     code = (
-        "import sys, firepbt, firepbt.executors; "
+        "import sys, firepbt, firepbt.execution.pool; "
         "loaded = ('firepbt.store', 'firepbt.strategies', 'firepbt.api', 'rich', 'sqlite3'); "
         "print(','.join(m for m in loaded if m in sys.modules))"
     )

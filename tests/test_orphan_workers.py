@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import firepbt
 from _trainables import Sleeper
-from firepbt.executors import ProcessPoolExecutor
+from firepbt.execution.pool import ProcessPoolExecutor
 firepbt.run(Sleeper, {{"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)}},
             total_steps=8, population=2, ready_every=4,
             executor=ProcessPoolExecutor(2, start_method={method!r}),

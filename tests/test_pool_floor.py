@@ -14,7 +14,7 @@ import pytest
 from _trainables import Quad
 
 import firepbt
-from firepbt.executors import InProcessExecutor
+from firepbt.execution.in_process import InProcessExecutor
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -14,7 +14,7 @@ from _trainables import Quad
 
 import firepbt
 from firepbt import ConfigError, RunConfig, Store
-from firepbt.ray_executor import RayExecutor
+from firepbt.execution.ray_actors import RayExecutor
 from firepbt.segments import Segment
 from firepbt.store import MemberStatus
 

@@ -15,9 +15,10 @@ from _trainables import Quad
 import firepbt
 from firepbt import Store
 from firepbt.examples.nqm import NQM
+from firepbt.execution.worker import after_segment
 from firepbt.fire import evaluation
 from firepbt.fire.evaluation import CurveCache, CurveWork
-from firepbt.segments import Point, Segment, after_segment
+from firepbt.segments import Point, Segment
 from firepbt.strategies._fire_book import FireBook
 
 

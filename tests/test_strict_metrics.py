@@ -13,7 +13,7 @@ from _runs import every_member_fails
 from _trainables import Quad
 
 from firepbt.errors import MetricError
-from firepbt.segments import extract_score
+from firepbt.execution.worker import extract_score
 
 
 @pytest.mark.parametrize(

@@ -28,9 +28,10 @@ from firepbt.config import RunConfig, tomllib
 from firepbt.errors import ConfigError
 from firepbt.examples.nqm import NQM
 from firepbt.examples.nqm_vectorised import NQMVectorised
-from firepbt.segments import Segment, run_segment
-from firepbt.vectorised_batch import SlotWorker
-from firepbt.vectorised_executor import VectorisedPoolExecutor
+from firepbt.execution.slots import SlotWorker
+from firepbt.execution.vectorised_pool import VectorisedPoolExecutor
+from firepbt.execution.worker import run_segment
+from firepbt.segments import Segment
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SPACE = {"lr": LogUniform(1e-3, 1.9, bounds=(1e-5, 1.9)), "dim": 20}
@@ -144,7 +145,7 @@ def test_a_slot_worker_copies_exploits_and_reads_no_checkpoint(
     """Worker side, in this process: member 2 exploits member 0 (copy), members 0 and 1
     continue in place, and member 3 takes member 1's weights while member 1 goes on too; every
     result equals the ordinary path's."""
-    import firepbt.vectorised_batch as batch
+    import firepbt.execution.slots as batch
 
     reads: list[str] = []
     monkeypatch.setattr(batch, "read_source", lambda source: reads.append(source.path))

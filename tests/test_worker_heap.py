@@ -15,7 +15,7 @@ from _runs import point_metrics
 from _trainables import HeapProbe
 
 import firepbt
-from firepbt.executors import ProcessPoolExecutor
+from firepbt.execution.pool import ProcessPoolExecutor
 
 TESTS = str(Path(__file__).parent)
 glibc = pytest.mark.skipif(
@@ -30,7 +30,7 @@ def faults_in_fresh_process(steady: bool, env: dict[str, str] | None = None) -> 
         # no transparent huge pages in this process: with them glibc's defaults would fault
         # its returned memory back in 2 MiB at a time and take few faults either way
         "import ctypes; ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE\n"
-        "from firepbt.executors import steady_heap\n"
+        "from firepbt.execution.bootstrap import steady_heap\n"
         "from _trainables import reuse_faults\n"
         f"applied = steady_heap() if {steady} else None\n"
         "print(applied, reuse_faults())\n"

@@ -17,7 +17,10 @@ linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /
 
 
 def _method(prelude: str) -> str:
-    code = f"{prelude}\nfrom firepbt.executors import start_method_now\nprint(start_method_now())"
+    code = (
+        f"{prelude}\nfrom firepbt.execution.bootstrap import start_method_now\n"
+        "print(start_method_now())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
@@ -33,7 +36,7 @@ def test_workers_are_forked_only_while_the_controller_is_safe_to_fork() -> None:
 
 
 def test_a_start_method_this_platform_lacks_is_refused() -> None:
-    from firepbt.executors import ProcessPoolExecutor
+    from firepbt.execution.pool import ProcessPoolExecutor
 
     with pytest.raises(ValueError, match="start_method: 'teleport' is not available here"):
         ProcessPoolExecutor(2, start_method="teleport")

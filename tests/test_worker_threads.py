@@ -20,7 +20,7 @@ import numpy
 from threadpoolctl import threadpool_info, threadpool_limits
 threadpool_limits(2)  # the controller's pools at two threads, as on any machine of 2+ cores
 import firepbt
-from firepbt.executors import ProcessPoolExecutor
+from firepbt.execution.pool import ProcessPoolExecutor
 from _trainables import ThreadProbe
 firepbt.run(ThreadProbe, {{"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)}},
             total_steps=4, population=4, ready_every=2,

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from firepbt.config import RunConfig
 from firepbt.errors import ConfigError
+from firepbt.execution.worker import extract_score
 from firepbt.lineage import ScheduleEntry, schedule, segment_chain
-from firepbt.segments import Point, extract_score
+from firepbt.segments import Point
 from firepbt.store import SegmentRow, Store
 from firepbt.text import printable
 from firepbt.trainable import Trainable, trainable_of_run

@@ -17,7 +17,10 @@ from firepbt.checkpoints import read_checkpoint, write_bytes
 from firepbt.config import RunConfig
 from firepbt.decisions import Mode
 from firepbt.errors import ConfigError, ResumeError, StoreError, TrainableError
-from firepbt.executors import Executor, InProcessExecutor, ProcessPoolExecutor, closed_in_workers
+from firepbt.execution.base import Executor
+from firepbt.execution.bootstrap import closed_in_workers
+from firepbt.execution.in_process import InProcessExecutor
+from firepbt.execution.pool import ProcessPoolExecutor
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.loggers import build_writers, check_logging
@@ -144,13 +147,13 @@ def run(
     ``keep_curves``) pass
     through. Scores are maximised unless ``mode="min"``; ``metric`` names the one to select on
     when ``evaluate()`` returns several. ``executor`` is ``"process"``, ``"inprocess"``,
-    ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see ``firepbt.ray_executor``) or an
-    ``Executor`` instance. ``gpus_per_worker`` (1, or 0.5 for two workers per GPU) gives each
+    ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see
+    ``firepbt.execution.ray_actors``) or an ``Executor`` instance. ``gpus_per_worker`` (1, or 0.5 for two workers per GPU) gives each
     worker its own GPUs, out of ``devices`` (process pool; default: every visible GPU) or
-    reserved from Ray; a trainable trains on ``self.device`` (see ``firepbt.devices``). With a
-    vectorised ``trainable`` (a ``VectorisedTrainable`` such as ``MNIST1DVectorised``),
+    reserved from Ray; a trainable trains on ``self.device`` (see
+    ``firepbt.execution.devices``). With a vectorised ``trainable`` (a ``VectorisedTrainable`` such as ``MNIST1DVectorised``),
     ``slots`` is how many members each worker process trains at once as one population (see
-    ``firepbt.vectorised_executor``); the run records, replays and loads its members as the
+    ``firepbt.execution.vectorised_pool``); the run records, replays and loads its members as the
     ordinary trainable its slots mirror. The
     result's ``schedule`` is the best member's hyperparameter schedule (``RunResult.schedule``;
     ``describe()`` prints it).
@@ -422,7 +425,7 @@ def make_executor(config: RunConfig) -> Executor:
         twin = import_trainable(config.trainable).vectorised
         population = _vectorised_class(twin) if twin else None
     if population is not None or config.slots is not None:
-        from firepbt.vectorised_executor import VectorisedPoolExecutor, check_population
+        from firepbt.execution.vectorised_pool import VectorisedPoolExecutor, check_population
 
         if config.slots is None:
             member = population.member if population is not None else None
@@ -443,7 +446,7 @@ def make_executor(config: RunConfig) -> Executor:
     if config.executor == "inprocess":
         return InProcessExecutor()
     if config.executor == "ray":
-        from firepbt.ray_executor import RayExecutor
+        from firepbt.execution.ray_actors import RayExecutor
 
         return RayExecutor(
             config.workers,

@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from firepbt.decisions import Mode
-from firepbt.devices import check_devices, check_gpus_per_worker
 from firepbt.errors import ConfigError, PopulationConfigError, SpaceError
+from firepbt.execution.devices import check_devices, check_gpus_per_worker
 from firepbt.loggers import WRITERS, check_logging
 from firepbt.registry import EXPLOITS, build_explore, check_type, is_kind
 from firepbt.space import Space

@@ -22,7 +22,7 @@ models that draw random numbers in ``forward`` (dropout in training mode: ``vmap
 different architectures or batch sizes in one population, SGD with dampening or Nesterov
 momentum, amsgrad, ``maximize``, and more than one param group. A parameter that gets no
 gradient is stepped with a zero gradient (torch would skip it). The vectorised executor
-(:mod:`firepbt.vectorised_executor`) runs a subclass in worker processes.
+(:mod:`firepbt.execution.vectorised_pool`) runs a subclass in worker processes.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class TorchVectorised(VectorisedTrainable):
                 f"inputs and targets: expected the same positive number of examples, got "
                 f"{len(inputs)} and {len(targets)}"
             )
-        from firepbt.devices import worker_device
+        from firepbt.execution.devices import worker_device
 
         self.device = worker_device()
         self.model_factory, self.loss = model, loss

@@ -42,7 +42,7 @@ from firepbt.errors import (
     RunFailed,
     WarningKind,
 )
-from firepbt.executors import Executor
+from firepbt.execution.base import Executor
 from firepbt.segments import Failure, Segment, SegmentResult
 from firepbt.store import Store, as_stored
 from firepbt.strategies import Strategy

@@ -44,7 +44,7 @@ class Trainable(ABC):
     """
 
     # "module:Class" of a VectorisedTrainable whose slots are members of this class: a run
-    # given ``slots`` trains them with it (``firepbt.vectorised_executor``).
+    # given ``slots`` trains them with it (``firepbt.execution.vectorised_pool``).
     vectorised: str | None = None
 
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
@@ -59,7 +59,7 @@ class Trainable(ABC):
         Read once, when first asked: a trainable's device never changes under it."""
         device = self.__dict__.get("_device")
         if device is None:
-            from firepbt.devices import worker_device
+            from firepbt.execution.devices import worker_device
 
             device = self.__dict__["_device"] = worker_device()
         return str(device)

@@ -14,7 +14,7 @@ member-steps per second of sequential models: ``benchmarks/results/vectorised_st
 What it costs: all slots share one process and one device's memory (k copies of the weights,
 optimizer state and activations), and one slow or failing member holds up the others.
 A run drives it with ``slots`` (``firepbt.run(..., slots=8)``, ``[executor] slots = 8``): each
-worker process of :class:`~firepbt.vectorised_executor.VectorisedPoolExecutor` hosts one
+worker process of :class:`~firepbt.execution.vectorised_pool.VectorisedPoolExecutor` hosts one
 population and trains the segments of the members it holds as one batch; ``member`` names the
 ordinary trainable the run records, replays and loads checkpoints into.
 

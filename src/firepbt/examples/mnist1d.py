@@ -175,7 +175,7 @@ class MNIST1D(TorchTrainable):
     state. ``use_split("train+val")`` trains on train and validation together.
 
     With ``slots = k`` (``[executor]``), a run trains k members per worker as one
-    ``MNIST1DVectorised`` (see ``firepbt.vectorised_executor``).
+    ``MNIST1DVectorised`` (see ``firepbt.execution.vectorised_pool``).
 
     >>> m = MNIST1D({"lr": 0.05}, seed=0)
     >>> m.train(10)

@@ -211,7 +211,7 @@ class NQM(Trainable):
     ``save()``, so save → load → train reproduces training straight through exactly.
 
     With ``slots = k`` (``[executor]``), a run trains k members per worker as one
-    ``NQMVectorised`` (exactly the same members; see ``firepbt.vectorised_executor``).
+    ``NQMVectorised`` (exactly the same members; see ``firepbt.execution.vectorised_pool``).
 
     >>> m = NQM({"lr": 0.5, "dim": 10}, seed=0)
     >>> m.train(100)

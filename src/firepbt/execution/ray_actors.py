@@ -31,18 +31,14 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
-from firepbt.devices import DEVICE_VARIABLE, check_gpus_per_worker
 from firepbt.errors import CheckpointError, ConfigError, FailureKind
-from firepbt.executors import (
-    FLUSH_TIMEOUT,
-    Executor,
-    _died,
-    _init_worker,
-    check_pool,
-    choose_worker,
-    gone,
-)
-from firepbt.segments import Segment, SegmentResult, drop_held, flush_held, run_segment
+from firepbt.execution.base import Executor
+from firepbt.execution.bootstrap import init_worker
+from firepbt.execution.devices import DEVICE_VARIABLE, check_gpus_per_worker
+from firepbt.execution.pool import check_pool, choose_worker
+from firepbt.execution.protocol import FLUSH_TIMEOUT, died, gone
+from firepbt.execution.worker import drop_held, flush_held, run_segment
+from firepbt.segments import Segment, SegmentResult
 
 INSTALL_HINT = "pip install 'firepbt[ray]'"
 
@@ -63,7 +59,7 @@ class _Worker:
     def __init__(self, threads: int, environment: dict[str, str] | None = None) -> None:
         # Before the trainable's module (torch, say) is first imported. Ray sets the actor's
         # CUDA_VISIBLE_DEVICES to the GPUs it reserved for it.
-        _init_worker(threads, environment)
+        init_worker(threads, environment)
         self.name = f"{socket.gethostname()}/pid-{os.getpid()}"
 
     def ready(self) -> str:
@@ -229,7 +225,7 @@ class RayExecutor(Executor):
         except Exception as e:  # e.g. the segment cannot be pickled
             cause = e.__cause__ or e  # Ray's own message repeats the whole segment
             message = f"it cannot be sent to a Ray worker ({type(cause).__name__}: {cause})"
-            self._early.append(_died(segment, message, kind=FailureKind.SUBMIT))
+            self._early.append(died(segment, message, kind=FailureKind.SUBMIT))
             return
         self._running[ref] = _Running(index, segment, time.monotonic())
 
@@ -300,17 +296,17 @@ class RayExecutor(Executor):
             result: SegmentResult = self._ray.get(ref)
         except exceptions.RayActorError as e:
             self._replace(run.slot)
-            return _died(segment, f"its Ray worker died ({_first_line(e)}); it was replaced")
+            return died(segment, f"its Ray worker died ({_first_line(e)}); it was replaced")
         except exceptions.RayTaskError as e:
             # run_segment never raises: the segment could not be unpickled on the worker.
             message = (
                 f"a Ray worker could not run it ({_last_line(e)}); firepbt and the "
                 "trainable's module must be importable on every node"
             )
-            return _died(segment, message, kind=FailureKind.SUBMIT)
+            return died(segment, message, kind=FailureKind.SUBMIT)
         except exceptions.RayError as e:  # e.g. its result was lost with a node
             self._replace(run.slot)
-            return _died(segment, f"{type(e).__name__}: {_first_line(e)}")
+            return died(segment, f"{type(e).__name__}: {_first_line(e)}")
         self._slots[run.slot].name = result.worker
         if result.failure is None:
             self._home[segment.member] = run.slot
@@ -350,7 +346,7 @@ class RayExecutor(Executor):
                     f"the segment ran past the {self.timeout:g} s segment_timeout; "
                     "its Ray worker was stopped"
                 )
-                results.append(_died(run.segment, message, kind=FailureKind.TIMEOUT))
+                results.append(died(run.segment, message, kind=FailureKind.TIMEOUT))
         return results
 
 

@@ -4,7 +4,7 @@
 hosts one :class:`~firepbt.vectorised.VectorisedTrainable` of ``slots`` slots. Its ``capacity``
 is ``workers × slots``: the runner submits segments as to any executor, the executor groups
 them per worker, and when results are asked for it sends each idle worker its group as one
-batch, which the worker trains in lock-step (:mod:`firepbt.vectorised_batch`). A segment goes
+batch, which the worker trains in lock-step (:mod:`firepbt.execution.slots`). A segment goes
 to the worker holding its source in a slot when it has room, so that a member continues in
 place and an exploit between two members of one worker is a slot-to-slot copy: no file, no
 pickle. Results and checkpoints are those of the ordinary path, so replay, ``load_best``,
@@ -27,30 +27,20 @@ culprit fails as on the process pool (``worker_died``, ``timeout``) and the othe
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing.connection as mp_connection
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
-from multiprocessing.reduction import ForkingPickler
-from typing import Any
 
 from firepbt.errors import FailureKind, SlotsError
-from firepbt.executors import (
-    _SENT,
-    ProcessPoolExecutor,
-    Unloadable,
-    _died,
-    forgets,
-    start_worker,
-)
-from firepbt.segments import Segment, SegmentResult, _pin_torch_threads
+from firepbt.execution.pool import ProcessPoolExecutor
+from firepbt.execution.protocol import SENT, Unloadable, died, serve
+from firepbt.execution.slots import SlotWorker
+from firepbt.execution.worker import pin_torch_threads
+from firepbt.segments import Segment, SegmentResult
 from firepbt.trainable import Trainable, ships_by_value
 from firepbt.vectorised import VectorisedTrainable
-from firepbt.vectorised_batch import SlotWorker
 
 
 def check_population(population: object, slots: object) -> type[VectorisedTrainable]:
@@ -113,19 +103,12 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         return self.workers * self.slots
 
     def _worker(self) -> Callable[..., None]:
-        return _vectorised_worker_main
+        return vectorised_worker
 
     # -- the Executor contract --------------------------------------------------------------
 
     def submit(self, segment: Segment) -> None:
-        if not self._procs:  # first use, or shut down earlier
-            for i in range(self.workers):  # one by one: each closes the pipes of those before
-                self._procs.append(self._spawn(i))
-            self._forming = [[] for _ in range(self.workers)]
-            self._running = [[] for _ in range(self.workers)]
-        for i, proc in enumerate(self._procs):
-            if not self._running[i] and not proc.process.is_alive():  # died while idle
-                self._replace(i)
+        self._ensure_workers()
         open_ = self._open()
         if not open_:
             raise RuntimeError(
@@ -134,36 +117,9 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             )
         self._forming[self._choose(segment, open_)].append(segment)
 
-    def wait(self) -> list[SegmentResult]:
-        results, self._early = self._early, []
-        self._dispatch()
-        self._forget_idle()
-        while not results and self.pending():
-            busy = [i for i, batch in enumerate(self._running) if batch]
-            if not busy:  # every batch could not be sent: its results are early
-                results, self._early = self._early, []
-                continue
-            limit = None
-            if self.timeout is not None:
-                earliest = min(self._procs[i].started for i in busy)
-                limit = max(0.0, earliest + self.timeout - time.monotonic())
-            starting = [p.control for p in self._procs if not p.started_up]
-            handles: list[Any] = [self._procs[i].tasks for i in busy]
-            handles += [self._procs[i].process.sentinel for i in busy] + starting
-            ready = mp_connection.wait(handles, timeout=limit)
-            if not ready:
-                results += self._stop_hung()
-                continue
-            if any(c in ready for c in starting):
-                self._hear_started([p for p in self._procs if p.control in ready])
-            for i in busy:
-                proc = self._procs[i]
-                if proc.tasks in ready or proc.process.sentinel in ready:
-                    results += self._collect_batch(i)
-            self._dispatch()  # the next batch of a worker that is done
-            results += self._early
-            self._early = []
-        return results
+    def _workers_spawned(self) -> None:
+        self._forming = [[] for _ in range(self.workers)]
+        self._running = [[] for _ in range(self.workers)]
 
     def _trains(self, index: int) -> bool:
         return bool(self._running[index])
@@ -224,7 +180,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
                 pass
             except Exception as e:  # e.g. a segment could not be pickled
                 self._early += [
-                    _died(s, f"{type(e).__name__}: {e}", kind=FailureKind.SUBMIT) for s in batch
+                    died(s, f"{type(e).__name__}: {e}", kind=FailureKind.SUBMIT) for s in batch
                 ]
                 continue
             self._running[i] = batch
@@ -232,7 +188,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
 
     # -- results, deaths and timeouts -------------------------------------------------------
 
-    def _collect_batch(self, index: int) -> list[SegmentResult]:
+    def _collect(self, index: int) -> list[SegmentResult]:
         proc, batch = self._procs[index], self._running[index]
         try:
             if not proc.tasks.poll():
@@ -247,11 +203,11 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
                 f"{len(batch)} segments; if every segment fails this way, check that the script "
                 "calling firepbt.run guards it with `if __name__ == '__main__':`"
             )
-            return [_died(s, message) for s in batch]
+            return [died(s, message) for s in batch]
         self._running[index] = []
         if isinstance(answer, Unloadable):
             message = f"a worker process could not load the batch: {answer.message}"
-            return [_died(s, message, kind=FailureKind.UNLOADABLE) for s in batch]
+            return [died(s, message, kind=FailureKind.UNLOADABLE) for s in batch]
         results = [replace(r, segment=s) for r, s in zip(answer, batch, strict=True)]
         for r in results:
             member = r.segment.member
@@ -275,14 +231,14 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             batch = self._running[index]
             if len(batch) == 1 and now - proc.started >= self.timeout:
                 message = f"the segment ran past the {self.timeout:g} s segment_timeout"
-                results.append(_died(batch[0], message, kind=FailureKind.TIMEOUT))
+                results.append(died(batch[0], message, kind=FailureKind.TIMEOUT))
                 self._replace(index)
             elif batch and now - proc.started >= self.timeout:
                 message = (
                     f"its batch of {len(batch)} segments ran past the {self.timeout:g} s "
                     "segment_timeout; each runs again alone"
                 )
-                results += [_died(s, message) for s in batch]
+                results += [died(s, message) for s in batch]
                 self._replace(index)
         return results
 
@@ -292,35 +248,27 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         self._where = {p: i for p, i in self._where.items() if i != index}
 
 
-def _vectorised_worker_main(
+def vectorised_worker(
     tasks: Connection,
     control: Connection,
     environment: Mapping[str, str] | None = None,
     inherited: Sequence[int] = (),
 ) -> None:
-    """A vectorised worker process: trains the batches it is sent on its one population,
-    forgetting held checkpoints and writing them out as the process pool's workers do."""
-    start_worker(control, environment, inherited)
-    worker = SlotWorker()
-    while True:
-        try:
-            data = tasks.recv_bytes()
-        except (EOFError, OSError):  # the controller is gone
-            return
-        try:
-            message: Any = ForkingPickler.loads(data)
-        except Exception as e:  # e.g. the trainable's module cannot be imported here
-            tasks.send(Unloadable(f"{type(e).__name__}: {e}"))
-            continue
-        if message is None:
-            return
-        if forgets(message):
-            continue
-        population, slots, batch = message
-        _pin_torch_threads()  # torch is imported by now, if the population uses it
-        results = worker.run(population, slots, batch)
-        try:  # without the segments, which the controller has (see the process pool)
-            tasks.send([replace(r, segment=_SENT) for r in results])
-        except OSError:  # the controller is gone (a broken pipe)
-            with contextlib.suppress(Exception):
-                os._exit(0)
+    """A vectorised worker process: trains the batches it is sent on its one population
+    (``serve``), forgetting held checkpoints and writing them out as the process pool's workers
+    do."""
+    serve(tasks, control, environment, inherited, lambda: BatchRunner().run)
+
+
+class BatchRunner:
+    """A vectorised worker's tasks: each a batch of segments for its one population."""
+
+    def __init__(self) -> None:
+        self.worker = SlotWorker()
+
+    def run(self, task: tuple[type[VectorisedTrainable], int, list[Segment]]) -> object:
+        population, slots, batch = task
+        pin_torch_threads()  # torch is imported by now, if the population uses it
+        results = self.worker.run(population, slots, batch)
+        # without the segments, which the controller has (see ``run_one``)
+        return [replace(r, segment=SENT) for r in results]

@@ -1,6 +1,6 @@
 """A vectorised worker's side: run a batch of segments on one population of slots.
 
-A worker of :class:`~firepbt.vectorised_executor.VectorisedPoolExecutor` hosts one
+A worker of :class:`~firepbt.execution.vectorised_pool.VectorisedPoolExecutor` hosts one
 :class:`~firepbt.vectorised.VectorisedTrainable` and receives its segments in batches (at most
 one per slot). ``SlotWorker.run`` maps each segment to a slot:
 
@@ -31,11 +31,7 @@ from dataclasses import dataclass, field
 
 from firepbt.checkpoints import dump_state
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
-from firepbt.segments import (
-    Failure,
-    Point,
-    Segment,
-    SegmentResult,
+from firepbt.execution.worker import (
     extract_score,
     finished,
     keep_checkpoint,
@@ -43,6 +39,7 @@ from firepbt.segments import (
     run_segment,
     worker_name,
 )
+from firepbt.segments import Failure, Point, Segment, SegmentResult
 from firepbt.vectorised import VectorisedTrainable
 
 

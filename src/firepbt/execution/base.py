@@ -1,0 +1,74 @@
+"""The executor contract: what the controller asks of any place that runs segments."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+from firepbt.errors import CheckpointError
+from firepbt.segments import Segment, SegmentResult
+
+
+class Executor(ABC):
+    """Runs segments. ``submit`` never blocks; ``wait`` blocks until at least one result.
+
+    An executor that ``holds_state`` lets segments leave their checkpoint in the memory of the
+    worker that ran them (``CheckpointRef.holder``): it sends a segment to the worker holding its
+    source when that worker is ``idle``, writes a held checkpoint to disk on ``flush`` and
+    forgets it on ``drop``."""
+
+    holds_state = False
+    # Whether segments run while the controller does something else (on other processes or
+    # machines): the runner then hands queued segments out before recording results.
+    concurrent = True
+    # Set by the runner: called once, from ``wait``, when the first worker process has started
+    # and can train (an executor that starts processes and can tell sets ``reports_started``).
+    reports_started = False
+    on_started: Callable[[], None] | None = None
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many segments may run at once."""
+
+    @abstractmethod
+    def submit(self, segment: Segment) -> None: ...
+
+    @abstractmethod
+    def wait(self) -> list[SegmentResult]:
+        """Results of finished segments (at least one while any is pending)."""
+
+    @abstractmethod
+    def pending(self) -> int:
+        """Segments submitted whose results were not yet returned."""
+
+    def shutdown(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release workers."""
+
+    def preload(self, modules: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Modules every worker will need (a strategy's ``worker_modules``): an executor that
+        starts worker processes imports them once where its workers inherit them."""
+
+    def idle(self, worker: str) -> bool:
+        """Whether ``worker`` lives and can take a segment now (it would run there next)."""
+        return False
+
+    def running(self) -> set[int] | None:
+        """Members whose segments train now, where the executor tells them apart from segments
+        submitted and waiting for a worker; None where it cannot (all submitted count)."""
+        return None
+
+    def flush(self, worker: str, path: str) -> str:
+        """Have ``worker`` write the checkpoint it holds for ``path``; return its sha256, or
+        raise ``CheckpointError`` saying why it could not."""
+        raise CheckpointError(f"this executor holds no checkpoints in memory (asked for {path})")
+
+    def drop(self, worker: str, path: str) -> None:  # noqa: B027 - nothing held by default
+        """Let ``worker`` forget the checkpoint it holds for ``path``."""
+
+    def reads_held(self, segment: Segment) -> bool:
+        """Whether ``segment``, whose source a worker holds in memory, would run on that worker
+        if submitted now, reading its source from that worker's memory, whichever member the
+        source is of (so it need not be written out first): when that worker is ``idle``."""
+        holder = segment.source.holder if segment.source is not None else ""
+        return bool(holder) and self.idle(holder)
