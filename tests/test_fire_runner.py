@@ -144,7 +144,7 @@ def test_the_progress_line_counts_population_members_only(tmp_path: Path) -> Non
     and top score leave them out (its top score came from an evaluator before)."""
     import warnings
 
-    from firepbt.runner import Progress
+    from firepbt.control.progress import RunProgress as Progress
     from firepbt.store import Role, Store
 
     seen: list[Progress] = []

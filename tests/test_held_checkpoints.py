@@ -15,6 +15,7 @@ from _trainables import Quad
 
 import firepbt
 from firepbt import Store
+from firepbt.control.queue import DEFER_LIMIT, SegmentQueue
 from firepbt.execution import worker as segments
 from firepbt.execution.in_process import InProcessExecutor
 from firepbt.execution.pool import ProcessPoolExecutor
@@ -237,7 +238,7 @@ def test_a_run_that_wrote_every_checkpoint_resumes_on_workers_that_hold_them(
 
 
 class _TwoHolders:
-    """The parts of an executor ``Runner._next`` asks about: worker "A" is busy, "B" is idle."""
+    """The parts of an executor ``SegmentQueue.next`` asks about: "A" is busy, "B" is idle."""
 
     def idle(self, worker: str) -> bool:
         return worker == "B"
@@ -258,49 +259,42 @@ def _segment(
     return Segment(id, member, 0, 4, 8, 2, {}, source, f"out{id}", Quad, isolated=isolated)
 
 
-def _runner_with(queue: list[firepbt.segments.Segment]) -> firepbt.runner.Runner:
-    from collections import deque
+def _queue_with(queue: list[firepbt.segments.Segment]) -> SegmentQueue:
+    from firepbt.control.ledger import CheckpointLedger
 
-    from firepbt.runner import Runner
-
-    runner = object.__new__(Runner)  # only what _next and _count_waits read
-    runner._queue = deque(queue)
-    runner._deferred = {}
-    runner._passed_over = set()
-    runner._rewritten = {}
-    runner._repair_tried = set()
-    runner.executor = _TwoHolders()  # type: ignore[assignment]
-    return runner
+    segments = SegmentQueue(_TwoHolders(), CheckpointLedger())  # type: ignore[arg-type]
+    for segment in queue:
+        segments.append(segment)
+    return segments
 
 
 def test_a_segment_whose_source_a_busy_worker_holds_waits_behind_ones_that_need_no_flush() -> None:
-    from firepbt.runner import DEFER_LIMIT
-
     waiting = _segment(0, 0, "A")  # its source is in busy A's memory: it would be written out
     others = [_segment(1, 1, None), _segment(2, 2, "B"), _segment(3, 3, "")]
-    runner = _runner_with([waiting, *others])
-    assert [runner._next().id for _ in others] == [1, 2, 3]
-    assert runner._next() is waiting  # nothing else left
-    runner._count_waits()
-    assert runner._deferred == {}  # nothing kept for segments no longer queued
+    queue = _queue_with([waiting, *others])
+    assert [queue.next().id for _ in others] == [1, 2, 3]
+    assert queue.waits(0) == 0  # counted at the end of the fill round
+    assert queue.next() is waiting  # nothing else left
+    queue.count_waits()
+    assert queue.waits(0) == 0  # nothing kept for segments no longer queued
 
-    # passed over in DEFER_LIMIT calls of _submit, however many went ahead in each, it goes
-    # next rather than wait for A indefinitely
+    # passed over in DEFER_LIMIT fill rounds, however many went ahead in each, it goes next
+    # rather than wait for A indefinitely
     fresh = [_segment(10 + i, 10 + i, None) for i in range(2 * DEFER_LIMIT + 1)]
-    runner = _runner_with([waiting, *fresh])
+    queue = _queue_with([waiting, *fresh])
     taken = []
-    for _ in range(DEFER_LIMIT + 1):  # one _submit call filling two free workers
-        taken += [runner._next().id, runner._next().id]
-        runner._count_waits()
+    for _ in range(DEFER_LIMIT + 1):  # one fill round filling two free workers
+        taken += [queue.next().id, queue.next().id]
+        queue.count_waits()
     assert taken == [10 + i for i in range(2 * DEFER_LIMIT)] + [0, 10 + 2 * DEFER_LIMIT]
 
 
 def test_a_segment_that_must_run_alone_is_not_taken_from_behind_others() -> None:
     blocked = _segment(1, 1, "A")  # waits for busy A
     alone = _segment(2, 2, None, isolated=True)  # its worker died under it: it runs alone
-    runner = _runner_with([blocked, alone])
-    assert runner._next() is blocked  # not the isolated one, though it needs no flush
-    assert runner._next() is alone
+    queue = _queue_with([blocked, alone])
+    assert queue.next() is blocked  # not the isolated one, though it needs no flush
+    assert queue.next() is alone
 
 
 def test_a_worker_process_forgets_a_dropped_checkpoint_once_it_trains_nothing(

@@ -15,6 +15,8 @@ from typing import Any
 from firepbt.callbacks import Callback
 from firepbt.checkpoints import read_checkpoint, write_bytes
 from firepbt.config import RunConfig
+from firepbt.control.loop import Runner
+from firepbt.control.progress import RunProgress
 from firepbt.decisions import Mode
 from firepbt.errors import ConfigError, ResumeError, StoreError, TrainableError
 from firepbt.execution.base import Executor
@@ -24,7 +26,6 @@ from firepbt.execution.pool import ProcessPoolExecutor
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.loggers import build_writers, check_logging
-from firepbt.runner import Progress, Runner
 from firepbt.space import Distribution, Hyperparameters
 from firepbt.store import MemberStatus, Role, Store, config_digest, pid_alive
 from firepbt.strategies import Strategy
@@ -132,7 +133,7 @@ def run(
     gpus_per_worker: float | None = None,
     devices: list[str] | None = None,
     slots: int | None = None,
-    progress: bool | Callable[[Progress], None] = False,
+    progress: bool | Callable[[RunProgress], None] = False,
     logging: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
     **strategy_options: Any,
@@ -148,10 +149,11 @@ def run(
     through. Scores are maximised unless ``mode="min"``; ``metric`` names the one to select on
     when ``evaluate()`` returns several. ``executor`` is ``"process"``, ``"inprocess"``,
     ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see
-    ``firepbt.execution.ray_actors``) or an ``Executor`` instance. ``gpus_per_worker`` (1, or 0.5 for two workers per GPU) gives each
-    worker its own GPUs, out of ``devices`` (process pool; default: every visible GPU) or
-    reserved from Ray; a trainable trains on ``self.device`` (see
-    ``firepbt.execution.devices``). With a vectorised ``trainable`` (a ``VectorisedTrainable`` such as ``MNIST1DVectorised``),
+    ``firepbt.execution.ray_actors``) or an ``Executor`` instance. ``gpus_per_worker`` (1, or
+    0.5 for two workers per GPU) gives each worker its own GPUs, out of ``devices`` (process
+    pool; default: every visible GPU) or reserved from Ray; a trainable trains on
+    ``self.device`` (see ``firepbt.execution.devices``). With a vectorised ``trainable`` (a
+    ``VectorisedTrainable`` such as ``MNIST1DVectorised``),
     ``slots`` is how many members each worker process trains at once as one population (see
     ``firepbt.execution.vectorised_pool``); the run records, replays and loads its members as the
     ordinary trainable its slots mirror. The
@@ -262,7 +264,7 @@ def run_config(
     *,
     trainable: type[Trainable] | None = None,
     executor: Executor | None = None,
-    progress: bool | Callable[[Progress], None] = False,
+    progress: bool | Callable[[RunProgress], None] = False,
     strategy_objects: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
@@ -302,7 +304,7 @@ def resume(
     *,
     trainable: type[Trainable] | None = None,
     executor: Executor | None = None,
-    progress: bool | Callable[[Progress], None] = False,
+    progress: bool | Callable[[RunProgress], None] = False,
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Continue a run that was killed (at any moment) from its store and checkpoints.
@@ -354,7 +356,7 @@ def _drive(
     strategy: Strategy,
     cls: type[Trainable],
     executor: Executor | None,
-    progress: bool | Callable[[Progress], None],
+    progress: bool | Callable[[RunProgress], None],
     callbacks: Sequence[Callback],
     resume: bool,
 ) -> RunResult:
@@ -363,7 +365,7 @@ def _drive(
         executor = make_executor(config)
     started = time.time()
     display = None
-    callback: Callable[[Progress], None] | None = None
+    callback: Callable[[RunProgress], None] | None = None
     if progress is True:
         from firepbt.display import LiveProgress
 

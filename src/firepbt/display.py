@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from firepbt.control.progress import RunProgress
 from firepbt.errors import ConfigError
 from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_summary
-from firepbt.runner import Progress as RunProgress
 from firepbt.store import MemberRow, Role, Store, pid_alive
 from firepbt.text import printable
 

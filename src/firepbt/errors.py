@@ -11,14 +11,16 @@ from __future__ import annotations
 from enum import Enum
 
 
-class _Kind(str, Enum):
-    """A ``str`` enum whose ``str()`` and format are its value (as ``enum.StrEnum``, 3.11+)."""
+class TextEnum(str, Enum):
+    """A ``str`` enum that is its value wherever a string is: ``str()``, format, hash and
+    equality (as ``enum.StrEnum``, Python 3.11+, whose hash is still the name's)."""
 
     __str__ = str.__str__
     __format__ = str.__format__
+    __hash__ = str.__hash__
 
 
-class FailureKind(_Kind):
+class FailureKind(TextEnum):
     """Why a segment did not finish, as the store records it."""
 
     RAISED = "raised"  # the trainable raised (or called sys.exit())
@@ -39,7 +41,7 @@ class FailureKind(_Kind):
 HOPELESS = frozenset({FailureKind.BAD_METRIC, FailureKind.SOURCE_UNREADABLE})
 
 
-class WarningKind(_Kind):
+class WarningKind(TextEnum):
     """What the store's warnings are about."""
 
     NAN_METRIC = "nan_metric"  # a non-finite score (it ranks worst)
