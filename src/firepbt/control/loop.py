@@ -12,15 +12,17 @@ steps, or at the end of the budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from firepbt.callbacks import Callback, Dispatcher, MemberFailure, MemberPoint, RunStart
+from firepbt.callbacks import Callback, Dispatcher, MemberPoint, RunStart
 from firepbt.checkpoints import CheckpointRef
+from firepbt.control.cleanup import delete_released
+from firepbt.control.failures import Failures
 from firepbt.control.ledger import CheckpointLedger, Released
-from firepbt.control.progress import Phase, ProgressTracker, RunProgress
+from firepbt.control.progress import Phase, ProgressTracker, RunProgress, TrainingNow
 from firepbt.control.queue import Route, SegmentQueue
 from firepbt.control.recorded import RecordedRun
 from firepbt.decisions import (
@@ -35,7 +37,6 @@ from firepbt.decisions import (
     Start,
 )
 from firepbt.errors import (
-    HOPELESS,
     CheckpointError,
     FailureKind,
     ResumeError,
@@ -93,13 +94,12 @@ class Runner:
         self.progress = ProgressTracker(
             strategy, total_steps, mode, self._evaluators, on_progress, phase
         )
-        # Workers (members and evaluators) with a segment on an executor, as last written to
-        # the store's meta "running" for `firepbt status` (the others wait in the queue).
-        self._on_executor: set[int] = set()
-        self._published: frozenset[int] | None = None
+        self.training = TrainingNow(executor, store)
         executor.on_started = self.progress.workers_started
         executor.preload(strategy.worker_modules)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
+        parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply)
+        self.failures = Failures(strategy, executor, store, *parts, max_retries, self._evaluators)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ class Runner:
             self._restore()
         else:
             self._apply(self.strategy.start())
-        self._publish_running()  # nothing is on a worker yet: every member waits
+        self.training.publish()  # nothing is on a worker yet: every member waits
         self.progress.show()  # the phase, before anything runs
         try:
             while self.queue or self.executor.pending():
@@ -139,15 +139,15 @@ class Runner:
                     # results are recorded: recording takes about as long as a cheap segment,
                     # and a queued segment never depends on a result that arrives after it was
                     # queued. (A failure may put a retry or a repair first: it waits.)
-                    self._on_executor.difference_update(r.segment.member for r in results)
+                    self.training.members.difference_update(r.segment.member for r in results)
                     self._submit()
                 with self.store.batch():
                     for result in results:
                         self._complete(result)
         finally:
             self.executor.shutdown()
-            self._on_executor.clear()
-            self._publish_running()
+            self.training.members.clear()
+            self.training.publish()
         # Population members only: FIRE's evaluators never fail for a member that cannot run.
         states = [s for m, s in self.strategy.members.items() if m not in self._evaluators]
         if states and all(not s.alive for s in states):
@@ -187,7 +187,7 @@ class Runner:
                 self._complete(SegmentResult(segment, points, checkpoint))
             else:
                 replayed = Failure(FailureKind.REPLAYED, "")
-                self._failed(SegmentResult(segment, failure=replayed), final=True)
+                self.failures.failed(SegmentResult(segment, failure=replayed), final=True)
         self.recorded.finish()
 
     def _submit(self) -> None:
@@ -202,19 +202,10 @@ class Runner:
             if segment is None:
                 continue
             self.executor.submit(segment)
-            self._on_executor.add(segment.member)
+            self.training.members.add(segment.member)
             self._isolated_running = segment.isolated
         self.queue.count_waits()
-        self._publish_running()
-
-    def _publish_running(self) -> None:
-        """Write which members train now (on the executor and, where it can tell, not waiting
-        there for a worker), when that changed."""
-        training = self.executor.running()
-        now = frozenset(self._on_executor if training is None else training & self._on_executor)
-        if now != self._published:
-            self.store.set_meta("running", ",".join(map(str, sorted(now))))
-            self._published = now
+        self.training.publish()
 
     def _placed(self, segment: Segment) -> Segment | None:
         """``segment`` with a source a worker can read: written to disk first when another
@@ -230,7 +221,7 @@ class Runner:
             sha = self.executor.flush(source.holder, source.path)
         except CheckpointError as e:
             lost = Failure(FailureKind.SOURCE_UNREADABLE, str(e))
-            self._failed(SegmentResult(segment, failure=lost))
+            self.failures.failed(SegmentResult(segment, failure=lost))
             return None
         written = replace(source, holder="", sha256=sha)
         self.ledger.mark_written(written)
@@ -257,31 +248,24 @@ class Runner:
                 if isinstance(d, Assign):
                     self._seeds[d.member] = d.seed
                 source = self.ledger.latest(d.source.member, d.source.step)
-                self._act(self.ledger.set_current(d.member, source))
+                self._delete(self.ledger.set_current(d.member, source))
                 if isinstance(d, Exploit) and d.until <= d.source.step:
                     continue  # a finished donor's weights: the member finishes (a Finish follows)
                 self._enqueue(d.member, d.source.step, d.until, d.hyperparameters, source)
             elif isinstance(d, Release):
-                self._act(self.ledger.drop_current(d.member))
+                self._delete(self.ledger.drop_current(d.member))
             elif isinstance(d, Finish):
-                self._act(self.ledger.finished(d.member))
+                self._delete(self.ledger.finished(d.member))
 
     def _enqueue(
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
     ) -> None:
         recorded = self.recorded.segment(member, start, end)
-        seg_id = (
-            recorded.id
-            if recorded is not None
-            else self.store.add_segment(
-                member,
-                start,
-                end,
-                h,
-                source.segment if source else None,
-                source.path if source else None,
-            )
-        )
+        if recorded is None:
+            prior = (source.segment, source.path) if source else (None, None)
+            seg_id = self.store.add_segment(member, start, end, h, *prior)
+        else:
+            seg_id = recorded.id
         name = f"step-{end:08d}-seg-{seg_id}.ckpt"
         path = self.run_dir / "checkpoints" / f"member-{member:04d}" / name
         if source is not None:
@@ -311,17 +295,17 @@ class Runner:
 
     def _complete(self, r: SegmentResult) -> None:
         seg = r.segment
-        self._on_executor.discard(seg.member)
+        self.training.members.discard(seg.member)
         if seg.isolated:
             self._isolated_running = False
         if r.failure is not None and r.failure.kind == FailureKind.UNSTARTED:
             self.queue.appendleft(seg)  # handed back by a worker that stopped: no failure
             return
         if seg.repair:
-            self._repaired(r)
+            self.failures.repaired(r)
             return
         if r.failure is not None:
-            self._failed(r)
+            self.failures.failed(r)
             return
         assert r.checkpoint is not None
         replaying = self.recorded.replaying
@@ -348,112 +332,15 @@ class Runner:
             self.progress.scored(seg.member, score)
         if r.after is not None:
             self.strategy.take_work(seg.member, r.after)
-        self._act(self.ledger.made(seg, r.checkpoint))
-        self._act(self.ledger.set_current(seg.member, r.checkpoint))
+        self._delete(self.ledger.made(seg, r.checkpoint))
+        self._delete(self.ledger.set_current(seg.member, r.checkpoint))
         self._apply(self.strategy.ready(seg.member, seg.end_step))
-        self._act(self.ledger.release(seg.source))
+        self._delete(self.ledger.release(seg.source))
         self.progress.phase = Phase.RUNNING
         self.store.after_commit(self.progress.show)  # a progress callable may read the store
-
-    def _failed(self, r: SegmentResult, final: bool = False) -> None:
-        seg, failure = r.segment, r.failure
-        assert failure is not None
-        self.progress.failures += 1
-        if final:  # replaying a failure that was already recorded as final
-            self._apply(self.strategy.failed(seg.member, seg.start_step))
-            self._act(self.ledger.release(seg.source))
-            return
-        if failure.kind == FailureKind.INTERRUPTED:  # for another's sake: run it again
-            self._record_failure(r, final=False)
-            self.queue.appendleft(seg)
-            return
-        if failure.kind == FailureKind.WORKER_DIED and not seg.isolated:
-            # It may be a bystander of another segment's crash: re-run it alone, free of charge.
-            self._record_failure(r, final=False)
-            self.queue.appendleft(replace(seg, isolated=True))
-            return
-        if failure.kind == FailureKind.SOURCE_UNREADABLE:
-            waits, repair = self.ledger.repair(seg)
-            if repair is not None:
-                self.queue.appendleft(repair)
-            if waits:
-                self._record_failure(r, final=False)
-                return
-        if failure.kind == FailureKind.UNLOADABLE:  # no worker could load any segment: stop
-            self._record_failure(r, final=True)
-            self.store.set_meta("status", "failed")
-            raise RunFailed(
-                f"member {seg.member} at step {seg.start_step}: {failure.message}. Every "
-                "segment names the trainable by module and class, and the worker processes "
-                "import it from there: is its module importable outside this process?"
-            )
-        # A source that cannot be repaired would fail the same way again.
-        final = seg.attempt >= self.max_retries or failure.kind in HOPELESS
-        self._record_failure(r, final)
-        if not final:
-            self.queue.append(replace(seg, attempt=seg.attempt + 1))
-            return
-        self._apply(self.strategy.failed(seg.member, seg.start_step))
-        self._act(self.ledger.release(seg.source))
-        self.progress.phase = Phase.RUNNING
-        self.store.after_commit(self.progress.show)
-
-    def _record_failure(self, r: SegmentResult, final: bool) -> None:
-        seg, failure = r.segment, r.failure
-        assert failure is not None
-        self.store.segment_failed(r, final)
-        evaluator = seg.member in self._evaluators
-        failed = MemberFailure(
-            seg.member, seg.start_step, seg.id, failure.kind, failure.message, final, evaluator
-        )
-        self.store.after_commit(partial(self._callbacks.failure, failed))
 
     def _callback_failed(self, member: int, segment: int | None, step: int, message: str) -> None:
         self.store.record_warning(member, segment, step, WarningKind.CALLBACK, message)
 
-    def _repaired(self, r: SegmentResult) -> None:
-        """A repair ended (``CheckpointLedger.repair``): the segments waiting for its checkpoint
-        go on, or fail for good."""
-        seg, failure = r.segment, r.failure
-        path = seg.checkpoint_path
-        if failure is not None and failure.kind not in HOPELESS and seg.attempt < self.max_retries:
-            # a worker died under it, say: try again, the waiting segments still waiting
-            self.queue.appendleft(replace(seg, attempt=seg.attempt + 1))
-            return
-        released = self.ledger.release(seg.source)
-        written = r.checkpoint if failure is None else None
-        waiting = self.ledger.repaired(seg, written)
-        self._act(released)
-        if written is not None:
-            self.store.checkpoint_rewritten(written, r.checkpoint_bytes)
-            start = (seg.prelude or (seg,))[0].start_step
-            self.store.record_warning(
-                seg.member,
-                seg.id,
-                seg.end_step,
-                WarningKind.REPAIRED,
-                f"checkpoint {path} was lost or unreadable; it was trained again from step "
-                f"{start} with the same hyperparameters and seeds",
-            )
-            for s in waiting:
-                self.queue.appendleft(replace(s, attempt=s.attempt + 1))
-            return
-        message = f"its source {path} is unreadable and could not be trained again"
-        if failure is not None:
-            message += f" ({failure.kind}: {failure.message})"
-        for s in waiting:
-            lost = Failure(FailureKind.SOURCE_UNREADABLE, message)
-            self._failed(SegmentResult(s, failure=lost))
-
-    def _act(self, released: Iterable[Released]) -> None:
-        """Delete checkpoints nobody needs any more, and have their holders drop them."""
-        for gone in released:
-            if gone.holder is not None:
-                self.executor.drop(gone.holder, gone.path)
-            self.store.checkpoint_deleted(gone.path)
-            # Deleted once the store's record of it is committed: a run killed before then
-            # resumes from a store whose checkpoints all still exist.
-            self.store.after_commit(partial(Path(gone.path).unlink, missing_ok=True))
-
-    def current_checkpoints(self) -> dict[int, CheckpointRef]:
-        return dict(self.ledger.current)
+    def _delete(self, released: list[Released]) -> None:
+        delete_released(released, self.executor, self.store)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from firepbt.decisions import Mode
 from firepbt.errors import TextEnum
+from firepbt.execution.base import Executor
+from firepbt.store import Store
 from firepbt.strategies import Strategy
 
 
@@ -90,3 +92,23 @@ class ProgressTracker:
                 self.phase,
             )
         )
+
+
+class TrainingNow:
+    """Workers (members and evaluators) with a segment on the executor, and which of them
+    train now, as last written to the store's meta "running" for ``firepbt status`` (the others
+    wait in the queue)."""
+
+    def __init__(self, executor: Executor, store: Store) -> None:
+        self.executor, self.store = executor, store
+        self.members: set[int] = set()  # with a segment on the executor
+        self._published: frozenset[int] | None = None
+
+    def publish(self) -> None:
+        """Write which members train now (on the executor and, where it can tell, not waiting
+        there for a worker), when that changed."""
+        training = self.executor.running()
+        now = frozenset(self.members if training is None else training & self.members)
+        if now != self._published:
+            self.store.set_meta("running", ",".join(map(str, sorted(now))))
+            self._published = now
