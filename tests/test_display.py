@@ -234,7 +234,7 @@ def test_status_of_a_run_whose_process_is_gone_says_stopped(tmp_path: Path) -> N
     import subprocess
     import sys
 
-    from firepbt.api import LOCK_FILE
+    from firepbt.control.lock import LOCK_FILE
 
     firepbt.run(
         Toy, TOY_SPACE, total_steps=4, population=2, ready_every=2, executor="inprocess",

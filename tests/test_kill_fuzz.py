@@ -79,7 +79,7 @@ def _points_of(db: Path) -> list[tuple[int, int]]:
 
 def _result(run_dir: Path) -> tuple[int, float, list[tuple[int, int, float]]]:
     store = Store.open(run_dir)
-    result = firepbt.api.result_from_store(store, run_dir)
+    result = firepbt.results.result_from_store(store, run_dir)
     store.close()
     schedule = [(e.from_step, e.to_step, e.hyperparameters["lr"]) for e in result.schedule]
     return result.best_member, result.best_score, schedule

@@ -65,7 +65,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> firepbt.RunResult:
     proc = _start(_config(tmp, "ref"))
     assert proc.wait(timeout=120) == 0
     store = Store.open(tmp / "ref")
-    result = firepbt.api.result_from_store(store, tmp / "ref")
+    result = firepbt.results.result_from_store(store, tmp / "ref")
     store.close()
     return result
 

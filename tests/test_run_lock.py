@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from firepbt.api import LOCK_FILE, run_lock
+from firepbt.control.lock import LOCK_FILE, run_lock
 from firepbt.errors import StoreError
 
 fork = pytest.mark.skipif(

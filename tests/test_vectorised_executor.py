@@ -22,9 +22,9 @@ from _vectorised_trainables import FaultyNQMVectorised
 
 import firepbt
 from firepbt import LogUniform, Store
-from firepbt.api import make_executor
 from firepbt.checkpoints import CheckpointRef
 from firepbt.config import RunConfig, tomllib
+from firepbt.control.executor_choice import make_executor
 from firepbt.errors import ConfigError
 from firepbt.examples.nqm import NQM
 from firepbt.examples.nqm_vectorised import NQMVectorised

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from firepbt._replay import ReplayResult, replay
-    from firepbt.api import RunResult, resume, run, run_config
+    from firepbt.api import resume, run, run_config
     from firepbt.callbacks import Callback, MemberFailure, MemberPoint, RunStart
     from firepbt.config import RunConfig
     from firepbt.decisions import Continue, Exploit, Finish, Mode, Start
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from firepbt.explore import AddNoise, NoExplore, Perturb, Resample, chain
     from firepbt.lineage import ScheduleEntry, schedule
     from firepbt.loggers import MLflowWriter, TensorBoardWriter, WandbWriter
+    from firepbt.results import RunResult
     from firepbt.space import Choice, Fixed, IntUniform, LogUniform, Space, Uniform
     from firepbt.store import Store
     from firepbt.strategies import PBT, FirePBT, RandomSearch, Strategy, Synchrony
@@ -58,7 +59,7 @@ _EXPORTS = {
     "run": "firepbt.api",
     "run_config": "firepbt.api",
     "RunConfig": "firepbt.config",
-    "RunResult": "firepbt.api",
+    "RunResult": "firepbt.results",
     "RunStart": "firepbt.callbacks",
     "schedule": "firepbt.lineage",
     "ScheduleEntry": "firepbt.lineage",

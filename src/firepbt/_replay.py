@@ -23,6 +23,7 @@ from firepbt.config import RunConfig
 from firepbt.errors import ConfigError
 from firepbt.execution.worker import extract_score
 from firepbt.lineage import ScheduleEntry, schedule, segment_chain
+from firepbt.results import result_from_store
 from firepbt.segments import Point
 from firepbt.store import SegmentRow, Store
 from firepbt.text import printable
@@ -92,7 +93,6 @@ def replay(
     ``member`` is a member id or ``"best"``; ``split`` is passed to ``Trainable.use_split``
     before training; ``on_step(replay_index, step)`` reports progress.
     """
-    from firepbt.api import result_from_store
 
     store = Store.open(run_dir)
     try:

@@ -1,35 +1,27 @@
-"""The Python entry point: ``firepbt.run(...)`` and the result it returns."""
+"""The Python entry points: ``firepbt.run(...)``, ``run_config`` (what ``firepbt run CONFIG``
+does) and ``resume``. The result they return is ``firepbt.results.RunResult``."""
 
 from __future__ import annotations
 
-import importlib
-import math
-import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from firepbt.callbacks import Callback
-from firepbt.checkpoints import read_checkpoint, write_bytes
+from firepbt.checkpoints import write_bytes
 from firepbt.config import RunConfig
+from firepbt.control.executor_choice import make_executor
+from firepbt.control.lock import run_lock
 from firepbt.control.loop import Runner
 from firepbt.control.progress import RunProgress
-from firepbt.decisions import Mode
-from firepbt.errors import ConfigError, ResumeError, StoreError, TrainableError
+from firepbt.errors import ConfigError, ResumeError, TrainableError
 from firepbt.execution.base import Executor
-from firepbt.execution.bootstrap import closed_in_workers
-from firepbt.execution.in_process import InProcessExecutor
-from firepbt.execution.pool import ProcessPoolExecutor
-from firepbt.fire.summary import no_handover_warning
-from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.loggers import build_writers, check_logging
-from firepbt.space import Distribution, Hyperparameters
-from firepbt.store import MemberStatus, Role, Store, config_digest, pid_alive
+from firepbt.results import RunResult, result_from_store
+from firepbt.space import Distribution
+from firepbt.store import Store, config_digest
 from firepbt.strategies import Strategy
-from firepbt.text import printable
 from firepbt.trainable import (
     BY_VALUE_FILE,
     Trainable,
@@ -39,55 +31,6 @@ from firepbt.trainable import (
     trainable_of_run,
 )
 from firepbt.vectorised import VectorisedTrainable
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a run hands back: the best final member, its score and the schedule that made it."""
-
-    run_dir: Path
-    best_member: int
-    best_score: float
-    best_step: int
-    hyperparameters: Hyperparameters
-    schedule: list[ScheduleEntry]
-    checkpoint: tuple[str, str] | None  # (path, sha256) of the best member's final weights
-    mode: Mode
-    wall_seconds: float
-    worker_steps: int
-    metrics: dict[str, float]  # every metric of the best member's final evaluation
-    warnings: tuple[str, ...] = ()  # e.g. a FIRE PBT run that made no hand-over, and why
-
-    def load_best(self, trainable: type[Trainable], seed: int = 0) -> Trainable:
-        """Rebuild the best member's trainable with its final weights."""
-        if self.checkpoint is None:
-            raise FileNotFoundError(f"no checkpoint of member {self.best_member} in {self.run_dir}")
-        t = trainable(dict(self.hyperparameters), seed)
-        t.load(read_checkpoint(*self.checkpoint))
-        return t
-
-    def describe(self) -> str:
-        lines = [
-            f"best member {self.best_member}: score {self.best_score:.6g} at step {self.best_step}",
-            f"metrics: {_fmt_h(self.metrics)}",
-            f"hyperparameters: {_fmt_h(self.hyperparameters)}",
-            "schedule:",
-        ]
-        lines += [
-            f"  steps {e.from_step:>6}–{e.to_step:<6} {_fmt_h(e.hyperparameters)}"
-            f"  (member {e.member})"
-            for e in self.schedule
-        ]
-        lines.append(
-            f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; "
-            f"run directory {self.run_dir}"
-        )
-        lines += [f"warning: {w}" for w in self.warnings]
-        return printable("\n".join(lines))
-
-
-def _fmt_h(h: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
 
 
 def _trainable_path(
@@ -416,192 +359,3 @@ def _drive(
         return result_from_store(store, run_dir)
     finally:
         store.close()
-
-
-def make_executor(config: RunConfig) -> Executor:
-    """The executor a config names (Ray is imported only when it is asked for); a vectorised
-    trainable with ``slots``, or an ordinary one that names its ``vectorised`` version, gets
-    the vectorised pool."""
-    population = _vectorised_class(config.trainable)
-    if population is None and config.slots is not None:
-        twin = import_trainable(config.trainable).vectorised
-        population = _vectorised_class(twin) if twin else None
-    if population is not None or config.slots is not None:
-        from firepbt.execution.vectorised_pool import VectorisedPoolExecutor, check_population
-
-        if config.slots is None:
-            member = population.member if population is not None else None
-            raise ConfigError(
-                f"trainable: {config.trainable} is a vectorised trainable: say how many members "
-                "each worker trains at once with slots (firepbt.run(..., slots=8), or "
-                "slots = 8 under [executor]), or run its ordinary trainable "
-                f"{getattr(member, '__name__', '')} instead"
-            )
-        return VectorisedPoolExecutor(
-            check_population(population or import_trainable(config.trainable), config.slots),
-            config.slots,
-            config.workers,
-            timeout=config.segment_timeout,
-            gpus_per_worker=config.gpus_per_worker or 0,
-            devices=config.devices,
-        )
-    if config.executor == "inprocess":
-        return InProcessExecutor()
-    if config.executor == "ray":
-        from firepbt.execution.ray_actors import RayExecutor
-
-        return RayExecutor(
-            config.workers,
-            address=config.address,
-            num_cpus_per_worker=config.num_cpus_per_worker or 1.0,
-            num_gpus_per_worker=config.gpus_per_worker or 0,
-            timeout=config.segment_timeout,
-        )
-    return ProcessPoolExecutor(
-        config.workers,
-        timeout=config.segment_timeout,
-        gpus_per_worker=config.gpus_per_worker or 0,
-        devices=config.devices,
-    )
-
-
-def _vectorised_class(path: str) -> type[VectorisedTrainable] | None:
-    """The class at ``path`` if it is a vectorised trainable (``import_trainable`` has checked
-    that the path imports)."""
-    module, _, name = path.partition(":")
-    try:
-        found = getattr(importlib.import_module(module), name, None)
-    except Exception:
-        return None
-    is_vectorised = isinstance(found, type) and issubclass(found, VectorisedTrainable)
-    return found if is_vectorised else None
-
-
-LOCK_FILE = "firepbt.lock"
-
-
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir``'s lock while a run is driven: an exclusive ``flock`` on ``firepbt.lock``
-    (POSIX), held by the open file for the life of the driver, so two drivers can never both
-    hold it, and a killed driver's lock goes with its process. The file names the holder's
-    process id for the message a second driver gets. Where ``flock`` is missing, a lock file
-    created exclusively, whose holder is checked to be alive, stands in. On a network file
-    system ``flock`` may hold only among the processes of one machine."""
-    path = run_dir / LOCK_FILE
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        with _pid_file_lock(path):
-            yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(_locked_message(run_dir, _holder(path))) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        with closed_in_workers(fd):  # a forked worker must not keep the lock after this process
-            yield
-    finally:
-        os.close(fd)  # releases the lock; the file stays, so every driver locks the same file
-
-
-def _holder(path: Path) -> int:
-    """The process id the lock file names (the holder writes it just after locking)."""
-    deadline = time.monotonic() + 1.0
-    while True:
-        try:
-            return int(path.read_text().strip())
-        except (OSError, ValueError):
-            if time.monotonic() > deadline:
-                return 0
-            time.sleep(0.01)
-
-
-def _locked_message(run_dir: Path, pid: int) -> str:
-    who = f"process {pid}" if pid else "another process"
-    return f"{run_dir} is being run by {who}; wait for it to end or stop it first"
-
-
-@contextmanager
-def _pid_file_lock(path: Path) -> Iterator[None]:
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
-        except FileExistsError:
-            pid = _holder(path)
-            if pid and pid != os.getpid() and pid_alive(pid):
-                raise StoreError(_locked_message(path.parent, pid)) from None
-            path.unlink(missing_ok=True)  # left by a process that is gone
-    else:
-        raise StoreError(_locked_message(path.parent, 0))
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def result_from_store(store: Store, run_dir: Path) -> RunResult:
-    """The best member among those that finished (or are training, for a partial run)."""
-    config = store.config()
-    mode = Mode(config.get("mode", "max"))
-    last: dict[int, tuple[int, float]] = {}
-    metrics: dict[int, dict[str, float]] = {}
-    for member, point in store.points():
-        last[member] = (point.step, point.score)
-        metrics[member] = point.metrics
-    usable = {
-        m.id: m
-        for m in store.members()
-        if m.status is not MemberStatus.FAILED and m.role is Role.MEMBER
-    }
-    candidates = [
-        (mode.orient(score), step, member)
-        for member, (step, score) in last.items()
-        if member in usable and math.isfinite(score)
-    ]
-    if not candidates:
-        raise ConfigError(f"{run_dir}: no member has a finite score yet")
-    _, best_step, best = max(candidates, key=lambda c: (c[0], c[1], -c[2]))
-    chain = schedule(store, best)
-    segments = [s for s in store.segments(best) if s.status.value == "done"]
-    checkpoint = store.checkpoint_of_segment(segments[-1].id) if segments else None
-    wall = store.meta("wall_seconds")
-    return RunResult(
-        run_dir=run_dir,
-        best_member=best,
-        best_score=last[best][1],
-        best_step=best_step,
-        hyperparameters=usable[best].hyperparameters,
-        schedule=chain,
-        checkpoint=checkpoint,
-        mode=mode,
-        wall_seconds=float(wall) if wall else math.nan,
-        worker_steps=store.worker_steps(),
-        metrics=metrics[best],
-        warnings=tuple(
-            w
-            for w in [no_handover_warning(store), _missing_test_metric(config, metrics)]
-            if w is not None
-        ),
-    )
-
-
-def _missing_test_metric(
-    config: Mapping[str, Any], metrics: Mapping[int, Mapping[str, float]]
-) -> str | None:
-    """A warning when the config names a ``test_metric`` that no evaluation returned."""
-    name = config.get("test_metric")
-    if not name or any(name in m for m in metrics.values()):
-        return None
-    seen = sorted({k for m in metrics.values() for k in m})
-    return (
-        f"test_metric {name!r} was never returned by evaluate() (it returned {seen}); the "
-        "report's Table 1 has no test score"
-    )

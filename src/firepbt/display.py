@@ -6,21 +6,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from firepbt.control.lock import LOCK_FILE
 from firepbt.control.progress import RunProgress
 from firepbt.errors import ConfigError
 from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_summary
+from firepbt.results import RunResult, result_from_store
 from firepbt.store import MemberRow, Role, Store, pid_alive
 from firepbt.text import printable
-
-if TYPE_CHECKING:
-    from firepbt.api import RunResult
 
 BEST_MARK = "★"
 
@@ -203,7 +202,6 @@ def evaluations_table(summary: FireSummary) -> Table:
 def best_result(store: Store) -> RunResult | None:
     """The run's current best member (as ``firepbt.run`` would report it), or None while no member
     has a finite score."""
-    from firepbt.api import result_from_store
 
     try:
         return result_from_store(store, store.path.parent)
@@ -213,7 +211,6 @@ def best_result(store: Store) -> RunResult | None:
 
 def _driven(store: Store) -> bool:
     """Whether the process that holds the run's lock (it wrote its id there) is alive."""
-    from firepbt.api import LOCK_FILE
 
     try:
         pid = int((store.path.parent / LOCK_FILE).read_text().strip())

@@ -38,6 +38,7 @@ from typing import Any
 
 from firepbt.errors import ConfigError
 from firepbt.fire.summary import Evaluation, fire_summary
+from firepbt.results import result_from_store
 from firepbt.space import Hyperparameters
 from firepbt.store import DecisionRow, MemberRow, SegmentRow, Store
 
@@ -292,7 +293,6 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
 
 
 def _best(store: Store, run_dir: Path) -> dict[str, Any] | None:
-    from firepbt.api import result_from_store  # api imports the runner; keep this module light
 
     try:
         r = result_from_store(store, run_dir)

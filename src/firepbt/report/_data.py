@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from firepbt.errors import ConfigError
+from firepbt.results import result_from_store
 from firepbt.segments import Point
 from firepbt.store import MemberRow, Role, SegmentRow, SegmentStatus, Store
 
@@ -92,7 +93,6 @@ def _subpopulation_label(run: _Run, sp: int) -> str:
 def _best_member(store: Store, members: Mapping[int, MemberRow], mode: str) -> int | None:
     """The run's best final member, as ``firepbt.run`` reports it; when every member failed,
     the failed one whose last score is best; None before any finite score."""
-    from firepbt.api import result_from_store
 
     try:
         return result_from_store(store, store.path.parent).best_member

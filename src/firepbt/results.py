@@ -1,0 +1,130 @@
+"""The result read model: a run's best member, its score and the schedule that made it, read
+from the store. ``firepbt.run`` returns it, and ``status``, ``export``, the report and replay
+read it the same way."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from firepbt.checkpoints import read_checkpoint
+from firepbt.decisions import Mode
+from firepbt.errors import ConfigError
+from firepbt.fire.summary import no_handover_warning
+from firepbt.lineage import ScheduleEntry, schedule
+from firepbt.space import Hyperparameters
+from firepbt.store import MemberStatus, Role, Store
+from firepbt.text import printable
+from firepbt.trainable import Trainable
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run hands back: the best final member, its score and the schedule that made it."""
+
+    run_dir: Path
+    best_member: int
+    best_score: float
+    best_step: int
+    hyperparameters: Hyperparameters
+    schedule: list[ScheduleEntry]
+    checkpoint: tuple[str, str] | None  # (path, sha256) of the best member's final weights
+    mode: Mode
+    wall_seconds: float
+    worker_steps: int
+    metrics: dict[str, float]  # every metric of the best member's final evaluation
+    warnings: tuple[str, ...] = ()  # e.g. a FIRE PBT run that made no hand-over, and why
+
+    def load_best(self, trainable: type[Trainable], seed: int = 0) -> Trainable:
+        """Rebuild the best member's trainable with its final weights."""
+        if self.checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint of member {self.best_member} in {self.run_dir}")
+        t = trainable(dict(self.hyperparameters), seed)
+        t.load(read_checkpoint(*self.checkpoint))
+        return t
+
+    def describe(self) -> str:
+        lines = [
+            f"best member {self.best_member}: score {self.best_score:.6g} at step {self.best_step}",
+            f"metrics: {_fmt_h(self.metrics)}",
+            f"hyperparameters: {_fmt_h(self.hyperparameters)}",
+            "schedule:",
+        ]
+        lines += [
+            f"  steps {e.from_step:>6}–{e.to_step:<6} {_fmt_h(e.hyperparameters)}"
+            f"  (member {e.member})"
+            for e in self.schedule
+        ]
+        lines.append(
+            f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; "
+            f"run directory {self.run_dir}"
+        )
+        lines += [f"warning: {w}" for w in self.warnings]
+        return printable("\n".join(lines))
+
+
+def _fmt_h(h: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in h.items())
+
+
+def result_from_store(store: Store, run_dir: Path) -> RunResult:
+    """The best member among those that finished (or are training, for a partial run)."""
+    config = store.config()
+    mode = Mode(config.get("mode", "max"))
+    last: dict[int, tuple[int, float]] = {}
+    metrics: dict[int, dict[str, float]] = {}
+    for member, point in store.points():
+        last[member] = (point.step, point.score)
+        metrics[member] = point.metrics
+    usable = {
+        m.id: m
+        for m in store.members()
+        if m.status is not MemberStatus.FAILED and m.role is Role.MEMBER
+    }
+    candidates = [
+        (mode.orient(score), step, member)
+        for member, (step, score) in last.items()
+        if member in usable and math.isfinite(score)
+    ]
+    if not candidates:
+        raise ConfigError(f"{run_dir}: no member has a finite score yet")
+    _, best_step, best = max(candidates, key=lambda c: (c[0], c[1], -c[2]))
+    chain = schedule(store, best)
+    segments = [s for s in store.segments(best) if s.status.value == "done"]
+    checkpoint = store.checkpoint_of_segment(segments[-1].id) if segments else None
+    wall = store.meta("wall_seconds")
+    return RunResult(
+        run_dir=run_dir,
+        best_member=best,
+        best_score=last[best][1],
+        best_step=best_step,
+        hyperparameters=usable[best].hyperparameters,
+        schedule=chain,
+        checkpoint=checkpoint,
+        mode=mode,
+        wall_seconds=float(wall) if wall else math.nan,
+        worker_steps=store.worker_steps(),
+        metrics=metrics[best],
+        warnings=tuple(
+            w
+            for w in [no_handover_warning(store), _missing_test_metric(config, metrics)]
+            if w is not None
+        ),
+    )
+
+
+def _missing_test_metric(
+    config: Mapping[str, Any], metrics: Mapping[int, Mapping[str, float]]
+) -> str | None:
+    """A warning when the config names a ``test_metric`` that no evaluation returned."""
+    name = config.get("test_metric")
+    if not name or any(name in m for m in metrics.values()):
+        return None
+    seen = sorted({k for m in metrics.values() for k in m})
+    return (
+        f"test_metric {name!r} was never returned by evaluate() (it returned {seen}); the "
+        "report's Table 1 has no test score"
+    )
