@@ -154,11 +154,11 @@ PARTS = (
     ("starting the worker processes", "pool.py", "_spawn"),
     ("sending segments (pickle, pipe)", "pool.py", "submit"),
     ("receiving results (pipe, unpickle)", "pool.py", "_collect"),
-    ("training in this process (in-process only)", "segments.py", "run_segment"),
+    ("training in this process (in-process only)", "worker.py", "run_segment"),
     ("recording results (store)", "_store.py", "segment_done"),
     ("recording decisions (store)", "_store.py", "record_decision"),
     ("the strategy deciding", "", "ready"),
-    ("releasing checkpoints (files, worker memory)", "runner.py", "_release"),
+    ("releasing checkpoints (files, worker memory)", "cleanup.py", "delete_released"),
     ("importing modules", "", "_find_and_load"),
 )
 

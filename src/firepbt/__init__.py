@@ -6,7 +6,7 @@ hyperparameters while they train, and take home the best model and the schedule 
 """
 
 # Names are imported on first use (PEP 562), so that a worker process, which imports
-# firepbt.executors and the trainable's module only, does not pay for the store, the strategies
+# firepbt.execution and the trainable's module only, does not pay for the store, the strategies
 # and the console: a worker starts in about a third of the time.
 import importlib
 from typing import TYPE_CHECKING, Any
