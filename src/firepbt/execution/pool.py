@@ -5,55 +5,28 @@ controller, which never submits more segments than ``capacity``.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import multiprocessing
 import multiprocessing.connection as mp_connection
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from firepbt.errors import CheckpointError, FailureKind
-from firepbt.execution.base import Executor
-from firepbt.execution.bootstrap import (
-    fork_server_threads,
-    limit_threads_here,
-    main_file_hidden,
-    start_method_now,
-)
-from firepbt.execution.devices import (
-    assign_devices,
-    check_devices,
-    visible_gpus,
-    worker_environment,
-)
+from firepbt.errors import FailureKind
+from firepbt.execution.processes import WorkerProcesses
 from firepbt.execution.protocol import (
-    FLUSH_TIMEOUT,
     QUEUED_PER_WORKER,
-    STARTED,
-    Dropped,
     Unloadable,
     died,
-    gone,
-    pool_worker,
+    one_by_one,
+    serve,
 )
 from firepbt.segments import Segment, SegmentResult
-from firepbt.trainable import dumps_by_value, ships_by_value
+from firepbt.trainable import ships_by_value
 
 
-def check_pool(workers: int, timeout: float | None) -> None:
-    """Refuse a pool without workers or a timeout that is not a positive number of seconds."""
-    if workers < 1:
-        raise ValueError(f"workers: need at least 1, got {workers}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"segment_timeout: must be a positive number of seconds, got {timeout}")
-
-
-class ProcessPoolExecutor(Executor):
+class ProcessPoolExecutor(WorkerProcesses):
     """Runs segments on ``workers`` local processes of its own. Each process trains one segment
     at a time and holds one more in its pipe, which it starts as soon as it sends the result of
     the first back. A segment whose source checkpoint a process holds in memory goes to that
@@ -69,120 +42,11 @@ class ProcessPoolExecutor(Executor):
     ``devices`` (default: the GPUs this process sees); see :mod:`firepbt.execution.devices`. A
     process that replaces a dead one gets the same devices."""
 
-    holds_state = True
-    reports_started = True
-
-    def __init__(
-        self,
-        workers: int = 2,
-        start_method: str | None = None,
-        timeout: float | None = None,
-        *,
-        gpus_per_worker: float = 0,
-        devices: Sequence[str] | None = None,
-    ) -> None:
-        check_pool(workers, timeout)
-        self.workers = workers
-        self.timeout = timeout
-        listed = check_devices(devices) if devices is not None else None
-        if gpus_per_worker:
-            plan = assign_devices(
-                workers, gpus_per_worker, listed if listed is not None else visible_gpus()
-            )
-        else:
-            plan = [None] * workers
-        self._environments = [worker_environment(v) for v in plan]
-        if start_method is not None and start_method not in multiprocessing.get_all_start_methods():
-            raise ValueError(
-                f"start_method: {start_method!r} is not available here; choose one of "
-                f"{multiprocessing.get_all_start_methods()} or leave it unset"
-            )
-        self.start_method = start_method  # None: chosen per process by ``start_method_now``
-        self._procs: list[_Process] = []
-        self._early: list[SegmentResult] = []  # could not be sent; handed back by the next wait
-        self._home: dict[int, int] = {}  # member -> index of the process that last ran it
-        self._requests = 0
-        self._announced = False  # on_started was called
-        self._preload: tuple[str, ...] = ()
-        self._threads_limited: Any = None  # restores this process's native thread pools
-
     @property
     def capacity(self) -> int:
         return self.workers * QUEUED_PER_WORKER
 
-    def preload(self, modules: Sequence[str]) -> None:
-        self._preload = tuple(modules)
-
-    # -- processes --------------------------------------------------------------------------
-
-    def _spawn(self, index: int) -> _Process:
-        method = self.start_method or start_method_now()
-        context: Any = multiprocessing.get_context(method)
-        if method == "forkserver":
-            # The fork server imports the worker's code once, and each worker forked from it
-            # starts without importing it again (it takes effect when the server starts: the
-            # first pool of this process). "__main__" keeps multiprocessing's own default.
-            context.set_forkserver_preload(["__main__", "firepbt.execution.pool", *self._preload])
-        elif method == "fork":  # imported here once, not in each worker
-            for module in self._preload:
-                importlib.import_module(module)
-        tasks, their_tasks = context.Pipe()
-        control, their_control = context.Pipe()
-        # A forked process inherits this process's ends of every worker's pipes: it closes
-        # them, or a worker would never see the controller's end close when it dies.
-        ours = [c.fileno() for p in self._procs for c in (p.tasks, p.control) if not c.closed]
-        inherited = (*ours, tasks.fileno(), control.fileno()) if method == "fork" else ()
-        process = context.Process(
-            target=self._worker(),
-            args=(their_tasks, their_control, self._environments[index], inherited),
-            daemon=True,
-        )
-        if method == "fork" and self._threads_limited is None:
-            self._threads_limited = limit_threads_here()
-        server = fork_server_threads() if method == "forkserver" else contextlib.nullcontext()
-        with main_file_hidden(), server:
-            process.start()
-        their_tasks.close()
-        their_control.close()
-        return _Process(process, tasks, control, f"pid-{process.pid}")
-
-    def _worker(self) -> Callable[..., None]:
-        """The function each worker process runs, given its pipes, its environment and the
-        file descriptors to close (a subclass may give its own; it calls ``start_worker``)."""
-        return pool_worker
-
-    def _replace(self, index: int) -> None:
-        """Kill a process (if it still lives) and put a fresh one in its place."""
-        old = self._procs[index]
-        if old.process.is_alive():
-            old.process.kill()
-        old.process.join(5)
-        old.tasks.close()
-        old.control.close()
-        self._procs[index] = self._spawn(index)
-        self._home = {m: i for m, i in self._home.items() if i != index}
-
-    def _named(self, worker: str) -> _Process | None:
-        for proc in self._procs:
-            if proc.name == worker and proc.process.is_alive():
-                return proc
-        return None
-
     # -- the Executor contract --------------------------------------------------------------
-
-    def _ensure_workers(self) -> None:
-        """Start the worker processes at first use (or after a shutdown), and replace those that
-        died while idle."""
-        if not self._procs:
-            for i in range(self.workers):  # one by one: each closes the pipes of those before
-                self._procs.append(self._spawn(i))
-            self._workers_spawned()
-        for i, proc in enumerate(self._procs):
-            if not self._trains(i) and not proc.process.is_alive():  # died while idle
-                self._replace(i)
-
-    def _workers_spawned(self) -> None:  # noqa: B027 - a hook: nothing more to set up here
-        """Called once the worker processes have started (a subclass sets up its own books)."""
 
     def submit(self, segment: Segment) -> None:
         self._ensure_workers()
@@ -256,103 +120,18 @@ class ProcessPoolExecutor(Executor):
         """Members whose segment a worker process trains now (not those queued behind it)."""
         return {p.segments[0].member for p in self._procs if p.segments}
 
-    def _hear_started(self, procs: list[_Process]) -> None:
-        """Read the notes of processes that started; at the first, call ``on_started``. (A
-        worker writes its note before it reads a segment, so the note is read no later than the
-        first result: ``wait`` reads notes first.)"""
-        for proc in procs:
-            with contextlib.suppress(EOFError, OSError):  # died: its sentinel tells
-                proc.control.recv()  # the note (a reply to no flush request)
-            self._started_up(proc)
-
-    def _started_up(self, proc: _Process) -> None:
-        proc.started_up = True
-        if not self._announced:
-            self._announced = True
-            if self.on_started is not None:
-                self.on_started()
-
     def idle(self, worker: str) -> bool:
         proc = self._named(worker)
         return proc is not None and len(proc.segments) < QUEUED_PER_WORKER
 
-    def flush(self, worker: str, path: str) -> str:
-        proc = self._named(worker)
-        if proc is None:
-            raise CheckpointError(gone(worker, path))
-        self._requests += 1
-        number = self._requests
-        try:
-            proc.control.send((path, number))  # a flush request
-            deadline = time.monotonic() + FLUSH_TIMEOUT
-            while proc.control.poll(max(0.0, deadline - time.monotonic())):
-                replied, sha, error = proc.control.recv()
-                if replied == STARTED:
-                    self._started_up(proc)
-                    continue
-                if replied != number:
-                    continue  # the late reply to a request that timed out
-                if error:
-                    raise CheckpointError(error)
-                return str(sha)
-        except (OSError, EOFError) as e:
-            raise CheckpointError(f"worker {worker} could not write checkpoint {path} ({e})") from e
-        raise CheckpointError(
-            f"worker {worker} did not write checkpoint {path} within {FLUSH_TIMEOUT:g} s"
-        )
-
-    def drop(self, worker: str, path: str) -> None:
-        """Tell the worker with its next task, or at the next ``wait`` if it trains nothing then
-        (``Dropped``); not at once: a request at once would wake the worker's second thread,
-        which takes the interpreter lock from the segment it trains."""
-        proc = self._named(worker)
-        if proc is not None:
-            proc.dropped.append(path)
+    def _worker(self) -> Callable[..., None]:
+        """The function each worker process runs, given its pipes, its environment and the
+        file descriptors to close: ``serve`` with the runner of its tasks."""
+        return partial(serve, make_runner=one_by_one)
 
     def _trains(self, index: int) -> bool:
         """Whether worker ``index`` has a task (a subclass counts its own)."""
         return bool(self._procs[index].segments)
-
-    def _forget(self, proc: _Process) -> None:
-        """Send ``proc`` the held checkpoints it may forget, if any. Raises what sending raises."""
-        if proc.dropped:
-            dropped, proc.dropped = Dropped(tuple(proc.dropped)), []
-            proc.tasks.send(dropped)
-
-    def _forget_idle(self) -> None:
-        """Send workers that train nothing the checkpoints they may forget: there is no
-        training to interrupt, and an idle worker may be sent no task for a long time."""
-        for index, proc in enumerate(self._procs):
-            if proc.dropped and not self._trains(index):
-                with contextlib.suppress(OSError, ValueError):  # gone: the next wait tells
-                    self._forget(proc)
-
-    def _send(self, proc: _Process, task: object, by_value: bool) -> None:
-        """Send ``task`` (a segment, or a subclass's batch) to ``proc``, after the held
-        checkpoints it may forget; ``by_value``: its trainable's class travels by value. Raises
-        what sending raises."""
-        self._forget(proc)
-        if by_value:
-            proc.tasks.send_bytes(dumps_by_value(task))
-        else:
-            proc.tasks.send(task)
-
-    def shutdown(self) -> None:
-        for proc in self._procs:
-            with contextlib.suppress(OSError):
-                proc.tasks.send(None)
-        for proc in self._procs:
-            proc.process.join(5)
-            if proc.process.is_alive():
-                proc.process.kill()
-                proc.process.join(5)
-            proc.tasks.close()
-            proc.control.close()
-        self._procs = []
-        self._home.clear()
-        if self._threads_limited is not None:
-            self._threads_limited.restore_original_limits()
-            self._threads_limited = None
 
     # -- results, deaths and timeouts -------------------------------------------------------
 
@@ -411,18 +190,6 @@ class ProcessPoolExecutor(Executor):
         self._replace(index)
         message = "its worker process stopped before starting it"
         return [died(s, message, kind=FailureKind.UNSTARTED) for s in queued]
-
-
-@dataclass(slots=True)
-class _Process:
-    process: BaseProcess
-    tasks: Connection  # segments out, results back
-    control: Connection  # flush requests, served by a thread of the worker
-    name: str
-    segments: deque[Segment] = field(default_factory=deque)  # sent; the first one runs
-    started: float = 0.0  # when the first of ``segments`` started, as far as we can tell
-    started_up: bool = False  # its note that it started was read
-    dropped: list[str] = field(default_factory=list)  # held checkpoints it may forget (drop)
 
 
 def choose_worker(idle: list[int], preferred: tuple[int | None, ...], homes: dict[int, int]) -> int:

@@ -139,14 +139,9 @@ def run_one(segment: Segment) -> SegmentResult:
     return replace(run_segment(segment), segment=SENT)
 
 
-def pool_worker(
-    tasks: Connection,
-    control: Connection,
-    environment: Mapping[str, str] | None = None,
-    inherited: Sequence[int] = (),
-) -> None:
-    """A process-pool worker: runs the segments it is sent, one at a time (``serve``)."""
-    serve(tasks, control, environment, inherited, lambda: run_one)
+def one_by_one() -> Callable[[Segment], SegmentResult]:
+    """A process-pool worker's runner (``serve``): each task one segment."""
+    return run_one
 
 
 def _serve_control(control: Connection) -> None:

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from multiprocessing.connection import Connection
+from functools import partial
 
 from firepbt.errors import FailureKind, SlotsError
 from firepbt.execution.pool import ProcessPoolExecutor
@@ -103,7 +103,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         return self.workers * self.slots
 
     def _worker(self) -> Callable[..., None]:
-        return vectorised_worker
+        return partial(serve, make_runner=BatchRunner)
 
     # -- the Executor contract --------------------------------------------------------------
 
@@ -248,25 +248,14 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         self._where = {p: i for p, i in self._where.items() if i != index}
 
 
-def vectorised_worker(
-    tasks: Connection,
-    control: Connection,
-    environment: Mapping[str, str] | None = None,
-    inherited: Sequence[int] = (),
-) -> None:
-    """A vectorised worker process: trains the batches it is sent on its one population
-    (``serve``), forgetting held checkpoints and writing them out as the process pool's workers
-    do."""
-    serve(tasks, control, environment, inherited, lambda: BatchRunner().run)
-
-
 class BatchRunner:
-    """A vectorised worker's tasks: each a batch of segments for its one population."""
+    """A vectorised worker's runner (``serve``): each task a batch of segments for its one
+    population, trained in lock-step."""
 
     def __init__(self) -> None:
         self.worker = SlotWorker()
 
-    def run(self, task: tuple[type[VectorisedTrainable], int, list[Segment]]) -> object:
+    def __call__(self, task: tuple[type[VectorisedTrainable], int, list[Segment]]) -> object:
         population, slots, batch = task
         pin_torch_threads()  # torch is imported by now, if the population uses it
         results = self.worker.run(population, slots, batch)

@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS replay_points(
 """
 
 
+class SegmentStatus(enum.Enum):
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class MemberStatus(enum.Enum):
     TRAINING = "training"
     FINISHED = "finished"
@@ -74,12 +80,6 @@ class MemberStatus(enum.Enum):
 class Role(enum.Enum):
     MEMBER = "member"
     EVALUATOR = "evaluator"
-
-
-class SegmentStatus(enum.Enum):
-    QUEUED = "queued"
-    DONE = "done"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
