@@ -15,9 +15,14 @@ class TextEnum(str, Enum):
     """A ``str`` enum that is its value wherever a string is: ``str()``, format, hash and
     equality (as ``enum.StrEnum``, Python 3.11+, whose hash is still the name's)."""
 
-    __str__ = str.__str__
-    __format__ = str.__format__
-    __hash__ = str.__hash__
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
 
 
 class FailureKind(TextEnum):

@@ -30,7 +30,9 @@ class RecordedRun:
     def decision(self, d: Decision) -> DecisionRow | None:
         """While replaying, the recorded row of decision ``d`` (``ResumeError`` if the replay
         decided otherwise), or None once past what was recorded."""
-        row = self._next(self._decisions, self._decision, lambda row: decision_differs(d, row))
+        row: DecisionRow | None = self._next(
+            self._decisions, self._decision, lambda row: decision_differs(d, row)
+        )
         self._decision += row is not None
         return row
 
@@ -46,7 +48,7 @@ class RecordedRun:
                 f"to {row.end_step}, replayed as member {member} from {start} to {end}"
             )
 
-        row = self._next(self._segments, self._segment, differs)
+        row: SegmentRow | None = self._next(self._segments, self._segment, differs)
         self._segment += row is not None
         return row
 

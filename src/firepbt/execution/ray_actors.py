@@ -35,7 +35,8 @@ from firepbt.errors import CheckpointError, ConfigError, FailureKind
 from firepbt.execution.base import Executor
 from firepbt.execution.bootstrap import init_worker
 from firepbt.execution.devices import DEVICE_VARIABLE, check_gpus_per_worker
-from firepbt.execution.pool import check_pool, choose_worker
+from firepbt.execution.pool import choose_worker
+from firepbt.execution.processes import check_pool
 from firepbt.execution.protocol import FLUSH_TIMEOUT, died, gone
 from firepbt.execution.worker import drop_held, flush_held, run_segment
 from firepbt.segments import Segment, SegmentResult

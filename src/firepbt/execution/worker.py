@@ -234,7 +234,13 @@ def finished(
 
 
 def _failed(
-    seg: Segment, kind: str, message: str, tb: str, worker: str, started: float, points: list[Point]
+    seg: Segment,
+    kind: FailureKind,
+    message: str,
+    tb: str,
+    worker: str,
+    started: float,
+    points: list[Point],
 ) -> SegmentResult:
     _ALIVE.pop(seg.member, None)
     return SegmentResult(
