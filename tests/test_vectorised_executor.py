@@ -361,3 +361,35 @@ def test_a_vectorised_worker_forgets_a_dropped_checkpoint_once_it_trains_nothing
 
     pool = VectorisedPoolExecutor(NQMVectorised, slots=2, workers=1)
     drops_wait_for_an_idle_worker(pool, held, sent=pool._dispatch)  # batches go out on wait
+
+
+def test_a_config_run_and_its_resume_import_the_trainable_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainable's path (and its vectorised twin's, with ``slots``) is imported once per
+    run or resume, then handed down resolved: to the executor's choice and to the runner."""
+    import firepbt.trainable as trainable_module
+
+    imported: list[str] = []
+    real = trainable_module._imported
+
+    def counted(path: str) -> object:
+        imported.append(path)
+        return real(path)
+
+    monkeypatch.setattr(trainable_module, "_imported", counted)
+    text = (
+        _toml(tmp_path / "run", 100)
+        .replace("NQMVectorised", "NQM")
+        .replace("firepbt.examples.nqm_vectorised", "firepbt.examples.nqm")
+    )
+    config = RunConfig.from_mapping(tomllib.loads(text))
+    firepbt.run_config(config)
+    twin = "firepbt.examples.nqm_vectorised:NQMVectorised"
+    assert imported == ["firepbt.examples.nqm:NQM", twin]  # the twin: slots = 3
+    imported.clear()
+    store = Store.open(tmp_path / "run")
+    store.set_meta("status", "running")  # as if killed at the end
+    store.close()
+    firepbt.resume(tmp_path / "run")
+    assert imported == ["firepbt.examples.nqm:NQM", twin]

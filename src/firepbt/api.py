@@ -24,28 +24,30 @@ from firepbt.store import Store, config_digest
 from firepbt.strategies import Strategy
 from firepbt.trainable import (
     BY_VALUE_FILE,
+    ResolvedTrainable,
     Trainable,
     dumps_by_value,
-    import_trainable,
     kept_by_value,
-    trainable_of_run,
+    resolve_trainable,
+    stored_trainable,
 )
 from firepbt.vectorised import VectorisedTrainable
 
 
-def _trainable_path(
-    trainable: type[Trainable] | type[VectorisedTrainable] | str,
-) -> tuple[str, type[Trainable]]:
-    """The trainable's path for the config, and the ordinary class its members are (a
-    vectorised trainable's ``member``)."""
-    if isinstance(trainable, type) and issubclass(trainable, VectorisedTrainable):
-        path = f"{trainable.__module__}:{trainable.__qualname__}"
-        return path, import_trainable(path)
+def _resolve(
+    trainable: type[Trainable] | type[VectorisedTrainable] | str, slots: int | None
+) -> tuple[str, ResolvedTrainable]:
+    """The trainable's path for the config, and the trainable resolved once (a class given as
+    an object is not imported again)."""
     if isinstance(trainable, str):
-        return trainable, import_trainable(trainable)
-    if not (isinstance(trainable, type) and issubclass(trainable, Trainable)):
+        return trainable, resolve_trainable(trainable, slots)
+    if not (
+        isinstance(trainable, type) and issubclass(trainable, (Trainable, VectorisedTrainable))
+    ):
         raise TrainableError(f"trainable: expected a firepbt.Trainable subclass, got {trainable!r}")
-    return f"{trainable.__module__}:{trainable.__qualname__}", trainable
+    return f"{trainable.__module__}:{trainable.__qualname__}", ResolvedTrainable.of(
+        trainable, slots
+    )
 
 
 def _space_dict(space: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,7 +116,7 @@ def run(
     ...         population=2, ready_every=4, executor="inprocess", run_dir=tmp)  # doctest: +SKIP
     """
     _refuse_inside_worker()
-    path, cls = _trainable_path(trainable)
+    path, resolved = _resolve(trainable, slots)
     config = RunConfig(
         trainable=path,
         space=_space_dict(space),
@@ -153,14 +155,8 @@ def run(
             "(VectorisedPoolExecutor(population, slots, workers)) or pass executor='process'"
         )
     objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
-    return run_config(
-        config,
-        trainable=cls,
-        executor=executor if isinstance(executor, Executor) else None,
-        progress=progress,
-        strategy_objects=objects,
-        callbacks=callbacks,
-    )
+    given = executor if isinstance(executor, Executor) else None
+    return _start(config, resolved, given, progress, objects, callbacks)
 
 
 def _refuse_inside_worker() -> None:
@@ -205,18 +201,36 @@ def default_run_dir(name: str) -> Path:
 def run_config(
     config: RunConfig,
     *,
-    trainable: type[Trainable] | None = None,
+    trainable: type[Trainable] | type[VectorisedTrainable] | None = None,
     executor: Executor | None = None,
     progress: bool | Callable[[RunProgress], None] = False,
     strategy_objects: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Run a validated config (what ``firepbt run CONFIG`` does): with the writers its
-    ``[logging]`` names, then ``callbacks``."""
-    cls = trainable or import_trainable(config.trainable)
+    ``[logging]`` names, then ``callbacks``. ``trainable``: the class itself, when the config's
+    path cannot import it here."""
+    if trainable is not None:
+        resolved = ResolvedTrainable.of(trainable, config.slots)
+    else:
+        resolved = resolve_trainable(config.trainable, config.slots)
+    return _start(config, resolved, executor, progress, strategy_objects, callbacks)
+
+
+def _start(
+    config: RunConfig,
+    resolved: ResolvedTrainable,
+    executor: Executor | None,
+    progress: bool | Callable[[RunProgress], None],
+    strategy_objects: Mapping[str, Any] | None,
+    callbacks: Sequence[Callback],
+) -> RunResult:
+    """Create a run's store and drive it, with the trainable resolved once."""
+    cls = resolved.member
     strategy = config.build_strategy(strategy_objects)
     writers = [*build_writers(config.logging), *_callbacks(callbacks)]
-    executor = executor or make_executor(config)  # e.g. too few GPUs: refused before any file
+    # e.g. too few GPUs: refused before any file
+    executor = executor or make_executor(config, resolved)
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     by_value = dumps_by_value(cls) if kept_by_value(cls) else None  # before anything is made
     store = Store.create(run_dir, config.to_dict())
@@ -245,7 +259,7 @@ def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
 def resume(
     run_dir: str | Path,
     *,
-    trainable: type[Trainable] | None = None,
+    trainable: type[Trainable] | type[VectorisedTrainable] | None = None,
     executor: Executor | None = None,
     progress: bool | Callable[[RunProgress], None] = False,
     callbacks: Sequence[Callback] = (),
@@ -283,12 +297,22 @@ def resume(
         store.close()
         raise
     try:
-        cls = trainable or trainable_of_run(config.trainable, run_dir)
+        given = trainable or stored_trainable(run_dir)  # a class kept by value: not imported
+        if given is not None:
+            resolved = ResolvedTrainable.of(given, config.slots)
+        else:
+            resolved = resolve_trainable(config.trainable, config.slots)
     except TrainableError:
         store.close()
         raise
     store.set_meta("status", "running")
     strategy = config.build_strategy()
+    try:
+        executor = executor or make_executor(config, resolved)
+    except BaseException:
+        store.close()
+        raise
+    cls = resolved.member
     return _drive(config, store, run_dir, strategy, cls, executor, progress, writers, resume=True)
 
 
@@ -298,14 +322,12 @@ def _drive(
     run_dir: Path,
     strategy: Strategy,
     cls: type[Trainable],
-    executor: Executor | None,
+    executor: Executor,
     progress: bool | Callable[[RunProgress], None],
     callbacks: Sequence[Callback],
     resume: bool,
 ) -> RunResult:
     """Run (or resume) a store's run to the end, holding the run directory's lock."""
-    if executor is None:
-        executor = make_executor(config)
     started = time.time()
     display = None
     callback: Callable[[RunProgress], None] | None = None

@@ -30,11 +30,15 @@ import pickle
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firepbt.errors import TrainableError
 from firepbt.space import Hyperparameters
+
+if TYPE_CHECKING:
+    from firepbt.vectorised import VectorisedTrainable
 
 
 class Trainable(ABC):
@@ -93,10 +97,63 @@ class Trainable(ABC):
         """Restore a state returned by ``save`` (possibly another member's)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ResolvedTrainable:
+    """A run's trainable, resolved once. ``member`` is the ordinary class its segments, replay
+    and checkpoints use; ``population`` is the vectorised class that trains several members per
+    worker: the one the run named, or, when the run gives ``slots``, the ``vectorised`` twin its
+    ordinary trainable names (None when there is neither)."""
+
+    member: type[Trainable]
+    population: type[VectorisedTrainable] | None = None
+
+    @classmethod
+    def of(cls, found: object, slots: int | None = None) -> ResolvedTrainable:
+        """Resolve a class given as an object (``firepbt.run(MyTrainable, ...)``): it is not
+        imported again, so a class defined in a notebook or a function resolves too."""
+        name = f"{getattr(found, '__module__', '?')}:{getattr(found, '__qualname__', found)}"
+        return _resolved(found, name, slots)
+
+
+def resolve_trainable(path: str, slots: int | None = None) -> ResolvedTrainable:
+    """Import ``"package.module:ClassName"`` once, with a clear error when it fails, and resolve
+    it (``ResolvedTrainable``): a vectorised trainable's path gives the ordinary trainable its
+    slots mirror (its ``member``) and itself as the population."""
+    return _resolved(_imported(path), path, slots)
+
+
 def import_trainable(path: str) -> type[Trainable]:
-    """Import ``"package.module:ClassName"``, with a clear error when it fails. A vectorised
-    trainable's path gives the ordinary trainable its slots mirror (its ``member``): the class
-    a run's segments, replay and checkpoints use."""
+    """The ordinary trainable at ``path`` (``resolve_trainable(path).member``): the class a
+    run's segments, replay and checkpoints use."""
+    return resolve_trainable(path).member
+
+
+def _resolved(found: object, path: str, slots: int | None) -> ResolvedTrainable:
+    from firepbt.vectorised import VectorisedTrainable
+
+    if isinstance(found, type) and issubclass(found, VectorisedTrainable):
+        member = found.member
+        if not (isinstance(member, type) and issubclass(member, Trainable)):
+            raise TrainableError(
+                f"trainable: {path!r} is a vectorised trainable without the ordinary "
+                "firepbt.Trainable its slots mirror; set its class attribute member"
+            )
+        return ResolvedTrainable(member, found)
+    if not (isinstance(found, type) and issubclass(found, Trainable)):
+        raise TrainableError(f"trainable: {path!r} is not a subclass of firepbt.Trainable")
+    twin = None
+    if slots is not None and found.vectorised:
+        try:  # a twin that does not import is no population (``slots`` is then refused)
+            imported = _imported(found.vectorised)
+        except TrainableError:
+            imported = None
+        if isinstance(imported, type) and issubclass(imported, VectorisedTrainable):
+            twin = imported
+    return ResolvedTrainable(found, twin)
+
+
+def _imported(path: str) -> object:
+    """What ``"package.module:Name"`` names, with a clear error when it cannot be imported."""
     if not isinstance(path, str) or ":" not in path:
         raise TrainableError(
             "trainable: expected 'module:ClassName' (e.g. 'firepbt.examples.toy:Toy'), "
@@ -122,18 +179,6 @@ def import_trainable(path: str) -> type[Trainable]:
     cls = getattr(module, attr, None)
     if cls is None:
         raise TrainableError(f"trainable: module {module_name!r} has no attribute {attr!r}")
-    from firepbt.vectorised import VectorisedTrainable
-
-    if isinstance(cls, type) and issubclass(cls, VectorisedTrainable):
-        member = cls.member
-        if not (isinstance(member, type) and issubclass(member, Trainable)):
-            raise TrainableError(
-                f"trainable: {path!r} is a vectorised trainable without the ordinary "
-                "firepbt.Trainable its slots mirror; set its class attribute member"
-            )
-        return member
-    if not (isinstance(cls, type) and issubclass(cls, Trainable)):
-        raise TrainableError(f"trainable: {path!r} is not a subclass of firepbt.Trainable")
     return cls
 
 
