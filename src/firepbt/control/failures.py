@@ -9,13 +9,11 @@ from dataclasses import replace
 from functools import partial
 
 from firepbt.callbacks import Dispatcher, MemberFailure
-from firepbt.control.cleanup import delete_released
 from firepbt.control.ledger import CheckpointLedger, Released
 from firepbt.control.progress import Phase, ProgressTracker
 from firepbt.control.queue import SegmentQueue
 from firepbt.decisions import Decision
 from firepbt.errors import HOPELESS, FailureKind, RunFailed, WarningKind
-from firepbt.execution.base import Executor
 from firepbt.segments import Failure, SegmentResult
 from firepbt.store import Store
 from firepbt.strategies import Strategy
@@ -27,23 +25,21 @@ class Failures:
     def __init__(
         self,
         strategy: Strategy,
-        executor: Executor,
         store: Store,
         queue: SegmentQueue,
         ledger: CheckpointLedger,
         progress: ProgressTracker,
         callbacks: Dispatcher,
         apply: Callable[[list[Decision]], None],
+        delete: Callable[[list[Released]], None],
         max_retries: int,
         evaluators: Collection[int],
     ) -> None:
-        self.strategy, self.executor, self.store = strategy, executor, store
+        self.strategy, self.store = strategy, store
         self.queue, self.ledger, self.progress = queue, ledger, progress
-        self.callbacks, self.apply = callbacks, apply
+        # what the runner does with decisions, and with checkpoints nobody needs any more
+        self.callbacks, self.apply, self.delete = callbacks, apply, delete
         self.max_retries, self.evaluators = max_retries, evaluators
-
-    def act(self, released: list[Released]) -> None:
-        delete_released(released, self.executor, self.store)
 
     def failed(self, r: SegmentResult, final: bool = False) -> None:
         seg, failure = r.segment, r.failure
@@ -51,7 +47,7 @@ class Failures:
         self.progress.failures += 1
         if final:  # replaying a failure that was already recorded as final
             self.apply(self.strategy.failed(seg.member, seg.start_step))
-            self.act(self.ledger.release(seg.source))
+            self.delete(self.ledger.release(seg.source))
             return
         if failure.kind == FailureKind.INTERRUPTED:  # for another's sake: run it again
             self.record(r, final=False)
@@ -84,7 +80,7 @@ class Failures:
             self.queue.append(replace(seg, attempt=seg.attempt + 1))
             return
         self.apply(self.strategy.failed(seg.member, seg.start_step))
-        self.act(self.ledger.release(seg.source))
+        self.delete(self.ledger.release(seg.source))
         self.progress.phase = Phase.RUNNING
         self.store.after_commit(self.progress.show)
 
@@ -110,7 +106,7 @@ class Failures:
         released = self.ledger.release(seg.source)
         written = r.checkpoint if failure is None else None
         waiting = self.ledger.repaired(seg, written)
-        self.act(released)
+        self.delete(released)
         if written is not None:
             self.store.checkpoint_rewritten(written, r.checkpoint_bytes)
             start = (seg.prelude or (seg,))[0].start_step

@@ -98,8 +98,8 @@ class Runner:
         executor.on_started = self.progress.workers_started
         executor.preload(strategy.worker_modules)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
-        parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply)
-        self.failures = Failures(strategy, executor, store, *parts, max_retries, self._evaluators)
+        parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply, self._delete)
+        self.failures = Failures(strategy, store, *parts, max_retries, self._evaluators)
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ nothing written out go first, at most ``DEFER_LIMIT`` times.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from enum import Enum
 
 from firepbt.control.ledger import CheckpointLedger
@@ -42,9 +41,6 @@ class SegmentQueue:
 
     def __len__(self) -> int:
         return len(self._queue)
-
-    def __iter__(self) -> Iterator[Segment]:
-        return iter(self._queue)
 
     def first(self) -> Segment:
         return self._queue[0]

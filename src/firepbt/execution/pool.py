@@ -125,8 +125,6 @@ class ProcessPoolExecutor(WorkerProcesses):
         return proc is not None and len(proc.segments) < QUEUED_PER_WORKER
 
     def _worker(self) -> Callable[..., None]:
-        """The function each worker process runs, given its pipes, its environment and the
-        file descriptors to close: ``serve`` with the runner of its tasks."""
         return partial(serve, make_runner=one_by_one)
 
     def _trains(self, index: int) -> bool:

@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import multiprocessing
 import time
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,10 +138,10 @@ class WorkerProcesses(Executor):
         their_control.close()
         return _Process(process, tasks, control, f"pid-{process.pid}")
 
+    @abstractmethod
     def _worker(self) -> Callable[..., None]:
         """The function each worker process runs, given its pipes, its environment and the
-        file descriptors to close (a subclass may give its own; it calls ``start_worker``)."""
-        raise NotImplementedError
+        file descriptors to close: ``protocol.serve`` with the runner of its tasks."""
 
     def _replace(self, index: int) -> None:
         """Kill a process (if it still lives) and put a fresh one in its place."""
@@ -222,9 +223,9 @@ class WorkerProcesses(Executor):
         if proc is not None:
             proc.dropped.append(path)
 
+    @abstractmethod
     def _trains(self, index: int) -> bool:
         """Whether worker ``index`` has a task (each subclass counts its own)."""
-        raise NotImplementedError
 
     def _forget(self, proc: _Process) -> None:
         """Send ``proc`` the held checkpoints it may forget, if any. Raises what sending raises."""
