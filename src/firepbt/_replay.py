@@ -53,13 +53,27 @@ class ReplayRun:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """The replays of one member's schedule (``describe()`` prints them)."""
+    """The replays of one member's schedule; ``describe()`` summarises them as text.
+
+    Attributes:
+        member: The member whose schedule was replayed.
+        schedule: That member's hyperparameter schedule, one stretch of steps per entry, as
+            :func:`firepbt.schedule` reads it.
+        runs: One replay per seed, in the order trained: its id in the store, its seed and the
+            curve of points it recorded.
+    """
 
     member: int
     schedule: list[ScheduleEntry]
     runs: list[ReplayRun]
 
     def describe(self) -> str:
+        """Summarise the replays for a terminal.
+
+        Returns:
+            A line naming the member and how many stretches its schedule has, then one line per
+            replay: its seed, the step of its last point and that point's metrics.
+        """
         lines = [f"replayed the schedule of member {self.member} ({len(self.schedule)} stretches)"]
         return "\n".join(lines + [f"  {run.summary()}" for run in self.runs])
 
@@ -90,8 +104,35 @@ def replay(
 ) -> ReplayResult:
     """Train ``seeds`` fresh trainables along ``member``'s schedule and record their curves.
 
-    ``member`` is a member id or ``"best"``; ``split`` is passed to ``Trainable.use_split``
-    before training; ``on_step(replay_index, step)`` reports progress.
+    Each replay builds the trainable with the hyperparameters its lineage started with, then
+    follows the member's finished segments oldest first: it sets each segment's hyperparameters
+    and trains to the segment's end in chunks of the run's evaluation interval, evaluating after
+    each chunk. The points are recorded in the run's store, segment by segment.
+
+    Args:
+        run_dir: The run's directory.
+        member: A member id, or ``"best"`` for the run's best member (as
+            :class:`firepbt.RunResult` names it).
+        seeds: How many replays to train (the seed the lineage started from, then seeds derived
+            from it), or the list of seeds to train with.
+        trainable: The trainable class, for a run whose ``"module:Class"`` path does not import
+            here. Left out, the class the run kept pickled by value is used if it kept one, else
+            the run's path is imported.
+        split: A data split passed to :meth:`firepbt.Trainable.use_split` before training.
+        on_step: Called as ``on_step(replay_index, step)`` after each evaluation, to report
+            progress.
+
+    Returns:
+        The member, its schedule and one replay (seed and curve) per seed; ``describe()``
+        summarises them.
+
+    Raises:
+        firepbt.ConfigError: ``seeds`` is below 1, the member has no finished segment to replay,
+            or ``member`` is ``"best"`` and no member has a finite score.
+        firepbt.errors.StoreError: ``run_dir`` holds no readable firepbt store.
+        firepbt.errors.TrainableError: The run's trainable cannot be loaded or imported.
+        firepbt.errors.MetricError: ``evaluate()`` returned something that is not a usable score.
+        ValueError: ``member`` is neither a member id nor ``"best"``.
     """
 
     store = Store.open(run_dir)

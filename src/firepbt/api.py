@@ -85,31 +85,65 @@ def run(
 ) -> RunResult:
     """Train a population and return the best member with its hyperparameter schedule.
 
-    ``space`` maps names to distributions (``LogUniform(1e-4, 1e-1)``) or constants; ``strategy``
-    is ``"pbt"``, ``"fire"`` (FIRE PBT) or ``"random"``; their options (PBT: ``exploit``,
-    ``explore``, ``synchrony``, ``burn_in``, ``initial_hyperparameters``, ``replace_failed``;
-    FIRE PBT adds ``subpopulations``, ``evaluators``, ``max_eval_steps``, ``p_stat``,
-    ``min_steps_before_eval``, ``warmup``, ``success_test``, ``thin``, ``retarget``,
-    ``keep_curves``) pass
-    through. Scores are maximised unless ``mode="min"``; ``metric`` names the one to select on
-    when ``evaluate()`` returns several. ``executor`` is ``"process"``, ``"inprocess"``,
-    ``"ray"`` (with ``address`` and ``num_cpus_per_worker``; see
-    ``firepbt.execution.ray_actors``) or an ``Executor`` instance. ``gpus_per_worker`` (1, or
-    0.5 for two workers per GPU) gives each worker its own GPUs, out of ``devices`` (process
-    pool; default: every visible GPU) or reserved from Ray; a trainable trains on
-    ``self.device`` (see ``firepbt.execution.devices``). With a vectorised ``trainable`` (a
-    ``VectorisedTrainable`` such as ``MNIST1DVectorised``),
-    ``slots`` is how many members each worker process trains at once as one population (see
-    ``firepbt.execution.vectorised_pool``); the run records, replays and loads its members as the
-    ordinary trainable its slots mirror. The
-    result's ``schedule`` is the best member's hyperparameter schedule (``RunResult.schedule``;
-    ``describe()`` prints it).
+    Every keyword has a config-file twin (:doc:`/guides/configs`); a bad value is refused
+    before anything runs, in one line naming it.
 
-    ``logging`` names per-member writers as a config's ``[logging]`` does
-    (``{"tensorboard": "tb", "mlflow": "mlruns", "wandb": "project"}``; kept in the run's
-    config, so a resume writes to them too); ``callbacks`` are further
-    :class:`firepbt.Callback` objects (``firepbt.loggers.TensorBoardWriter("tb")``, your own),
-    called in this process with each point, decision and failure as it is recorded.
+    Args:
+        trainable: A :class:`firepbt.Trainable` subclass, a
+            :class:`firepbt.vectorised.VectorisedTrainable` (with ``slots``), or its
+            ``"module:Class"`` path.
+        space: Hyperparameter names mapped to distributions (``LogUniform(1e-4, 1e-1)``,
+            ``Choice([...])``, ...) or constants, which every member gets as they are.
+        total_steps: Steps each member trains for: the budget.
+        strategy: ``"pbt"``, ``"fire"`` (FIRE PBT) or ``"random"`` (random search).
+        population: Members trained (for FIRE PBT, across its sub-populations; evaluators come
+            on top).
+        ready_every: Steps between a member's ready points, where it may exploit and explore.
+        eval_every: Steps between evaluations (default ``ready_every``); must divide it.
+        mode: ``"max"`` (the default) or ``"min"``: which way scores are better.
+        metric: The metric to select on when ``evaluate()`` returns a dict of several.
+        test_metric: A recorded metric the report shows beside the selection metric (the FIRE
+            paper's Table 1: test score at the top validation point).
+        seed: Seeds the strategy's generator and every member's seed.
+        executor: ``"process"`` (worker processes, the default), ``"inprocess"``, ``"ray"``,
+            or an :class:`firepbt.execution.base.Executor` instance.
+        workers: Worker processes (or Ray actors) training at once.
+        run_dir: Where the store and checkpoints go (default ``runs/<strategy>-<time>``).
+        max_retries: Times a failed segment is retried from its last good checkpoint.
+        checkpoint_every: Steps between checkpoints written to disk (default a fifth of
+            ``total_steps``); between them checkpoints are held in worker memory.
+        segment_timeout: Seconds after which a segment that has not finished is stopped and
+            recorded as a failure (default: none).
+        address: Ray only: the cluster to join (``"auto"``); left out, a private Ray starts.
+        num_cpus_per_worker: Ray only: CPUs each actor reserves.
+        gpus_per_worker: GPUs each worker gets (1, 2, or 0.5 for two workers per GPU); the
+            trainable trains on ``self.device``.
+        devices: The GPUs to hand out on the process pool (default: every visible GPU).
+        slots: With a vectorised trainable, how many members each worker trains at once as
+            one population.
+        progress: ``True`` for a progress line on the terminal, or a callable given a
+            :class:`firepbt.control.progress.RunProgress` at every change.
+        logging: Per-member writers, as a config's ``[logging]`` table:
+            ``{"tensorboard": "tb", "mlflow": "mlruns", "wandb": "project"}``. Kept in the
+            run's config, so a resume writes to them too.
+        callbacks: Further :class:`firepbt.Callback` objects (a
+            :class:`firepbt.TensorBoardWriter`, your own), called in this process with each
+            point, decision and failure as it is recorded.
+        **strategy_options: The strategy's options. PBT: ``exploit``, ``explore``,
+            ``synchrony``, ``burn_in``, ``initial_hyperparameters``, ``replace_failed``; FIRE
+            PBT adds ``subpopulations``, ``evaluators``, ``max_eval_steps``, ``p_stat``,
+            ``min_steps_before_eval``, ``warmup``, ``success_test``, ``thin``, ``retarget``,
+            ``keep_curves``. Policies given as objects rather than by name make the run
+            unresumable.
+
+    Returns:
+        The run's result: ``best_member``, ``best_score``, ``schedule`` (the best member's
+        hyperparameter schedule), ``describe()`` and ``load_best()``.
+
+    Raises:
+        firepbt.ConfigError: A keyword or strategy option is wrong; the message names it.
+        firepbt.SpaceError: The space is malformed.
+        firepbt.errors.TrainableError: ``trainable`` is not a trainable class or cannot be imported.
 
     >>> from firepbt.examples.toy import Toy
     >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
@@ -207,9 +241,22 @@ def run_config(
     strategy_objects: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
-    """Run a validated config (what ``firepbt run CONFIG`` does): with the writers its
-    ``[logging]`` names, then ``callbacks``. ``trainable``: the class itself, when the config's
-    path cannot import it here."""
+    """Run a validated config, as ``firepbt run CONFIG`` does.
+
+    Args:
+        config: The run's settings (``RunConfig.from_toml(path)``).
+        trainable: The trainable class itself, when the config's ``"module:Class"`` path
+            cannot import it here.
+        executor: An executor to use instead of the one the config names.
+        progress: ``True`` for a progress line, or a callable given each
+            :class:`firepbt.control.progress.RunProgress`.
+        strategy_objects: Strategy options given as objects (policies), which the config
+            cannot hold; the run is then not resumable.
+        callbacks: Called after the writers the config's ``[logging]`` names.
+
+    Returns:
+        The run's result, as :func:`firepbt.run` returns it.
+    """
     if trainable is not None:
         resolved = ResolvedTrainable.of(trainable, config.slots)
     else:
@@ -271,6 +318,24 @@ def resume(
     queued or running are. A run directory that another live process is running is refused.
     The writers the run's ``[logging]`` names are built again, and they and ``callbacks`` hear
     of what happens from then on (not of the replayed events).
+
+    Args:
+        run_dir: The run's directory (holding ``firepbt.sqlite``).
+        trainable: The trainable class, when the stored ``"module:Class"`` path cannot
+            import it here (a class kept by value in the run directory is used by itself).
+        executor: An executor to use instead of the one the run's config names.
+        progress: ``True`` for a progress line, or a callable given each
+            :class:`firepbt.control.progress.RunProgress`.
+        callbacks: Further :class:`firepbt.Callback` objects.
+
+    Returns:
+        The finished run's result (at once, for a run that had already finished).
+
+    Raises:
+        firepbt.ConfigError: The run was started with policy objects, which its config
+            cannot rebuild.
+        firepbt.errors.ResumeError: The stored config was changed after the run started.
+        firepbt.errors.TrainableError: The trainable cannot be imported.
     """
     run_dir = Path(run_dir)
     store = Store.open(run_dir)

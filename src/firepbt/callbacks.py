@@ -46,7 +46,7 @@ class RunStart:
 
     @property
     def name(self) -> str:
-        """A name for the run: its directory's name."""
+        """The run's name, which is its directory's name."""
         return self.run_dir.resolve().name
 
 
@@ -88,19 +88,50 @@ class Callback:
     """
 
     def on_start(self, run: RunStart) -> None:
-        """The run starts (or resumes)."""
+        """The run starts (or resumes).
+
+        Args:
+            run: The run's directory, its config, whether it is a resume, and which workers
+                are FIRE PBT's evaluators.
+        """
 
     def on_point(self, point: MemberPoint) -> None:
-        """A member reported an evaluation."""
+        """A member reported an evaluation.
+
+        Args:
+            point: The member (or FIRE PBT evaluator) and step, the selection score, every
+                metric, and the hyperparameters it trained with up to that step.
+        """
 
     def on_decision(self, decision: Decision) -> None:
-        """The strategy decided: see ``firepbt.decisions`` (``decision_step`` gives its step)."""
+        """The strategy decided: see ``firepbt.decisions`` (``decision_step`` gives its step).
+
+        Args:
+            decision: A :class:`firepbt.Start`, :class:`firepbt.Continue`,
+                :class:`firepbt.Exploit` or :class:`firepbt.Finish`, or one of FIRE PBT's
+                :class:`firepbt.decisions.Assign`, :class:`firepbt.decisions.Handover` and
+                :class:`firepbt.decisions.Release`.
+        """
 
     def on_failure(self, failure: MemberFailure) -> None:
-        """A segment failed."""
+        """A segment failed.
+
+        Args:
+            failure: The member and step, the segment, the kind of failure and its message, and
+                whether it is final (the member leaves the population) or the segment is tried
+                again.
+        """
 
     def on_end(self, status: str) -> None:
-        """The run ended; release what the callback holds (files, connections)."""
+        """The run ended; release what the callback holds (files, connections).
+
+        Also called, with ``"error"``, on a callback that raised in another method, which is
+        then called no more.
+
+        Args:
+            status: How the run ended: ``"finished"``, ``"failed"`` (every member failed),
+                ``"interrupted"`` (Ctrl-C) or ``"error"`` (any other exception).
+        """
 
 
 def decision_step(d: Decision) -> int:

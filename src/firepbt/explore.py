@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from firepbt.space import Hyperparameters, Space, _Continuous
+from firepbt.distributions import _Continuous
+from firepbt.space import Hyperparameters, Space
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,18 @@ class ExplorePolicy(Protocol):
 
     def __call__(
         self, h: Mapping[str, Any], space: Space, rng: np.random.Generator
-    ) -> tuple[Hyperparameters, tuple[Change, ...]]: ...
+    ) -> tuple[Hyperparameters, tuple[Change, ...]]:
+        """Explore from the hyperparameters ``h`` a member has just copied.
+
+        Args:
+            h: The copied hyperparameters.
+            space: The run's space: keep every value inside its hard range.
+            rng: The strategy's seeded generator: draw every random choice from it.
+
+        Returns:
+            The new hyperparameters and one record per value changed.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +67,15 @@ class Perturb:
     """Multiply each tunable hyperparameter by a factor drawn uniformly from ``factors``.
 
     The PBT paper uses (0.8, 1.2); the FIRE PBT paper (0.5, 0.8, 1.25, 2.0). Hard bounds of the
-    space are respected; ordered choices step to a neighbour, unordered ones resample.
+    space are respected; integers are rounded, ordered choices step to a neighbour (up for a
+    factor above 1) and unordered ones move to another option.
+
+    Attributes:
+        factors: The factors to draw from, one draw per hyperparameter: at least one, each a
+            positive finite number.
+
+    Raises:
+        ValueError: ``factors`` is empty or holds a factor that is not positive and finite.
     """
 
     factors: Sequence[float] = (0.8, 1.2)
@@ -78,7 +98,15 @@ class Perturb:
 
 @dataclass(frozen=True, slots=True)
 class Resample:
-    """Replace each tunable hyperparameter by a draw from its prior with ``probability``."""
+    """Replace each tunable hyperparameter by a draw from its prior with ``probability``.
+
+    Attributes:
+        probability: The chance, in ``[0, 1]``, that each tunable hyperparameter is resampled,
+            drawn independently for each.
+
+    Raises:
+        ValueError: ``probability`` is not in ``[0, 1]``.
+    """
 
     probability: float = 0.25
 
@@ -102,7 +130,15 @@ class Resample:
 class AddNoise:
     """Add Gaussian noise of standard deviation ``std`` to each numeric tunable value, clipped to
     its hard bounds (the PBT paper's toy example explores this way). Integer values are rounded,
-    log-scale values stay positive; choices are left alone."""
+    log-scale values stay positive; choices are left alone.
+
+    Attributes:
+        std: The noise's standard deviation, on the value's own scale (also for a log-scale
+            value): a finite number, 0 or more.
+
+    Raises:
+        ValueError: ``std`` is negative or not finite.
+    """
 
     std: float = 0.1
 
@@ -137,7 +173,14 @@ class NoExplore:
 
 @dataclass(frozen=True, slots=True)
 class Chain:
-    """Apply policies in order; the record lists every change of every policy."""
+    """Apply policies in order; the record lists every change of every policy.
+
+    :func:`firepbt.chain` builds one.
+
+    Attributes:
+        policies (tuple): The explore policies, applied left to right, each to the
+            hyperparameters the one before it returned.
+    """
 
     policies: tuple[ExplorePolicy, ...]
 
@@ -153,5 +196,14 @@ class Chain:
 
 
 def chain(*policies: ExplorePolicy) -> Chain:
-    """Compose explore policies left to right."""
+    """Compose explore policies left to right.
+
+    Args:
+        *policies (``ExplorePolicy``): Explore policies (:class:`firepbt.Perturb`,
+            :class:`firepbt.Resample`, ...), applied in the order given, each to the
+            hyperparameters the one before it returned.
+
+    Returns:
+        One policy that applies them all, its record listing every change of every policy.
+    """
     return Chain(tuple(policies))

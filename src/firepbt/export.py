@@ -47,10 +47,19 @@ EXPORT_DIR = "export"
 
 
 def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> list[Path]:
-    """Write the run in ``run_dir`` as ``fmt`` ("csv" or "json") into the directory ``out``
-    (default ``<run_dir>/export/``, created if needed) and return the paths written.
+    """Write a run's members, curve points, decisions, segments and lineage as files.
 
-    Raises ``ValueError`` for an unknown format and ``StoreError`` when ``run_dir`` holds no run.
+    Args:
+        run_dir: The run's directory.
+        fmt: ``"csv"`` (one file per table) or ``"json"`` (one file).
+        out: The directory to write into (default ``<run_dir>/export/``, created if needed).
+
+    Returns:
+        The paths written.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+        firepbt.errors.StoreError: ``run_dir`` holds no run.
     """
     if fmt not in FORMATS:
         raise ValueError(

@@ -15,7 +15,14 @@ from firepbt.store import SegmentRow, SegmentStatus, Store
 
 @dataclass(frozen=True, slots=True)
 class ScheduleEntry:
-    """Hyperparameters in force from ``from_step`` to ``to_step``, trained by ``member``."""
+    """Hyperparameters in force from ``from_step`` to ``to_step``, trained by ``member``.
+
+    Attributes:
+        from_step: The step the stretch starts from.
+        to_step: The step the stretch ends at.
+        member: The worker that trained it: a member, or one of FIRE PBT's evaluators.
+        hyperparameters: The hyperparameters in force over the stretch.
+    """
 
     from_step: int
     to_step: int
@@ -51,6 +58,21 @@ def schedule(
     Consecutive ranges trained by the same worker with equal hyperparameters are merged unless
     ``merge`` is False (a range an evaluator trained keeps its own entry: it used its target's
     hyperparameters, but it is another worker's training).
+
+    Args:
+        store: The run's store.
+        member: The member whose schedule to read.
+        merge: Whether to merge consecutive ranges trained by the same worker with equal
+            hyperparameters.
+        step: Read the schedule behind the member's weights at this step (the last time it
+            reached it) instead of its latest weights.
+
+    Returns:
+        One entry per range of steps, oldest first (a segment that trained no step has none);
+        empty when the member has finished no segment.
+
+    Raises:
+        ValueError: The member never finished a segment at ``step``.
     """
     entries: list[ScheduleEntry] = []
     for seg in segment_chain(store, member, step):

@@ -34,11 +34,26 @@ class TorchTrainable(Trainable):
     """Base class for a torch model trained by one optimizer.
 
     A subclass implements ``build`` (return the model and its optimizer; torch is already seeded
-    with ``seed``), ``train`` and ``evaluate``. Every hyperparameter whose name is a key of the
-    optimizer's param groups (``lr``, ``momentum``, ``weight_decay``, ``betas``, …) is written into
-    all param groups, at construction and on every ``set_hyperparameters`` and ``load``. Others
-    (e.g. a dropout rate) are the subclass's to read from ``self.hyperparameters``. Extra state such
-    as a data iterator's position goes through ``extra_state`` / ``load_extra_state``.
+    with ``seed``), ``train`` and ``evaluate`` (as for :class:`firepbt.Trainable`); ``save`` and
+    ``load`` are done here. The constructor keeps what ``build`` returned as ``self.model`` and
+    ``self.optimizer`` and moves the model to ``self.device`` in place, so ``train`` moves its
+    batches there with ``.to(self.device)``.
+
+    Every hyperparameter whose name is a key of the optimizer's param groups (``lr``,
+    ``momentum``, ``weight_decay``, ``betas``, …) is written into all param groups, at
+    construction and on every ``set_hyperparameters`` and ``load``. Others (e.g. a dropout rate)
+    are the subclass's to read from ``self.hyperparameters``. Extra state such as a data
+    iterator's position goes through ``extra_state`` / ``load_extra_state``.
+
+    ``save`` keeps CPU copies of the model's and the optimizer's state dicts, torch's random
+    generator state (and CUDA's, once CUDA is initialised) and a deep copy of ``extra_state()``;
+    ``load`` restores them without sharing a tensor with the state it is given.
+
+    Args:
+        hyperparameters (dict[str, Any]): The member's starting hyperparameters, as for
+            :class:`firepbt.Trainable`.
+        seed: The member's seed: torch is seeded with it (``torch.manual_seed``) before
+            ``build``.
 
     >>> class Line(TorchTrainable):
     ...     def build(self):
@@ -74,9 +89,21 @@ class TorchTrainable(Trainable):
 
     @abstractmethod
     def build(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        """Create the model and its optimizer (called once, from ``__init__``, after seeding)."""
+        """Create the model and its optimizer (called once, from ``__init__``, after seeding).
+
+        Returns:
+            The model and the optimizer that trains its parameters. The model may be built on
+            the CPU: the constructor moves it to ``self.device``.
+        """
 
     def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
+        """Take new hyperparameters and write those named like a param-group key into the
+        optimizer's param groups, keeping the weights and the optimizer state.
+
+        Args:
+            hyperparameters (dict[str, Any]): The new hyperparameters, one value per name of the
+                space.
+        """
         super().set_hyperparameters(hyperparameters)
         self._apply_hyperparameters()
 
@@ -98,16 +125,33 @@ class TorchTrainable(Trainable):
                     group[name] = value
 
     def extra_state(self) -> Any:
-        """Subclass hook: more picklable state to save (e.g. a data iterator position)."""
+        """Subclass hook: more picklable state to save (e.g. a data iterator position).
+
+        Returns:
+            Any picklable object, deep-copied into the state ``save`` returns; ``None`` (the
+            default) for none.
+        """
         return None
 
     def load_extra_state(self, state: Any) -> None:
-        """Subclass hook: restore what ``extra_state`` returned."""
+        """Subclass hook: restore what ``extra_state`` returned.
+
+        Args:
+            state: A deep copy of what ``extra_state`` returned when the state was saved
+                (``None`` for a state that holds none).
+        """
 
     def save(self) -> dict[str, Any]:
         """Copies of the model and optimizer state on the CPU (a checkpoint made on one GPU loads
         on another worker's GPU or on a machine without one), the torch RNG state and
-        ``extra_state``."""
+        ``extra_state``.
+
+        Returns:
+            A dict with ``"model"`` and ``"optimizer"`` (CPU copies of their state dicts),
+            ``"torch_rng"`` (torch's CPU generator state), ``"extra"`` (a deep copy of
+            ``extra_state()``) and, when CUDA is initialised, ``"cuda_rng"`` (the generator
+            state of every visible GPU).
+        """
         state: dict[str, Any] = {
             "model": cpu_copy(self.model.state_dict()),
             "optimizer": cpu_copy(self.optimizer.state_dict()),
@@ -120,7 +164,17 @@ class TorchTrainable(Trainable):
 
     def load(self, state: Any) -> None:
         """Restore a saved state without sharing any tensor with it, then re-apply this
-        trainable's own hyperparameters (an exploit must not revert them to the donor's)."""
+        trainable's own hyperparameters (an exploit must not revert them to the donor's).
+
+        The model's and the optimizer's states, the random generator states the state holds
+        (CUDA's for as many GPUs as this process sees) and the extra state are restored.
+
+        Args:
+            state: A state returned by ``save``, this member's or another's.
+
+        Raises:
+            ValueError: ``state`` is not a mapping with ``"model"`` and ``"optimizer"``.
+        """
         if not isinstance(state, Mapping) or "model" not in state or "optimizer" not in state:
             raise ValueError(
                 f"{type(self).__name__}.load: expected a state returned by TorchTrainable.save "

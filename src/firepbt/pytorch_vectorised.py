@@ -4,7 +4,7 @@ Import this module only where torch is installed. The k members' weights are sta
 (``torch.func.stack_module_state``: each parameter becomes one ``(slots, *shape)`` tensor);
 one step draws every occupied slot's minibatch from that slot's own ``torch.Generator``, computes
 all per-member gradients at once with ``vmap(grad(loss ∘ functional_call))`` and applies each
-member's optimizer with its own hyperparameters held as tensors (:mod:`firepbt.stacked_optim`:
+member's optimizer with its own hyperparameters held as tensors (``firepbt.stacked_optim``:
 ``sgd``, ``adam``, ``adamw``, with the update rules of ``torch.optim``).
 
 A slot's ``save`` is the state :class:`~firepbt.pytorch.TorchTrainable` saves — ``model`` (a
@@ -22,7 +22,8 @@ models that draw random numbers in ``forward`` (dropout in training mode: ``vmap
 different architectures or batch sizes in one population, SGD with dampening or Nesterov
 momentum, amsgrad, ``maximize``, and more than one param group. A parameter that gets no
 gradient is stepped with a zero gradient (torch would skip it). The vectorised executor
-(:mod:`firepbt.execution.vectorised_pool`) runs a subclass in worker processes.
+(:class:`~firepbt.execution.vectorised_pool.VectorisedPoolExecutor`) runs a subclass in worker
+processes.
 """
 
 from __future__ import annotations

@@ -23,7 +23,31 @@ from firepbt.trainable import Trainable
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run hands back: the best final member, its score and the schedule that made it."""
+    """What a run hands back: the best final member, its score and the schedule that made it.
+
+    The best member is chosen among the population's members that did not fail and whose last
+    recorded score is finite (FIRE PBT's evaluators are not candidates), by that score in the
+    run's ``mode``; a tie goes to the later step, then to the lower member id. ``describe()``
+    summarises the result as text; ``load_best()`` rebuilds the best model.
+
+    Attributes:
+        run_dir: The run's directory.
+        best_member: The best member's id.
+        best_score: Its last score on the selection metric, as ``evaluate()`` reported it.
+        best_step: The step of that score.
+        hyperparameters: The hyperparameters the best member holds in the store (at the end of
+            a finished run).
+        schedule: The hyperparameter schedule behind its latest weights (:func:`firepbt.schedule`).
+        checkpoint: ``(path, sha256)`` of the checkpoint its last finished segment wrote, or
+            ``None`` when that checkpoint is not on disk.
+        mode: Whether higher (``Mode.MAX``) or lower (``Mode.MIN``) scores are better.
+        wall_seconds: How long the run took, in seconds; NaN when the store does not record it.
+        worker_steps: The steps trained in every finished segment, by members and evaluators:
+            the compute the run spent.
+        metrics: Every metric of the best member's last evaluation.
+        warnings: What looks wrong with the run, e.g. a FIRE PBT run that made no hand-over
+            (and why), or a ``test_metric`` that ``evaluate()`` never returned.
+    """
 
     run_dir: Path
     best_member: int
@@ -39,7 +63,19 @@ class RunResult:
     warnings: tuple[str, ...] = ()  # e.g. a FIRE PBT run that made no hand-over, and why
 
     def load_best(self, trainable: type[Trainable], seed: int = 0) -> Trainable:
-        """Rebuild the best member's trainable with its final weights."""
+        """Rebuild the best member's trainable with its final weights.
+
+        Args:
+            trainable: The run's trainable class.
+            seed: The seed passed to its constructor.
+
+        Returns:
+            A new trainable built with the best member's final hyperparameters, with the state
+            of its checkpoint loaded.
+
+        Raises:
+            FileNotFoundError: The run kept no checkpoint of the best member on disk.
+        """
         if self.checkpoint is None:
             raise FileNotFoundError(f"no checkpoint of member {self.best_member} in {self.run_dir}")
         t = trainable(dict(self.hyperparameters), seed)
@@ -47,6 +83,13 @@ class RunResult:
         return t
 
     def describe(self) -> str:
+        """Summarise the result for a terminal.
+
+        Returns:
+            The best member, its score, step, metrics and hyperparameters, its schedule one
+            stretch per line, the worker-steps and wall time spent, the run directory and any
+            warnings.
+        """
         lines = [
             f"best member {self.best_member}: score {self.best_score:.6g} at step {self.best_step}",
             f"metrics: {_fmt_h(self.metrics)}",

@@ -42,9 +42,25 @@ if TYPE_CHECKING:
 
 
 class Trainable(ABC):
-    """Base class for user training code. Higher scores are better unless the run says
-    ``mode="min"``. ``evaluate`` may return one number or a mapping of named metrics (then the
-    run names the ``metric`` to select on; the others are recorded alongside, e.g. a test score).
+    """Base class for user training code: what firepbt calls to train, score and copy a member.
+
+    A subclass implements ``train``, ``evaluate``, ``save`` and ``load``; it may override
+    ``set_hyperparameters`` (to push new values into an optimizer) and ``use_split`` (to replay
+    on another data split). firepbt builds it as ``cls(hyperparameters, seed)``, so a subclass
+    that overrides ``__init__`` takes the same two arguments and calls
+    ``super().__init__(hyperparameters, seed)``. A segment that starts from a checkpoint (the
+    member's own or, after an exploit, another member's) loads it with ``load`` into a freshly
+    built trainable, unless its worker still holds the trainable that saved it. Every segment then
+    sets its hyperparameters, alternates ``train`` and ``evaluate`` up to its end, and ends with
+    ``save``. Higher scores are better unless the run says ``mode="min"``.
+    ``evaluate`` may return one number or a mapping of named metrics (then the run names the
+    ``metric`` to select on; the others are recorded alongside, e.g. a test score).
+
+    Args:
+        hyperparameters (dict[str, Any]): The member's starting hyperparameters, one value per
+            name of the space; a copy is kept as ``self.hyperparameters``.
+        seed: The member's seed, kept as ``self.seed`` for the subclass to seed its random
+            generators with.
     """
 
     # "module:Class" of a VectorisedTrainable whose slots are members of this class: a run
@@ -57,10 +73,13 @@ class Trainable(ABC):
 
     @property
     def device(self) -> str:
-        """Where to train: ``"cuda"`` in a worker given a GPU (``gpus_per_worker``; it sees only
-        its own devices, so this is its first one), else ``"cpu"``. Outside a worker (replay,
+        """Where to train.
+
+        It is ``"cuda"`` in a worker given a GPU (``gpus_per_worker``; it sees only its own
+        devices, so this is its first one), else ``"cpu"``. Outside a worker (replay,
         ``load_best``, a notebook) it is ``"cpu"`` unless ``FIREPBT_DEVICE`` says otherwise.
-        Read once, when first asked: a trainable's device never changes under it."""
+        Read once, when first asked: a trainable's device never changes under it.
+        """
         device = self.__dict__.get("_device")
         if device is None:
             from firepbt.execution.devices import worker_device
@@ -69,32 +88,82 @@ class Trainable(ABC):
         return str(device)
 
     def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
-        """Take new hyperparameters without rebuilding; override to push them into an optimizer."""
+        """Take new hyperparameters without rebuilding; override to push them into an optimizer.
+
+        Called at the start of every segment (and of every segment a replay follows), before
+        ``train``. The default keeps a copy as ``self.hyperparameters``; an override calls
+        ``super().set_hyperparameters(hyperparameters)`` and then applies the new values, keeping
+        the weights and the optimizer state.
+
+        Args:
+            hyperparameters (dict[str, Any]): The new hyperparameters, one value per name of the
+                space.
+        """
         self.hyperparameters = dict(hyperparameters)
 
     def use_split(self, name: str) -> None:
-        """Switch to another data split before training (``firepbt replay --split``), e.g. train
-        on train+validation as the FIRE paper does when it replays a schedule. Override to
-        support it; the default refuses."""
+        """Switch to another data split before training (``firepbt replay --split``).
+
+        E.g. train on train+validation as the FIRE paper does when it replays a schedule.
+        :func:`firepbt.replay` calls it once, right after building the trainable. Override to
+        support it; the default refuses.
+
+        Args:
+            name: The split's name, as given to ``firepbt replay --split`` or
+                ``replay(split=...)``.
+
+        Raises:
+            ValueError: Always, unless overridden: the trainable has no other split.
+        """
         raise ValueError(
             f"{type(self).__name__} has no split {name!r}: implement use_split() to replay on it"
         )
 
     @abstractmethod
     def train(self, steps: int) -> None:
-        """Advance training by ``steps`` steps with the current hyperparameters."""
+        """Advance training by ``steps`` steps with the current hyperparameters.
+
+        Args:
+            steps: How many steps to train: the run's evaluation interval (``eval_every``), or
+                fewer where a segment ends sooner. Each call is followed by ``evaluate``.
+        """
 
     @abstractmethod
     def evaluate(self) -> float | Mapping[str, float]:
-        """Measure the objective Q (any metric, differentiable or not)."""
+        """Measure the objective Q (any metric, differentiable or not).
+
+        Returns:
+            One number, or a mapping of metric names to numbers (the run's ``metric`` names the
+            one to select on; every metric is recorded). A number is an ``int``, a ``float``, or
+            a numpy or torch scalar; a value that is no number (a bool, a string, an array of
+            several values) fails the segment with :class:`firepbt.errors.MetricError`. A NaN or
+            infinite score ranks worst.
+        """
 
     @abstractmethod
     def save(self) -> Any:
-        """Return the full training state (weights, optimizer, data position), picklable."""
+        """Return the full training state (weights, optimizer, data position), picklable.
+
+        Called at the end of every segment; the state is pickled into the segment's checkpoint,
+        so the object returned is never shared with another trainable.
+
+        Returns:
+            Any picklable object holding everything ``load`` needs to go on training exactly
+            where this trainable is. A state that cannot be pickled fails the segment.
+        """
 
     @abstractmethod
     def load(self, state: Any) -> None:
-        """Restore a state returned by ``save`` (possibly another member's)."""
+        """Restore a state returned by ``save`` (possibly another member's).
+
+        Called on a freshly built trainable; in a segment, ``set_hyperparameters`` follows with
+        the segment's hyperparameters, so restore the weights, optimizer and data state of
+        ``state``, not its hyperparameters.
+
+        Args:
+            state: What ``save`` returned, read back from a checkpoint: this member's own, or
+                after an exploit the donor's.
+        """
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,10 @@ learning rate (lr ≈ 0.24) reaches E[L] ≈ 0.169, the best cosine schedule (lr
 the best exponential one ≈ 0.065: decay wins by ≈ 2.5×, as in the literature. With B = 1 and 1000
 steps the gap is only ≈ 1.5× (the noise floor dominates); with B = 4 and 1000 steps it is ≈ 2×.
 
-Stability: coordinate i contracts iff |1 − lr·hᵢ| < 1; the stiffest is h₁ = 1, so lr < 2 is needed.
+Stability: coordinate i contracts iff ``|1 − lr·hᵢ| < 1``; the stiffest is h₁ = 1, so lr < 2 is
+needed.
 ``nqm_space`` caps lr at ``LR_MAX = 1.9`` so that every coordinate strictly contracts
-(|1 − lr·hᵢ| ≤ 0.9); at lr = 2 the first coordinate's variance would grow without bound.
+(``|1 − lr·hᵢ| ≤ 0.9``); at lr = 2 the first coordinate's variance would grow without bound.
 """
 
 from __future__ import annotations

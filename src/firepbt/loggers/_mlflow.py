@@ -56,8 +56,13 @@ class MLflowWriter(Callback):
       explore record, FIRE PBT's assignments and hand-overs) and each failure as
       ``failure.<step>.<segment>``.
 
-    ``where`` is a directory (a local SQLite store, ``DIR/mlflow.db``) or a tracking URI. A
-    resumed run logs to the runs it made before. Runs end FINISHED, FAILED or KILLED.
+    A resumed run logs to the runs it made before. Runs end FINISHED, FAILED or KILLED.
+
+    Args:
+        where: A directory, which holds a local SQLite store (``DIR/mlflow.db``, artifacts in
+            ``DIR/artifacts``), or a tracking URI (``sqlite:///...``, ``http://...``,
+            ``file:...``), used as it is.
+        experiment: The MLflow experiment the runs go in; created when missing.
 
     >>> writer = MLflowWriter("mlruns")  # firepbt.run(..., callbacks=[writer])
     """

@@ -45,6 +45,13 @@ class TensorBoardWriter(Callback):
     written. A resumed run adds a file to each member's directory, named to be read after the
     earlier ones.
 
+    Args:
+        directory: Where the logs go, one folder per run inside it; created when a member first
+            writes.
+
+    Raises:
+        firepbt.ConfigError: ``directory``, or a folder above it, is a file.
+
     >>> writer = TensorBoardWriter("tb")  # firepbt.run(..., callbacks=[writer])
     """
 

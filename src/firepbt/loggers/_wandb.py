@@ -35,10 +35,19 @@ class WandbWriter(Callback):
       failed segment;
     * the member's starting hyperparameters as its config.
 
-    ``mode`` is ``"online"``, ``"offline"`` (write to ``dir`` only; ``wandb sync`` uploads it
-    later) or ``"disabled"``; None leaves it to W&B (``WANDB_MODE``). ``dir`` defaults to the
-    run directory. Each member's W&B run id is derived from the run directory, so a resumed run
-    goes on logging to the same W&B runs (online).
+    Each member's W&B run id is derived from the run directory (and when its store was made), so
+    a resumed run goes on logging to the same W&B runs (online).
+
+    Args:
+        project: The W&B project.
+        entity: The W&B entity (user or team); None leaves it to W&B.
+        group: The group the member runs are in (default: the run directory's name).
+        mode: ``"online"``, ``"offline"`` (write to ``dir`` only; ``wandb sync`` uploads it
+            later) or ``"disabled"``; None leaves it to W&B (``WANDB_MODE``).
+        dir: Where W&B writes its files (default: the run directory).
+
+    Raises:
+        ValueError: ``mode`` is none of ``"online"``, ``"offline"``, ``"disabled"`` and None.
 
     >>> writer = WandbWriter("my-project", mode="offline")  # firepbt.run(..., callbacks=[writer])
     """

@@ -81,10 +81,17 @@ pre{background:#f7f7f7;padding:.8em;overflow:auto}
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write the four figures and a self-contained ``report.html``; returns the page's path.
+    """Write the four figures and a self-contained ``report.html`` (needs matplotlib).
 
-    ``out_dir`` defaults to ``<run_dir>/report/``. Works on finished, running, killed and
-    failed runs alike; a run without any score yet gets a page that says so.
+    Works on finished, running, killed and failed runs alike; a run without any score yet
+    gets a page that says so.
+
+    Args:
+        run_dir: The run's directory.
+        out_dir: Where to write (default ``<run_dir>/report/``).
+
+    Returns:
+        The page's path.
     """
     _require_matplotlib()
     run_dir = Path(run_dir)

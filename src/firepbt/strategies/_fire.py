@@ -28,14 +28,70 @@ class FirePBT(FireBook):
     """FIRE PBT over ``subpopulations`` sub-populations splitting ``population`` members equally,
     plus ``evaluators`` evaluator workers (default ¾ of the parents' total size).
 
-    ``max_eval_steps`` (default 3 × ``ready_every``) and ``p_stat`` (0.01) are the paper's
-    stopping and success settings; ``min_steps_before_eval`` holds per sub-population (an int for
-    all, or one value per sub-population, the first being unused). Parents evolve greedily on
-    their own score, as P1 does, for their first ``warmup`` steps (default 3 × ``ready_every``,
-    at most a tenth of ``total_steps``) and are evaluated only after it. Inside each
-    sub-population the defaults are the FIRE paper's explore (multiply by 0.5, 0.8, 1.25 or 2)
-    and truncation of the bottom 12.5 %.
-    Evaluators check their criteria every ``ready_every`` steps.
+    ``max_eval_steps`` and ``p_stat`` are the paper's stopping and success settings. Parents
+    evolve greedily on their own score, as P1 does, for their first ``warmup`` steps and are
+    evaluated only after it. Inside each sub-population the defaults are the FIRE paper's explore
+    (multiply by 0.5, 0.8, 1.25 or 2) and truncation of the bottom 12.5 %. Evaluators check their
+    criteria every ``ready_every`` steps. The evaluators' ids follow the members'
+    (``evaluator_ids``).
+
+    Args:
+        space: The search space: the prior of the starting hyperparameters, and the ranges
+            explore moves in.
+        population: Members trained across the sub-populations (evaluators come on top): a
+            multiple of ``subpopulations`` giving each at least 2 members.
+        total_steps: Steps each member trains for, at least 1.
+        ready_every: Steps between a worker's ready points, where members evolve and evaluators
+            are judged; at least 1.
+        rng: The generator every random choice of the strategy draws from.
+        subpopulations: How many sub-populations, at least 2: P1, which evolves greedily on its
+            score, and the parents P2, P3, ...
+        evaluators: Evaluator workers, at least 1 (default ¾ of the parents' total size,
+            rounded down, at least 1).
+        exploit (``ExploitPolicy | None``): The exploit policy inside each sub-population
+            (default ``Truncation(0.125)``).
+        explore (``ExplorePolicy | None``): The explore policy inside each sub-population
+            (default ``Perturb((0.5, 0.8, 1.25, 2.0))``).
+        synchrony: ``"sync"`` (the default): decide for every worker at a barrier;
+            ``"async"``: decide for each worker when it is ready.
+        burn_in: Steps before which a member does not evolve, 0 or more.
+        max_eval_steps: Steps after which an evaluator whose curve has no overlap with its
+            target's is stopped, and by which the binomial test's stopping threshold has come
+            down to ``p_stat``. Default ``max(3 × ready_every, 3 × (n - 1) × eval_every)``,
+            where ``n`` is the number of points a success needs at the least (8 with the
+            default ``p_stat`` and ``thin``).
+        p_stat: The significance level, in ``(0, 1)``, of the one-sided binomial test an
+            evaluator's success needs (default 0.01).
+        min_steps_before_eval: Steps a parent trains before an evaluator may be assigned to it:
+            one int for every sub-population, or one value per sub-population (the first, P1's,
+            is unused).
+        warmup: Steps a parent sub-population evolves greedily before it is evaluated (default
+            3 × ``ready_every``, at most a tenth of ``total_steps``).
+        keep_curves: Whether a parent whose evaluator stopped keeps that evaluator's curve as
+            its fitness until it copies weights (the paper drops it).
+        retarget: Whether an evaluator whose target loses an evolution event or fails is
+            pointed at the child sub-population's best, where there is one, instead of being
+            stopped.
+        eval_every: Steps between evaluations, the curves' resolution (default
+            ``ready_every``).
+        thin: The binomial test compares every ``thin``-th pair of points (default 1: every
+            pair); an integer of at least 1.
+        success_test: ``"increments"`` (the default: the binomial test compares the curves'
+            gains) or ``"levels"`` (the paper's: it compares their levels).
+        replace_failed: How many times each member that fails for good is replaced by an
+            exploit of the best other member of its sub-population, instead of leaving the
+            population.
+        initial_hyperparameters: One set of starting hyperparameters per member, checked
+            against the space, instead of samples from it.
+
+    Raises:
+        firepbt.errors.PopulationConfigError: A setting cannot work; the message names it.
+
+    Warns:
+        firepbt.errors.FireSettingsWarning: Settings under which no evaluator could ever hand
+            its weights over, evaluators and members would be compared on points taken at
+            different offsets (``eval_every`` does not divide ``ready_every``), or evaluators
+            would stay idle.
 
     >>> import numpy as np
     >>> from firepbt.space import Space, LogUniform

@@ -29,6 +29,35 @@ class PBT(Strategy):
     follow the paper: truncation selection of the bottom 25 %, perturbation by 0.8 / 1.2 and
     resampling with probability 0.25.
 
+    Args:
+        space: The search space: the prior of the starting hyperparameters, and the ranges
+            explore moves in.
+        population: Members trained, at least 1.
+        total_steps: Steps each member trains for, at least 1.
+        ready_every: Steps between a member's ready points, where it may exploit and explore;
+            at least 1.
+        rng: The generator every random choice of the strategy draws from (starting
+            hyperparameters, seeds, exploit and explore).
+        exploit (``ExploitPolicy | None``): Chooses whom a ready member copies, if anyone:
+            :class:`firepbt.Truncation` and the other exploit policies (default
+            ``Truncation(0.25)``).
+        explore (``ExplorePolicy | None``): Mutates the copied hyperparameters:
+            :class:`firepbt.Perturb` and the other explore policies (default
+            ``chain(Perturb(), Resample(0.25))``).
+        synchrony: ``"sync"`` (the default): ready members wait until every live member is
+            ready, then all decide on one snapshot of the population; ``"async"``: each member
+            decides when it is ready, against the latest known scores.
+        burn_in: Steps before which a ready member neither exploits nor explores, 0 or more.
+        replace_failed: How many times each member that fails for good is replaced by an
+            exploit of the best other member, instead of leaving the population.
+        initial_hyperparameters: One set of starting hyperparameters per member, checked
+            against the space, instead of samples from it.
+
+    Raises:
+        firepbt.errors.PopulationConfigError: A setting cannot work (e.g. a population below 1,
+            a negative ``burn_in``, an unknown ``synchrony``, or ``initial_hyperparameters``
+            of the wrong length or outside the space); the message names it.
+
     >>> import numpy as np
     >>> from firepbt.space import Space, LogUniform
     >>> pbt = PBT(Space({"lr": LogUniform(1e-3, 1.0)}), population=4, total_steps=20,

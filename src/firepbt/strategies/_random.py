@@ -16,6 +16,20 @@ class RandomSearch(Strategy):
     """Train ``population`` members with hyperparameters drawn from the prior, each for
     ``total_steps`` steps, in segments of ``ready_every`` steps (checkpoints and progress).
 
+    Args:
+        space: The search space the hyperparameters are drawn from.
+        population: Members trained, at least 1.
+        total_steps: Steps each member trains for, at least 1.
+        ready_every: Steps per segment, at least 1.
+        rng: The generator the hyperparameters and the members' seeds are drawn from.
+        initial_hyperparameters: One set of hyperparameters per member, checked against the
+            space, instead of samples from it.
+
+    Raises:
+        firepbt.errors.PopulationConfigError: A setting cannot work (e.g. a population below 1,
+            or ``initial_hyperparameters`` of the wrong length or outside the space); the
+            message names it.
+
     >>> import numpy as np
     >>> from firepbt.space import Space, LogUniform
     >>> rs = RandomSearch(Space({"lr": LogUniform(1e-3, 1.0)}), 2, 10, 5, np.random.default_rng(0))
