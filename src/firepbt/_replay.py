@@ -32,7 +32,13 @@ from firepbt.trainable import Trainable, trainable_of_run
 
 @dataclass(frozen=True)
 class ReplayRun:
-    """One replay: its id in the store, the seed, and the curve it produced."""
+    """One replay: its id in the store, the seed, and the curve it produced.
+
+    Attributes:
+        id: The replay's id in the run's store.
+        seed: The seed it trained with (the first replay's is the lineage's own).
+        points: Its curve, one point per evaluation.
+    """
 
     id: int
     seed: int
@@ -40,6 +46,7 @@ class ReplayRun:
 
     @property
     def final(self) -> Point:
+        """The curve's last point."""
         return self.points[-1]
 
     def summary(self) -> str:

@@ -86,7 +86,8 @@ def run(
     """Train a population and return the best member with its hyperparameter schedule.
 
     Every keyword has a config-file twin (:doc:`/guides/configs`); a bad value is refused
-    before anything runs, in one line naming it.
+    before anything runs, in one line naming it. :doc:`/guides/quickstart` has a complete
+    script.
 
     Args:
         trainable: A :class:`firepbt.Trainable` subclass, a
@@ -144,10 +145,6 @@ def run(
         firepbt.ConfigError: A keyword or strategy option is wrong; the message names it.
         firepbt.SpaceError: The space is malformed.
         firepbt.errors.TrainableError: ``trainable`` is not a trainable class or cannot be imported.
-
-    >>> from firepbt.examples.toy import Toy
-    >>> r = run(Toy, {"h0": Uniform(0, 1), "h1": Uniform(0, 1)}, total_steps=20,
-    ...         population=2, ready_every=4, executor="inprocess", run_dir=tmp)  # doctest: +SKIP
     """
     _refuse_inside_worker()
     path, resolved = _resolve(trainable, slots)

@@ -7,7 +7,7 @@ A TOML config looks like::
     metric = "loss"
     run_dir = "runs/nqm"
     # checkpoint_every = 100    # steps between a member's checkpoints on disk (default: budget / 5)
-    # max_retries = 2           # tries of a failing segment before the member fails
+    # max_retries = 2           # retries of a failing segment before the member fails
     # segment_timeout = 600     # seconds before a segment is stopped (process pool, ray)
 
     [space]
@@ -323,10 +323,17 @@ class RunConfig:
             raise ConfigError(f"strategy.{e}") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data, as the run's store keeps them."""
         return asdict(self)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
+        """Read and validate a TOML config file.
+
+        Raises:
+            firepbt.ConfigError: The file is not valid TOML or a setting is wrong; the message
+                names the field.
+        """
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -342,6 +349,15 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "config") -> RunConfig:
+        """Validate a config given as a mapping, laid out as a TOML config is.
+
+        Args:
+            data: The config's tables and keys (``{"trainable": ..., "space": {...}, ...}``).
+            where: What to call the config in error messages (a file name).
+
+        Raises:
+            firepbt.ConfigError: A setting is wrong; the message names the field.
+        """
         data = dict(data)
         known_top = {
             "test_metric",

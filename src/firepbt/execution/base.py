@@ -32,7 +32,8 @@ class Executor(ABC):
         """How many segments may run at once."""
 
     @abstractmethod
-    def submit(self, segment: Segment) -> None: ...
+    def submit(self, segment: Segment) -> None:
+        """Hand a segment over to run; never blocks (at most ``capacity`` at once)."""
 
     @abstractmethod
     def wait(self) -> list[SegmentResult]:

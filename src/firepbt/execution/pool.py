@@ -40,7 +40,23 @@ class ProcessPoolExecutor(WorkerProcesses):
     With ``gpus_per_worker`` (a whole number, or 1/k of a device to share one among k workers),
     each process sees only its own GPUs (``CUDA_VISIBLE_DEVICES``), handed out in order over
     ``devices`` (default: the GPUs this process sees); see :mod:`firepbt.execution.devices`. A
-    process that replaces a dead one gets the same devices."""
+    process that replaces a dead one gets the same devices.
+
+    Each process uses one thread in torch, OpenMP and BLAS (numpy's included) unless
+    ``OMP_NUM_THREADS`` says otherwise, and, with glibc, keeps the memory it frees for reuse
+    rather than faulting it back in every step: up to 128 MiB of freed memory may stay mapped
+    per heap, one per thread that allocates, unless ``MALLOC_*_`` variables or
+    ``GLIBC_TUNABLES`` tune glibc's allocator.
+
+    Args:
+        workers: How many worker processes.
+        start_method: ``"fork"``, ``"forkserver"`` or ``"spawn"``; by default the processes are
+            forked while that is safe (one thread, no torch, jax, tensorflow or cupy imported
+            yet) and started from a fork server otherwise.
+        timeout: Seconds after which a running segment is stopped (default: none).
+        gpus_per_worker: GPUs per process: a whole number, or 1/k of one.
+        devices: The GPUs to hand out (default: every GPU this process sees).
+    """
 
     @property
     def capacity(self) -> int:

@@ -111,6 +111,17 @@ class RayExecutor(Executor):
 
     ``firepbt.run(..., executor="ray", address="auto")`` and ``[executor] kind = "ray"`` in a
     config build one.
+
+    Args:
+        workers: How many actors.
+        address: The cluster to join (``"auto"``, ``"ray://host:10001"``); left out, a private
+            Ray starts on this machine.
+        num_cpus_per_worker: CPUs each actor reserves; its torch and OpenMP threads follow.
+        num_gpus_per_worker: GPUs each actor reserves (Ray's ``num_gpus``).
+        timeout: Seconds after which a running segment is stopped (default: none).
+
+    Raises:
+        ValueError: ``workers``, ``timeout`` or ``num_cpus_per_worker`` is not positive.
     """
 
     holds_state = True

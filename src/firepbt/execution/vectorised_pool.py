@@ -72,6 +72,16 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
     """``workers`` processes, each training up to ``slots`` members at once as one
     ``population`` (a VectorisedTrainable class). The other settings are the process pool's.
 
+    Args:
+        population: The :class:`~firepbt.vectorised.VectorisedTrainable` class each worker
+            hosts.
+        slots: Members each worker trains at once.
+        workers: How many worker processes.
+        start_method: As for :class:`~firepbt.execution.pool.ProcessPoolExecutor`.
+        timeout: Seconds after which a worker's running batch is stopped (default: none).
+        gpus_per_worker: GPUs per process: a whole number, or 1/k of one.
+        devices: The GPUs to hand out (default: every GPU this process sees).
+
     >>> from firepbt.examples.nqm_vectorised import NQMVectorised
     >>> executor = VectorisedPoolExecutor(NQMVectorised, slots=8, workers=2)
     >>> executor.capacity

@@ -151,6 +151,11 @@ class Store(StoreReads, StoreWrites):
 
     @classmethod
     def open(cls, run_dir: str | Path) -> Store:
+        """Open the store of the run in ``run_dir``, to read it or to go on with it.
+
+        Raises:
+            firepbt.errors.StoreError: ``run_dir`` holds no run, or its store is unreadable.
+        """
         path = Path(run_dir) / STORE_FILE
         if not path.exists():
             raise StoreError(f"{run_dir} holds no firepbt run (no {STORE_FILE} in it)")
