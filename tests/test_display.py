@@ -290,3 +290,59 @@ def test_the_progress_line_shows_each_phase(tmp_path: Path, monkeypatch) -> None
     assert shown[0] == "starting 2 worker processes"
     assert "training the first segments on 2 workers: the bar moves each 2 steps" in shown
     assert shown[-1].startswith("top score so far")
+
+
+PROGRESS_SCRIPT = """
+import firepbt
+from firepbt.examples.toy import Toy
+
+if __name__ == "__main__":
+    space = {"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)}
+    firepbt.run(Toy, space, total_steps=40, population=2, ready_every=4, executor="inprocess")
+    print("done")
+"""
+
+
+def _run_script(tmp_path: Path, stderr_terminal: bool) -> str:
+    """Run ``PROGRESS_SCRIPT`` with its stderr on a pseudo-terminal or on a pipe; what it wrote
+    to stderr."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    (tmp_path / "progress.py").write_text(PROGRESS_SCRIPT)
+    if not stderr_terminal:
+        done = subprocess.run(
+            [sys.executable, "progress.py"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "progress.py"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=follower, env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the script has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_firepbt_run_shows_progress_by_default_on_a_terminal_and_not_in_a_pipe(
+    tmp_path: Path,
+) -> None:
+    on_terminal = _run_script(tmp_path, stderr_terminal=True)
+    assert "training" in on_terminal and "top score so far" in on_terminal, on_terminal[-2000:]
+    in_pipe = _run_script(tmp_path, stderr_terminal=False)
+    assert "top score so far" not in in_pipe and "training" not in in_pipe, in_pipe[-2000:]

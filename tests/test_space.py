@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -485,3 +486,41 @@ def test_intuniform_to_dict_keeps_integers() -> None:
     d = IntUniform(1, 8).to_dict()
     assert d == {"dist": "intuniform", "low": 1, "high": 8}
     assert type(d["low"]) is int and type(d["high"]) is int
+
+
+def test_a_plain_tuple_or_list_is_refused_with_what_to_write_instead(tmp_path: Path) -> None:
+    import firepbt
+    from firepbt.examples.toy import Toy
+
+    with pytest.raises(SpaceError, match=r"LogUniform\(0\.001, 0\.1\) or Uniform\(0\.001, 0\.1\)"):
+        Space({"lr": (1e-3, 0.1)})
+    with pytest.raises(SpaceError, match=r"Choice\(\[16, 32, 64\]\)"):
+        Space({"batch": [16, 32, 64]})
+    # the same from firepbt.run, before anything is made (every member failed on it before)
+    with pytest.raises(firepbt.ConfigError, match=r"space\.h0: .*Uniform\(0\.0, 1\.0\)"):
+        firepbt.run(
+            Toy, {"h0": (0.0, 1.0), "h1": 0.5}, total_steps=4, executor="inprocess",
+            run_dir=tmp_path / "run",
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()
+    # and from a config file's [space]
+    from firepbt.config import RunConfig
+
+    data = {"trainable": "firepbt.examples.toy:Toy", "budget": {"steps": 4}}
+    with pytest.raises(firepbt.ConfigError, match=r"space\.h0: \[0\.0, 1\.0\]"):
+        RunConfig.from_mapping({**data, "space": {"h0": [0.0, 1.0]}}).build_space()
+
+
+def test_a_sequence_constant_is_said_with_fixed() -> None:
+    from firepbt.config import RunConfig
+
+    space = Space({"betas": Fixed((0.9, 0.999)), "momentum": 0.9})
+    assert space.sample(np.random.default_rng(0))["betas"] == (0.9, 0.999)
+    config = RunConfig.from_mapping(
+        {
+            "trainable": "firepbt.examples.toy:Toy",
+            "budget": {"steps": 4},
+            "space": {"betas": {"dist": "fixed", "value": [0.9, 0.999]}, "h0": 0.5},
+        }
+    )
+    assert config.build_space().sample(np.random.default_rng(0))["betas"] == [0.9, 0.999]

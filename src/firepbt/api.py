@@ -3,6 +3,7 @@ does) and ``resume``. The result they return is ``firepbt.results.RunResult``.""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -78,7 +79,7 @@ def run(
     gpus_per_worker: float | None = None,
     devices: list[str] | None = None,
     slots: int | None = None,
-    progress: bool | Callable[[RunProgress], None] = False,
+    progress: bool | Callable[[RunProgress], None] | None = None,
     logging: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
     **strategy_options: Any,
@@ -115,15 +116,16 @@ def run(
             ``total_steps``); between them checkpoints are held in worker memory.
         segment_timeout: Seconds after which a segment that has not finished is stopped and
             recorded as a failure (default: none).
-        address: Ray only: the cluster to join (``"auto"``); left out, a private Ray starts.
-        num_cpus_per_worker: Ray only: CPUs each actor reserves.
+        address, num_cpus_per_worker: Ray only: the cluster to join (``"auto"``; left out, a
+            private Ray starts), and the CPUs each actor reserves.
         gpus_per_worker: GPUs each worker gets (1, 2, or 0.5 for two workers per GPU); the
             trainable trains on ``self.device``.
         devices: The GPUs to hand out on the process pool (default: every visible GPU).
         slots: With a vectorised trainable, how many members each worker trains at once as
             one population.
-        progress: ``True`` for a progress line on the terminal, or a callable given a
-            :class:`firepbt.control.progress.RunProgress` at every change.
+        progress: ``True`` for a progress line on the terminal, ``False`` for none, or a
+            callable given a :class:`firepbt.control.progress.RunProgress` at every change.
+            By default a progress line is shown when standard error is a terminal.
         logging: Per-member writers, as a config's ``[logging]`` table:
             ``{"tensorboard": "tb", "mlflow": "mlruns", "wandb": "project"}``. Kept in the
             run's config, so a resume writes to them too.
@@ -234,7 +236,7 @@ def run_config(
     *,
     trainable: type[Trainable] | type[VectorisedTrainable] | None = None,
     executor: Executor | None = None,
-    progress: bool | Callable[[RunProgress], None] = False,
+    progress: bool | Callable[[RunProgress], None] | None = None,
     strategy_objects: Mapping[str, Any] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
@@ -245,8 +247,7 @@ def run_config(
         trainable: The trainable class itself, when the config's ``"module:Class"`` path
             cannot import it here.
         executor: An executor to use instead of the one the config names.
-        progress: ``True`` for a progress line, or a callable given each
-            :class:`firepbt.control.progress.RunProgress`.
+        progress: As for :func:`firepbt.run`.
         strategy_objects: Strategy options given as objects (policies), which the config
             cannot hold; the run is then not resumable.
         callbacks: Called after the writers the config's ``[logging]`` names.
@@ -265,7 +266,7 @@ def _start(
     config: RunConfig,
     resolved: ResolvedTrainable,
     executor: Executor | None,
-    progress: bool | Callable[[RunProgress], None],
+    progress: bool | Callable[[RunProgress], None] | None,
     strategy_objects: Mapping[str, Any] | None,
     callbacks: Sequence[Callback],
 ) -> RunResult:
@@ -305,7 +306,7 @@ def resume(
     *,
     trainable: type[Trainable] | type[VectorisedTrainable] | None = None,
     executor: Executor | None = None,
-    progress: bool | Callable[[RunProgress], None] = False,
+    progress: bool | Callable[[RunProgress], None] | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Continue a run that was killed (at any moment) from its store and checkpoints.
@@ -321,8 +322,7 @@ def resume(
         trainable: The trainable class, when the stored ``"module:Class"`` path cannot
             import it here (a class kept by value in the run directory is used by itself).
         executor: An executor to use instead of the one the run's config names.
-        progress: ``True`` for a progress line, or a callable given each
-            :class:`firepbt.control.progress.RunProgress`.
+        progress: As for :func:`firepbt.run`.
         callbacks: Further :class:`firepbt.Callback` objects.
 
     Returns:
@@ -385,7 +385,7 @@ def _drive(
     strategy: Strategy,
     cls: type[Trainable],
     executor: Executor,
-    progress: bool | Callable[[RunProgress], None],
+    progress: bool | Callable[[RunProgress], None] | None,
     callbacks: Sequence[Callback],
     resume: bool,
 ) -> RunResult:
@@ -393,6 +393,9 @@ def _drive(
     started = time.time()
     display = None
     callback: Callable[[RunProgress], None] | None = None
+    if progress is None:  # a person watching a terminal sees progress; a log file does not
+        isatty = getattr(sys.stderr, "isatty", None)
+        progress = bool(isatty and isatty())
     if progress is True:
         from firepbt.display import LiveProgress
 

@@ -365,11 +365,32 @@ _KINDS: dict[str, type[Distribution]] = {
 }
 
 
+def constant(name: str, value: Any) -> Fixed:
+    """A plain value in a space: a constant. A plain list or tuple is refused, since it reads as
+    a range or a choice as easily as a constant; ``Fixed`` says a constant."""
+    if not isinstance(value, (list, tuple)):
+        return Fixed(value)
+    numbers = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    ranges = []
+    if len(value) == 2 and len(numbers) == 2 and value[0] < value[1]:
+        low, high = value
+        ranges = [f"Uniform({low!r}, {high!r})"]
+        if low > 0:
+            ranges.insert(0, f"LogUniform({low!r}, {high!r})")
+    tune = f"{' or '.join(ranges)} to tune it in that range, " if ranges else ""
+    raise SpaceError(
+        f"space.{name}: {value!r} would be kept as one constant value; write {tune}"
+        f"Choice({list(value)!r}) to choose among its values, or Fixed({value!r}) to keep it "
+        "as a constant"
+    )
+
+
 def distribution_from_dict(name: str, spec: Mapping[str, Any]) -> Distribution:
     """Build a distribution from a config table such as
-    ``{dist = "loguniform", low = 1e-4, high = 0.1}``; a plain value stands for ``Fixed``."""
+    ``{dist = "loguniform", low = 1e-4, high = 0.1}``; a plain value stands for a constant
+    (see ``constant``)."""
     if not isinstance(spec, Mapping):
-        return Fixed(spec)
+        return constant(name, spec)
     spec = dict(spec)
     if "dist" not in spec:
         raise SpaceError(

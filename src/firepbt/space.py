@@ -30,6 +30,7 @@ from firepbt.distributions import (
     IntUniform,
     LogUniform,
     Uniform,
+    constant,
     distribution_from_dict,
 )
 from firepbt.errors import SpaceError
@@ -79,7 +80,7 @@ class Space(Mapping[str, Distribution]):
                     f"space: hyperparameter names must be non-empty strings, got {name!r}"
                 )
             if not isinstance(d, Distribution):
-                d = Fixed(d)
+                d = constant(name, d)
             rename = getattr(d, "_rename", None)
             if rename is not None:
                 rename(name)
