@@ -52,17 +52,53 @@ def _buffer(t: TorchTrainable) -> Any:
     return t.optimizer.state[t.model.weight]["momentum_buffer"]
 
 
-def test_hyperparameters_go_into_all_param_groups() -> None:
-    t = TwoGroups({"lr": 0.05, "dropout": 0.2}, seed=0)
-    assert [g["lr"] for g in t.optimizer.param_groups] == [0.05, 0.05]
+def test_hyperparameters_go_into_the_param_groups_keeping_their_ratios() -> None:
+    t = TwoGroups({"lr": 0.05, "dropout": 0.2}, seed=0)  # built at lr 0.1 and 0.01
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([0.05, 0.005])
     t.set_hyperparameters({"lr": 0.3, "betas": [0.8, 0.99], "weight_decay": 1e-4, "dropout": 0.1})
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([0.3, 0.03])
     for g in t.optimizer.param_groups:
-        assert g["lr"] == 0.3
         assert g["betas"] == (0.8, 0.99)  # a list from a config becomes the tuple torch expects
-        assert g["weight_decay"] == 1e-4
+        assert g["weight_decay"] == 1e-4  # every group was built at 0: each takes the value
         assert "dropout" not in g  # not an optimizer key: left for the subclass
     assert t.hyperparameters["dropout"] == 0.1
     t.train(2)  # the optimizer still steps with the written values
+
+
+class NoDecayGroup(Regression):
+    """The usual AdamW layout: weights decay, biases (and norms) do not."""
+
+    def build(self) -> tuple[Any, Any]:
+        model = torch.nn.Linear(3, 1)
+        groups = [
+            {"params": [model.weight], "weight_decay": 0.01},
+            {"params": [model.bias], "weight_decay": 0.0},
+        ]
+        return model, torch.optim.AdamW(groups, lr=0.01)
+
+
+def test_a_group_built_without_weight_decay_keeps_none() -> None:
+    t = NoDecayGroup({"lr": 0.02, "weight_decay": 0.05}, seed=0)
+    assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.05, 0.0]
+    t.set_hyperparameters({"lr": 0.02, "weight_decay": 0.2})
+    assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.2, 0.0]
+    t.train(3)
+    # an exploit: the donor's optimizer state loads, and this member's values are written back
+    donor = NoDecayGroup({"lr": 0.1, "weight_decay": 0.7}, seed=1)
+    donor.train(3)
+    t.load(donor.save())
+    assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.2, 0.0]
+    assert [g["lr"] for g in t.optimizer.param_groups] == [0.02, 0.02]
+
+
+def test_per_group_ratios_survive_an_exploit_and_a_change() -> None:
+    t = TwoGroups({"lr": 0.05}, seed=0)
+    donor = TwoGroups({"lr": 0.4}, seed=1)
+    donor.train(2)
+    t.load(donor.save())  # the donor's groups are at 0.4 and 0.04
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([0.05, 0.005])
+    t.set_hyperparameters({"lr": 0.2})
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([0.2, 0.02])
 
 
 def test_seed_makes_build_deterministic() -> None:

@@ -40,8 +40,11 @@ class TorchTrainable(Trainable):
     batches there with ``.to(self.device)``.
 
     Every hyperparameter whose name is a key of the optimizer's param groups (``lr``,
-    ``momentum``, ``weight_decay``, ``betas``, …) is written into all param groups, at
-    construction and on every ``set_hyperparameters`` and ``load``. Others (e.g. a dropout rate)
+    ``momentum``, ``weight_decay``, ``betas``, …) is written into the param groups, at
+    construction and on every ``set_hyperparameters`` and ``load``. The tuned value is the
+    base: each group keeps the ratio to it that ``build`` gave it, so a group built at a tenth
+    of the learning rate stays at a tenth and a group built with ``weight_decay=0`` stays at 0
+    (see ``group_factors``). Others (e.g. a dropout rate)
     are the subclass's to read from ``self.hyperparameters``. Extra state such as a data
     iterator's position goes through ``extra_state`` / ``load_extra_state``.
 
@@ -108,21 +111,28 @@ class TorchTrainable(Trainable):
         self._apply_hyperparameters()
 
     def _apply_hyperparameters(self) -> None:
-        """Write every hyperparameter named like a param-group key into all param groups."""
+        """Write every hyperparameter named like a param-group key into the param groups, each
+        scaled by its group's factor (``group_factors``, taken from the optimizer as built)."""
         groups = self.optimizer.param_groups
-        known = {k for g in groups for k in g if k != "params"}
+        if not hasattr(self, "_factors"):  # once, from the optimizer as build() made it
+            self._factors = {
+                k: group_factors(groups, k) for k in {k for g in groups for k in g} - {"params"}
+            }
         for name, value in self.hyperparameters.items():
-            if name not in known:
+            factors = self._factors.get(name)
+            if factors is None:
                 continue
-            for group in groups:
+            for group, factor in zip(groups, factors, strict=True):
+                scaled = factor != 1.0 and isinstance(value, (int, float))
+                value_here = value * factor if scaled else value
                 current = group.get(name)
                 if isinstance(current, torch.Tensor):
                     # e.g. a tensor lr (capturable / fused optimizers): update in place
-                    current.fill_(value)
+                    current.fill_(value_here)
                 elif isinstance(current, tuple) and isinstance(value, (list, tuple)):
                     group[name] = tuple(value)  # betas from a config arrive as a list
                 else:
-                    group[name] = value
+                    group[name] = value_here
 
     def extra_state(self) -> Any:
         """Subclass hook: more picklable state to save (e.g. a data iterator position).
@@ -190,6 +200,28 @@ class TorchTrainable(Trainable):
                 torch.cuda.set_rng_state(rng, index)
         self.load_extra_state(copy.deepcopy(state.get("extra")))
         self._apply_hyperparameters()
+
+
+def group_factors(groups: list[dict[str, Any]], name: str) -> list[float]:
+    """What each param group's ``name`` is, as a multiple of the tuned value.
+
+    The tuned value is the first group's that was built non-zero (the *base*), and the others
+    keep their ratio to it: a group built at a tenth of the base learning rate stays at a tenth,
+    and a group built with ``weight_decay=0`` (biases, norms) stays at 0. Where no group was
+    built non-zero, or a value is not a number (``betas``), every group takes the tuned value.
+    """
+    numbers: list[float] = []
+    for group in groups:
+        value = group.get(name)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return [1.0] * len(groups)
+        numbers.append(float(value))
+    base = next((v for v in numbers if v != 0), None)
+    if base is None:
+        return [1.0] * len(groups)
+    return [v / base for v in numbers]
 
 
 def cpu_copy(obj: Any) -> Any:
