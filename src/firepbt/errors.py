@@ -52,6 +52,7 @@ class WarningKind(TextEnum):
     NAN_METRIC = "nan_metric"  # a non-finite score (it ranks worst)
     REPAIRED = "repaired"  # a lost or unreadable checkpoint was trained again
     CALLBACK = "callback"  # a callback raised
+    UNUSED = "unused_hyperparameter"  # a name of the space the trainable never read
 
 
 class ConfigError(ValueError):

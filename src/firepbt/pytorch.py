@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from firepbt.reads import ReadRecorder
 from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
@@ -118,10 +119,13 @@ class TorchTrainable(Trainable):
             self._factors = {
                 k: group_factors(groups, k) for k in {k for g in groups for k in g} - {"params"}
             }
-        for name, value in self.hyperparameters.items():
+        h = self.hyperparameters
+        for name, value in dict.items(h):  # not h.items(): that reads every name
             factors = self._factors.get(name)
             if factors is None:
                 continue
+            if isinstance(h, ReadRecorder):
+                h.read.add(name)  # an optimizer setting: used
             for group, factor in zip(groups, factors, strict=True):
                 scaled = factor != 1.0 and isinstance(value, (int, float))
                 value_here = value * factor if scaled else value

@@ -12,7 +12,7 @@ from typing import Any
 
 from firepbt.checkpoints import read_checkpoint
 from firepbt.decisions import Mode
-from firepbt.errors import ConfigError
+from firepbt.errors import ConfigError, WarningKind
 from firepbt.fire.summary import no_handover_warning
 from firepbt.lineage import ScheduleEntry, schedule
 from firepbt.space import Hyperparameters
@@ -153,7 +153,11 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
         metrics=metrics[best],
         warnings=tuple(
             w
-            for w in [no_handover_warning(store), _missing_test_metric(config, metrics)]
+            for w in [
+                no_handover_warning(store),
+                _missing_test_metric(config, metrics),
+                *(m for _, _, kind, m in store.failures() if kind == WarningKind.UNUSED),
+            ]
             if w is not None
         ),
     )

@@ -72,3 +72,4 @@ class SegmentResult:
     finished: float = 0.0
     reused_trainable: bool = field(default=False)
     after: object = None  # what ``segment.after`` returned; None if nothing (or it failed)
+    unused: tuple[str, ...] = ()  # after a member's first segment: space names nobody read

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firepbt.errors import TrainableError
+from firepbt.reads import ReadRecorder
 from firepbt.space import Hyperparameters
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class Trainable(ABC):
     vectorised: str | None = None
 
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
-        self.hyperparameters: Hyperparameters = dict(hyperparameters)
+        # A ReadRecorder: a worker reports the names of the space that nobody reads.
+        self.hyperparameters: Hyperparameters = ReadRecorder(hyperparameters)
         self.seed = seed
 
     @property
@@ -99,7 +101,7 @@ class Trainable(ABC):
             hyperparameters (dict[str, Any]): The new hyperparameters, one value per name of the
                 space.
         """
-        self.hyperparameters = dict(hyperparameters)
+        self.hyperparameters = ReadRecorder(hyperparameters)
 
     def use_split(self, name: str) -> None:
         """Switch to another data split before training (``firepbt replay --split``).

@@ -311,6 +311,8 @@ class Runner:
         replaying = self.recorded.replaying
         if not replaying:
             self.store.segment_done(r)
+            if r.unused:
+                record_unused(self.store, seg, r.unused)
         self.progress.steps_done += seg.end_step - seg.start_step
         evaluator = seg.member in self._evaluators
         for p in r.points:
@@ -344,3 +346,18 @@ class Runner:
 
     def _delete(self, released: list[Released]) -> None:
         delete_released(released, self.executor, self.store)
+
+
+def record_unused(store: Store, seg: Segment, names: Sequence[str]) -> None:
+    """Warn, once in a run, of names of the space that a member's first segment never read."""
+    if any(kind == WarningKind.UNUSED for _, _, kind, _ in store.failures()):
+        return
+    listed = ", ".join(repr(n) for n in names)
+    store.record_warning(
+        -1,
+        seg.id,
+        seg.end_step,
+        WarningKind.UNUSED,
+        f"the trainable never read {listed} (member {seg.member}'s first segment; no optimizer "
+        "setting has the name either): tuned and recorded, it changes nothing. A misspelt name?",
+    )

@@ -19,10 +19,12 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from firepbt.checkpoints import CheckpointRef, dump_state, load_state, read_checkpoint, write_bytes
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
+from firepbt.reads import ReadRecorder, unread
 from firepbt.segments import Failure, Point, Segment, SegmentResult
 from firepbt.trainable import Trainable
 
@@ -93,7 +95,9 @@ def drop_held(path: str) -> None:
     _HELD.pop(path, None)
 
 
-def _obtain(seg: Segment) -> tuple[Trainable, bool]:
+def _obtain(seg: Segment) -> tuple[Trainable, bool, tuple[object, ...]]:
+    """The segment's trainable, whether it was kept alive here, and (when built anew) the
+    hyperparameters it was built from and holds, which record what it read."""
     first = seg.prelude[0] if seg.prelude else seg
     cached = _ALIVE.pop(first.member, None)
     if (
@@ -102,11 +106,13 @@ def _obtain(seg: Segment) -> tuple[Trainable, bool]:
         and cached[0] == seg.source.path
         and type(cached[1]) is first.trainable  # a resume in this process may bring another
     ):
-        return cached[1], True
-    trainable = first.trainable(dict(first.hyperparameters), first.seed)
+        return cached[1], True, ()
+    given = ReadRecorder(first.hyperparameters)
+    trainable = first.trainable(given, first.seed)
+    built = (given, trainable.hyperparameters)  # what the constructor read from either
     if seg.source is not None:
         trainable.load(read_source(seg.source))
-    return trainable, False
+    return trainable, False, built
 
 
 def read_source(source: CheckpointRef) -> Any:
@@ -119,10 +125,11 @@ def read_source(source: CheckpointRef) -> Any:
         raise SourceUnreadable(str(e)) from None
 
 
-def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> None:
+def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> ReadRecorder:
     """Train ``seg.start_step`` → ``seg.end_step`` with its hyperparameters, evaluating every
-    ``eval_every`` steps and at the end (into ``points``)."""
-    trainable.set_hyperparameters(dict(seg.hyperparameters))
+    ``eval_every`` steps and at the end (into ``points``); the hyperparameters it was given."""
+    given = ReadRecorder(seg.hyperparameters)
+    trainable.set_hyperparameters(given)
     step = seg.start_step
     while True:
         k = min(seg.eval_every, seg.end_step - step)
@@ -132,7 +139,7 @@ def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> None:
         score, metrics = extract_score(trainable.evaluate(), seg.metric)
         points.append(Point(step, score, metrics))
         if step >= seg.end_step:
-            return
+            return given
 
 
 def _run_prelude(trainable: Trainable, seg: Segment) -> Trainable:
@@ -180,10 +187,14 @@ def run_segment(seg: Segment) -> SegmentResult:
     worker = worker_name()
     points: list[Point] = []
     try:
-        trainable, reused = _obtain(seg)
+        trainable, reused, built = _obtain(seg)
         if seg.prelude:
             trainable = _run_prelude(trainable, seg)
-        _advance(trainable, seg, points)
+        given = _advance(trainable, seg, points)
+        first = seg.source is None and seg.start_step == 0 and not seg.prelude and not reused
+        unused = (
+            unread(seg.hyperparameters, *built, given, trainable.hyperparameters) if first else []
+        )
         data = dump_state(trainable.save())
         sha = keep_checkpoint(seg, data)
     except MetricError as e:
@@ -203,7 +214,7 @@ def run_segment(seg: Segment) -> SegmentResult:
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
     while len(_ALIVE) > KEEP_ALIVE:
         _ALIVE.popitem(last=False)
-    return finished(seg, points, data, sha, started, reused)
+    return replace(finished(seg, points, data, sha, started, reused), unused=tuple(unused))
 
 
 def keep_checkpoint(seg: Segment, data: bytes) -> str:
