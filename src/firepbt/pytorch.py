@@ -89,6 +89,9 @@ class TorchTrainable(Trainable):
         # Moved in place: the optimizer keeps the same parameter objects. A worker given a GPU
         # trains there; train() moves its batches with .to(self.device).
         self.model.to(self.device)
+        groups = self.optimizer.param_groups  # each group's share of a tuned value, as built
+        self._factors = {k: group_factors(groups, k) for k in {k for g in groups for k in g}}
+        self._factors.pop("params", None)
         self._apply_hyperparameters()
 
     @abstractmethod
@@ -115,10 +118,6 @@ class TorchTrainable(Trainable):
         """Write every hyperparameter named like a param-group key into the param groups, each
         scaled by its group's factor (``group_factors``, taken from the optimizer as built)."""
         groups = self.optimizer.param_groups
-        if not hasattr(self, "_factors"):  # once, from the optimizer as build() made it
-            self._factors = {
-                k: group_factors(groups, k) for k in {k for g in groups for k in g} - {"params"}
-            }
         h = self.hyperparameters
         for name, value in dict.items(h):  # not h.items(): that reads every name
             factors = self._factors.get(name)

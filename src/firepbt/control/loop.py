@@ -350,7 +350,7 @@ class Runner:
 
 def record_unused(store: Store, seg: Segment, names: Sequence[str]) -> None:
     """Warn, once in a run, of names of the space that a member's first segment never read."""
-    if any(kind == WarningKind.UNUSED for _, _, kind, _ in store.failures()):
+    if store.has_failure_of(WarningKind.UNUSED):
         return
     listed = ", ".join(repr(n) for n in names)
     store.record_warning(

@@ -18,8 +18,7 @@ import sys
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from firepbt.checkpoints import CheckpointRef, dump_state, load_state, read_checkpoint, write_bytes
@@ -191,10 +190,9 @@ def run_segment(seg: Segment) -> SegmentResult:
         if seg.prelude:
             trainable = _run_prelude(trainable, seg)
         given = _advance(trainable, seg, points)
-        first = seg.source is None and seg.start_step == 0 and not seg.prelude and not reused
-        unused = (
-            unread(seg.hyperparameters, *built, given, trainable.hyperparameters) if first else []
-        )
+        first = seg.source is None and seg.start_step == 0 and not seg.prelude
+        held = trainable.hyperparameters
+        unused = unread(seg.hyperparameters, *built, given, held) if first else []
         data = dump_state(trainable.save())
         sha = keep_checkpoint(seg, data)
     except MetricError as e:
@@ -214,7 +212,7 @@ def run_segment(seg: Segment) -> SegmentResult:
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
     while len(_ALIVE) > KEEP_ALIVE:
         _ALIVE.popitem(last=False)
-    return replace(finished(seg, points, data, sha, started, reused), unused=tuple(unused))
+    return finished(seg, points, data, sha, started, reused, unused)
 
 
 def keep_checkpoint(seg: Segment, data: bytes) -> str:
@@ -230,7 +228,13 @@ def keep_checkpoint(seg: Segment, data: bytes) -> str:
 
 
 def finished(
-    seg: Segment, points: list[Point], data: bytes, sha: str, started: float, reused: bool
+    seg: Segment,
+    points: list[Point],
+    data: bytes,
+    sha: str,
+    started: float,
+    reused: bool,
+    unused: Sequence[str] = (),
 ) -> SegmentResult:
     """The result of a segment whose checkpoint ``keep_checkpoint`` kept, with the strategy's work
     after it done."""
@@ -240,7 +244,7 @@ def finished(
     done = tuple(points)
     after = after_segment(seg, done)
     return SegmentResult(
-        seg, done, ref, len(data), None, worker, started, time.time(), reused, after
+        seg, done, ref, len(data), None, worker, started, time.time(), reused, after, tuple(unused)
     )
 
 

@@ -134,6 +134,11 @@ class StoreReads:
         ).fetchall()
         return [tuple(r) for r in rows]
 
+    def has_failure_of(self, kind: str) -> bool:
+        """Whether any failure or warning of ``kind`` was recorded."""
+        row = self._conn.execute("SELECT 1 FROM failures WHERE kind = ? LIMIT 1", (kind,))
+        return row.fetchone() is not None
+
     def failures(self) -> list[tuple[int, int | None, str, str]]:
         """(member, step, kind, message) of every recorded failure or warning."""
         rows = self._conn.execute(
