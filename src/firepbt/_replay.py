@@ -7,21 +7,25 @@ segment with the hyperparameters each one used, evaluates on the run's grid, and
 curve in the run's store (tables ``replays`` and ``replay_points``).
 
 The call pattern is the one the run used (a ``set_hyperparameters`` and ``train(k)`` chunks of
-``eval_every`` per segment), so a deterministic trainable replayed with the seed its lineage
-started from reproduces the original curve exactly.
+``eval_every`` per segment; at an exploit the receiver's trainable built anew and loaded), and the
+global random generators are seeded and carried along the lineage as the run's workers did
+(``firepbt.random_state``), so a trainable whose state is in ``save()`` or in those generators,
+replayed with the seed its lineage started from, reproduces the original curve exactly.
 
 >>> # result = replay("runs/nqm-pbt", member="best", seeds=3)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from firepbt import random_state
+from firepbt.checkpoints import MemberState
 from firepbt.config import RunConfig
 from firepbt.errors import ConfigError
-from firepbt.execution.worker import extract_score
+from firepbt.execution.worker import build, extract_score
 from firepbt.lineage import ScheduleEntry, schedule, segment_chain
 from firepbt.results import result_from_store
 from firepbt.segments import Point
@@ -153,12 +157,16 @@ def replay(
         if not chain:
             raise ConfigError(f"member {member_id} has no finished segment to replay")
         cls = trainable or trainable_of_run(config.trainable, run_dir)
-        root_seed = next(m.seed for m in store.members() if m.id == chain[0].member)
+        member_seeds = {m.id: m.seed for m in store.members()}
+        root_seed = member_seeds[chain[0].member]
         runs = []
         for index, seed in enumerate(_seeds(root_seed, seeds)):
             replay_id = store.add_replay(member_id, seed, split)
+            lineage_seeds = {**member_seeds, chain[0].member: seed}
             try:
-                points = _train(cls, chain, seed, split, config, store, replay_id, index, on_step)
+                points = _train(
+                    cls, chain, lineage_seeds, split, config, store, replay_id, index, on_step
+                )
             except BaseException:
                 store.replay_finished(replay_id, "failed")
                 raise
@@ -172,7 +180,7 @@ def replay(
 def _train(
     cls: type[Trainable],
     chain: list[SegmentRow],
-    seed: int,
+    seeds: Mapping[int, int],
     split: str | None,
     config: RunConfig,
     store: Store,
@@ -180,22 +188,31 @@ def _train(
     index: int,
     on_step: Callable[[int, int], None] | None,
 ) -> list[Point]:
-    model = cls(dict(chain[0].hyperparameters), seed)
-    if split is not None:
-        model.use_split(split)
+    """Train one replay along ``chain`` as the run did: the global random generators seeded from
+    the replay's seed (``seeds`` of the lineage's first member), and at an exploit the receiver's
+    trainable built anew with its own seed and loaded with the state and random state reached."""
     points: list[Point] = []
-    for seg in chain:
-        model.set_hyperparameters(dict(seg.hyperparameters))
-        step = seg.start_step
-        done: list[Point] = []
-        while step < seg.end_step:
-            k = min(config.eval_interval, seg.end_step - step)
-            model.train(k)
-            step += k
-            score, metrics = extract_score(model.evaluate(), config.metric)
-            done.append(Point(step, score, metrics))
-            if on_step is not None:
-                on_step(index, step)
-        store.add_replay_points(replay_id, done)
-        points += done
+    with random_state.kept():
+        model = build(cls, dict(chain[0].hyperparameters), seeds[chain[0].member], None)
+        if split is not None:
+            model.use_split(split)
+        for before, seg in zip([None, *chain], chain, strict=False):
+            if before is not None and seg.member != before.member:
+                state = MemberState(model.save(), random_state.capture())
+                model = build(cls, dict(seg.hyperparameters), seeds[seg.member], state)
+                if split is not None:
+                    model.use_split(split)
+            model.set_hyperparameters(dict(seg.hyperparameters))
+            step = seg.start_step
+            done: list[Point] = []
+            while step < seg.end_step:
+                k = min(config.eval_interval, seg.end_step - step)
+                model.train(k)
+                step += k
+                score, metrics = extract_score(model.evaluate(), config.metric)
+                done.append(Point(step, score, metrics))
+                if on_step is not None:
+                    on_step(index, step)
+            store.add_replay_points(replay_id, done)
+            points += done
     return points

@@ -32,6 +32,21 @@ class CheckpointRef:
     holder: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """What a worker keeps in a checkpoint: the trainable's ``save()`` and the member's global
+    random state after the segment (``firepbt.random_state``; None in a checkpoint that holds
+    none: a vectorised slot's, or one an older version wrote)."""
+
+    state: Any
+    random: dict[str, Any] | None = None
+
+
+def member_state(obj: Any) -> MemberState:
+    """A checkpoint's content as a ``MemberState`` (a bare ``save()`` holds no random state)."""
+    return obj if isinstance(obj, MemberState) else MemberState(obj)
+
+
 def dump_state(state: Any) -> bytes:
     """Pickle ``state``."""
     try:

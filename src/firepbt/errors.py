@@ -53,6 +53,7 @@ class WarningKind(TextEnum):
     REPAIRED = "repaired"  # a lost or unreadable checkpoint was trained again
     CALLBACK = "callback"  # a callback raised
     UNUSED = "unused_hyperparameter"  # a name of the space the trainable never read
+    TRAINABLE = "trainable"  # the trainable's own warning about its setup (Trainable.notices)
 
 
 class ConfigError(ValueError):

@@ -13,8 +13,10 @@ Two torch pitfalls it takes care of:
   hyperparameters this trainable currently holds are written back into the param groups.
 
 torch's random generator is process-global: ``save`` records it and ``load`` restores it, which
-makes save → load → train reproducible; code that needs per-member randomness while several
-trainables share a process should draw from its own ``torch.Generator`` (saved via ``extra_state``).
+makes save → load → train reproducible outside a run too. In a run, firepbt's workers also keep
+each member's global generators (Python's, numpy's, torch's) per member
+(``firepbt.random_state``), so dropout and a shuffling ``DataLoader`` need no generator of their
+own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from firepbt.reads import ReadRecorder
 from firepbt.space import Hyperparameters
@@ -81,26 +84,46 @@ class TorchTrainable(Trainable):
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler | None
 
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
         super().__init__(hyperparameters, seed)
         torch.manual_seed(seed)
-        self.model, self.optimizer = self.build()
+        built = self.build()
+        self.model, self.optimizer = built[0], built[1]
+        self.scheduler = built[2] if len(built) > 2 else None
+        self._schedulers = managed_schedulers(self.scheduler, self.optimizer)
         # Moved in place: the optimizer keeps the same parameter objects. A worker given a GPU
         # trains there; train() moves its batches with .to(self.device).
         self.model.to(self.device)
         groups = self.optimizer.param_groups  # each group's share of a tuned value, as built
         self._factors = {k: group_factors(groups, k) for k in {k for g in groups for k in g}}
         self._factors.pop("params", None)
+        if self._schedulers:  # the learning rate as built is the schedulers' base, not its shape
+            bases = [{"lr": lr} for lr in self._schedulers[0].base_lrs]
+            self._factors["lr"] = group_factors(bases, "lr")
         self._apply_hyperparameters()
 
     @abstractmethod
-    def build(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        """Create the model and its optimizer (called once, from ``__init__``, after seeding).
+    def build(
+        self,
+    ) -> (
+        tuple[torch.nn.Module, torch.optim.Optimizer]
+        | tuple[torch.nn.Module, torch.optim.Optimizer, LRScheduler]
+    ):
+        """Create the model and its optimizer, and optionally a learning-rate scheduler (called
+        once, from ``__init__``, after seeding).
+
+        A scheduler returned here is firepbt's to manage: it is saved and loaded with the
+        member, and a tuned ``lr`` is its base learning rate, which its shape multiplies (a
+        cosine schedule at half way runs at half the tuned value). The scheduler's own
+        ``step()`` stays the subclass's to call, in ``train``.
 
         Returns:
-            The model and the optimizer that trains its parameters. The model may be built on
-            the CPU: the constructor moves it to ``self.device``.
+            The model and the optimizer that trains its parameters, and optionally the
+            scheduler of that optimizer (any of torch's that scale ``base_lrs``, and
+            ``SequentialLR`` or ``ChainedScheduler`` of them). The model may be built on the
+            CPU: the constructor moves it to ``self.device``.
         """
 
     def set_hyperparameters(self, hyperparameters: Hyperparameters) -> None:
@@ -116,7 +139,9 @@ class TorchTrainable(Trainable):
 
     def _apply_hyperparameters(self) -> None:
         """Write every hyperparameter named like a param-group key into the param groups, each
-        scaled by its group's factor (``group_factors``, taken from the optimizer as built)."""
+        scaled by its group's factor (``group_factors``, taken from the optimizer as built). A
+        managed scheduler's base learning rates take a tuned ``lr``, and each group's learning
+        rate keeps the scheduler's current shape (its lr over its base)."""
         groups = self.optimizer.param_groups
         h = self.hyperparameters
         for name, value in dict.items(h):  # not h.items(): that reads every name
@@ -125,9 +150,11 @@ class TorchTrainable(Trainable):
                 continue
             if isinstance(h, ReadRecorder):
                 h.read.add(name)  # an optimizer setting: used
-            for group, factor in zip(groups, factors, strict=True):
+            for index, (group, factor) in enumerate(zip(groups, factors, strict=True)):
                 scaled = factor != 1.0 and isinstance(value, (int, float))
                 value_here = value * factor if scaled else value
+                if name == "lr" and self._schedulers and isinstance(value, (int, float)):
+                    value_here = rebase(self._schedulers, index, group, value * factor)
                 current = group.get(name)
                 if isinstance(current, torch.Tensor):
                     # e.g. a tensor lr (capturable / fused optimizers): update in place
@@ -136,6 +163,8 @@ class TorchTrainable(Trainable):
                     group[name] = tuple(value)  # betas from a config arrive as a list
                 else:
                     group[name] = value_here
+        for scheduler in self._schedulers:  # what get_last_lr() reports
+            scheduler._last_lr = [float(g["lr"]) for g in groups]
 
     def extra_state(self) -> Any:
         """Subclass hook: more picklable state to save (e.g. a data iterator position).
@@ -162,8 +191,8 @@ class TorchTrainable(Trainable):
         Returns:
             A dict with ``"model"`` and ``"optimizer"`` (CPU copies of their state dicts),
             ``"torch_rng"`` (torch's CPU generator state), ``"extra"`` (a deep copy of
-            ``extra_state()``) and, when CUDA is initialised, ``"cuda_rng"`` (the generator
-            state of every visible GPU).
+            ``extra_state()``), with a scheduler ``"scheduler"`` (its state dict) and, when CUDA
+            is initialised, ``"cuda_rng"`` (the generator state of every visible GPU).
         """
         state: dict[str, Any] = {
             "model": cpu_copy(self.model.state_dict()),
@@ -171,6 +200,8 @@ class TorchTrainable(Trainable):
             "torch_rng": torch.get_rng_state(),
             "extra": copy.deepcopy(self.extra_state()),
         }
+        if self.scheduler is not None:
+            state["scheduler"] = cpu_copy(self.scheduler.state_dict())
         if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
@@ -195,6 +226,8 @@ class TorchTrainable(Trainable):
             )
         self.model.load_state_dict(state["model"])  # copies values into this model's tensors
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
@@ -203,6 +236,58 @@ class TorchTrainable(Trainable):
                 torch.cuda.set_rng_state(rng, index)
         self.load_extra_state(copy.deepcopy(state.get("extra")))
         self._apply_hyperparameters()
+
+    def notices(self) -> list[str]:
+        """A learning-rate scheduler attached to the optimizer that ``build()`` did not return.
+
+        Returns:
+            One warning when a param group carries a scheduler's ``initial_lr`` and this
+            trainable manages no scheduler, else none.
+        """
+        if self.scheduler is None and any("initial_lr" in g for g in self.optimizer.param_groups):
+            return [
+                f"{type(self).__name__}: a learning-rate scheduler is attached to the optimizer "
+                "but build() did not return it: it is not checkpointed, an exploited member "
+                "keeps its own schedule step, and the recorded lr is not the one used. Return "
+                "(model, optimizer, scheduler) from build()"
+            ]
+        return []
+
+
+# Schedulers that keep learning rates of their own (a peak, a plateau's history) beside
+# base_lrs: a tuned lr cannot be their base.
+_UNMANAGEABLE = ("OneCycleLR", "CyclicLR", "ReduceLROnPlateau")
+
+
+def managed_schedulers(scheduler: Any, optimizer: torch.optim.Optimizer) -> list[LRScheduler]:
+    """The schedulers whose ``base_lrs`` a tuned ``lr`` sets: ``scheduler`` itself, or the parts
+    of a ``SequentialLR`` or ``ChainedScheduler``. ``ValueError`` for one firepbt cannot manage."""
+    if scheduler is None:
+        return []
+    parts = list(getattr(scheduler, "_schedulers", None) or [scheduler])
+    for part in parts:
+        name = type(part).__name__
+        if name in _UNMANAGEABLE or not isinstance(getattr(part, "base_lrs", None), list):
+            raise ValueError(
+                f"build() returned a {name}, which keeps learning rates of its own: firepbt "
+                "cannot make a tuned lr its base. Use a LambdaLR (or another scheduler that "
+                "scales base_lrs) with the same shape"
+            )
+        if part.optimizer is not optimizer:
+            raise ValueError(f"build() returned a {name} of another optimizer than its own")
+    return parts
+
+
+def rebase(schedulers: list[LRScheduler], index: int, group: dict[str, Any], base: float) -> float:
+    """Make ``base`` group ``index``'s base learning rate in every scheduler; return the group's
+    learning rate: ``base`` times the schedule's current shape (its lr over its old base)."""
+    old = schedulers[0].base_lrs[index]
+    current = group["lr"].item() if isinstance(group["lr"], torch.Tensor) else group["lr"]
+    shape = current / old if old else 1.0
+    for scheduler in schedulers:
+        scheduler.base_lrs[index] = base
+    group["initial_lr"] = base
+    return float(base * shape)
 
 
 def group_factors(groups: list[dict[str, Any]], name: str) -> list[float]:

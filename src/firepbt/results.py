@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firepbt.checkpoints import read_checkpoint
+from firepbt.checkpoints import member_state, read_checkpoint
 from firepbt.decisions import Mode
 from firepbt.errors import ConfigError, WarningKind
 from firepbt.fire.summary import no_handover_warning
@@ -79,7 +79,7 @@ class RunResult:
         if self.checkpoint is None:
             raise FileNotFoundError(f"no checkpoint of member {self.best_member} in {self.run_dir}")
         t = trainable(dict(self.hyperparameters), seed)
-        t.load(read_checkpoint(*self.checkpoint))
+        t.load(member_state(read_checkpoint(*self.checkpoint)).state)
         return t
 
     def describe(self) -> str:
@@ -156,7 +156,11 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
             for w in [
                 no_handover_warning(store),
                 _missing_test_metric(config, metrics),
-                *(m for _, _, kind, m in store.failures() if kind == WarningKind.UNUSED),
+                *(
+                    m
+                    for _, _, kind, m in store.failures()
+                    if kind in (WarningKind.UNUSED, WarningKind.TRAINABLE)
+                ),
             ]
             if w is not None
         ),

@@ -73,3 +73,4 @@ class SegmentResult:
     reused_trainable: bool = field(default=False)
     after: object = None  # what ``segment.after`` returned; None if nothing (or it failed)
     unused: tuple[str, ...] = ()  # after a member's first segment: space names nobody read
+    notices: tuple[str, ...] = ()  # after a member's first segment: the trainable's warnings

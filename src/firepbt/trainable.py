@@ -103,6 +103,18 @@ class Trainable(ABC):
         """
         self.hyperparameters = ReadRecorder(hyperparameters)
 
+    def notices(self) -> list[str]:
+        """Warnings about how the trainable is set up, asked for after a member's first segment.
+
+        Each is recorded once in the run (``result.warnings``, ``describe()``,
+        ``firepbt status``). :class:`firepbt.pytorch.TorchTrainable` names a learning-rate
+        scheduler it does not manage; the default has none.
+
+        Returns:
+            One line per warning.
+        """
+        return []
+
     def use_split(self, name: str) -> None:
         """Switch to another data split before training (``firepbt replay --split``).
 

@@ -313,6 +313,11 @@ class Runner:
             self.store.segment_done(r)
             if r.unused:
                 record_unused(self.store, seg, r.unused)
+            if r.notices and not self.store.has_failure_of(WarningKind.TRAINABLE):
+                for notice in r.notices:  # once in a run: every member would say the same
+                    self.store.record_warning(
+                        -1, seg.id, seg.end_step, WarningKind.TRAINABLE, notice
+                    )
         self.progress.steps_done += seg.end_step - seg.start_step
         evaluator = seg.member in self._evaluators
         for p in r.points:

@@ -193,7 +193,7 @@ class SlotWorker:
         if seg.source is None:
             self.counts["fresh"] += 1
             return
-        population.load(slot, read_source(seg.source))
+        population.load(slot, read_source(seg.source).state)
         self.counts["loaded"] += 1
 
     # -- training in lock-step --------------------------------------------------------------

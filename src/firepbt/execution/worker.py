@@ -19,12 +19,22 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from firepbt.checkpoints import CheckpointRef, dump_state, load_state, read_checkpoint, write_bytes
+from firepbt import random_state
+from firepbt.checkpoints import (
+    CheckpointRef,
+    MemberState,
+    dump_state,
+    load_state,
+    member_state,
+    read_checkpoint,
+    write_bytes,
+)
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
+from firepbt.random_state import RandomState
 from firepbt.reads import ReadRecorder, unread
 from firepbt.segments import Failure, Point, Segment, SegmentResult
+from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
 
@@ -68,8 +78,9 @@ def extract_score(value: object, metric: str | None) -> tuple[float, dict[str, f
     return score, {metric or "score": score}
 
 
-# Trainables kept alive in this worker process: member -> (checkpoint path it is at, trainable).
-_ALIVE: OrderedDict[int, tuple[str, Trainable]] = OrderedDict()
+# Trainables kept alive in this worker process: member -> (checkpoint path it is at, trainable,
+# the member's random state at that checkpoint).
+_ALIVE: OrderedDict[int, tuple[str, Trainable, RandomState]] = OrderedDict()
 KEEP_ALIVE = 4
 # Checkpoints held in this worker's memory: path -> pickled state.
 _HELD: dict[str, bytes] = {}
@@ -96,7 +107,8 @@ def drop_held(path: str) -> None:
 
 def _obtain(seg: Segment) -> tuple[Trainable, bool, tuple[object, ...]]:
     """The segment's trainable, whether it was kept alive here, and (when built anew) the
-    hyperparameters it was built from and holds, which record what it read."""
+    hyperparameters it was built from and holds, which record what it read. The member's random
+    state is set as it was at the segment's source (seeded from its seed for a first segment)."""
     first = seg.prelude[0] if seg.prelude else seg
     cached = _ALIVE.pop(first.member, None)
     if (
@@ -105,23 +117,39 @@ def _obtain(seg: Segment) -> tuple[Trainable, bool, tuple[object, ...]]:
         and cached[0] == seg.source.path
         and type(cached[1]) is first.trainable  # a resume in this process may bring another
     ):
+        random_state.restore(cached[2])
         return cached[1], True, ()
     given = ReadRecorder(first.hyperparameters)
-    trainable = first.trainable(given, first.seed)
-    built = (given, trainable.hyperparameters)  # what the constructor read from either
-    if seg.source is not None:
-        trainable.load(read_source(seg.source))
-    return trainable, False, built
+    source = read_source(seg.source) if seg.source is not None else None
+    trainable = build(first.trainable, given, first.seed, source)
+    return trainable, False, (given, trainable.hyperparameters)  # what the constructor read
 
 
-def read_source(source: CheckpointRef) -> Any:
+def build(
+    cls: type[Trainable], hyperparameters: Hyperparameters, seed: int, source: MemberState | None
+) -> Trainable:
+    """A member's trainable: built with the global generators seeded from ``seed``, then (from a
+    checkpoint) loaded, with the random state the checkpoint holds set."""
+    random_state.seed_all(seed)
+    before = random_state.loaded()
+    trainable = cls(hyperparameters, seed)
+    random_state.seed_all(seed, skip=before)  # a generator module the constructor imported
+    if source is not None:
+        trainable.load(source.state)
+        if source.random is not None:
+            random_state.restore(source.random)
+    return trainable
+
+
+def read_source(source: CheckpointRef) -> MemberState:
     """The state a segment starts from: held in this worker's memory, else read from its file
     (``SourceUnreadable`` when that is missing or corrupted)."""
     held = _HELD.get(source.path)
     try:
-        return load_state(held) if held is not None else read_checkpoint(source.path, source.sha256)
+        data = load_state(held) if held is not None else read_checkpoint(source.path, source.sha256)
     except CheckpointError as e:
         raise SourceUnreadable(str(e)) from None
+    return member_state(data)
 
 
 def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> ReadRecorder:
@@ -147,9 +175,8 @@ def _run_prelude(trainable: Trainable, seg: Segment) -> Trainable:
     member = seg.prelude[0].member
     for part in (*seg.prelude, seg):
         if part.member != member:
-            state = trainable.save()
-            trainable = part.trainable(dict(part.hyperparameters), part.seed)
-            trainable.load(state)
+            state = MemberState(trainable.save(), random_state.capture())
+            trainable = build(part.trainable, dict(part.hyperparameters), part.seed, state)
             member = part.member
         if part is not seg:
             _advance(trainable, part, [])
@@ -186,14 +213,17 @@ def run_segment(seg: Segment) -> SegmentResult:
     worker = worker_name()
     points: list[Point] = []
     try:
-        trainable, reused, built = _obtain(seg)
-        if seg.prelude:
-            trainable = _run_prelude(trainable, seg)
-        given = _advance(trainable, seg, points)
-        first = seg.source is None and seg.start_step == 0 and not seg.prelude
-        held = trainable.hyperparameters
-        unused = unread(seg.hyperparameters, *built, given, held) if first else []
-        data = dump_state(trainable.save())
+        with random_state.kept():  # the member's generators in, the process's back after
+            trainable, reused, built = _obtain(seg)
+            if seg.prelude:
+                trainable = _run_prelude(trainable, seg)
+            given = _advance(trainable, seg, points)
+            first = seg.source is None and seg.start_step == 0 and not seg.prelude
+            held = trainable.hyperparameters
+            unused = unread(seg.hyperparameters, *built, given, held) if first else []
+            notices = [str(n) for n in trainable.notices()] if first else []
+            randomness = random_state.capture()
+            data = dump_state(MemberState(trainable.save(), randomness))
         sha = keep_checkpoint(seg, data)
     except MetricError as e:
         return _failed(seg, FailureKind.BAD_METRIC, str(e), "", worker, started, points)
@@ -209,10 +239,10 @@ def run_segment(seg: Segment) -> SegmentResult:
         tb = traceback.format_exc()  # of the run (in-process, it would end the controller)
         message = f"SystemExit({e.code!r}): the trainable called sys.exit()"
         return _failed(seg, FailureKind.RAISED, message, tb, worker, started, points)
-    _ALIVE[seg.member] = (seg.checkpoint_path, trainable)
+    _ALIVE[seg.member] = (seg.checkpoint_path, trainable, randomness)
     while len(_ALIVE) > KEEP_ALIVE:
         _ALIVE.popitem(last=False)
-    return finished(seg, points, data, sha, started, reused, unused)
+    return finished(seg, points, data, sha, started, reused, unused, notices)
 
 
 def keep_checkpoint(seg: Segment, data: bytes) -> str:
@@ -235,6 +265,7 @@ def finished(
     started: float,
     reused: bool,
     unused: Sequence[str] = (),
+    notices: Sequence[str] = (),
 ) -> SegmentResult:
     """The result of a segment whose checkpoint ``keep_checkpoint`` kept, with the strategy's work
     after it done."""
@@ -244,7 +275,18 @@ def finished(
     done = tuple(points)
     after = after_segment(seg, done)
     return SegmentResult(
-        seg, done, ref, len(data), None, worker, started, time.time(), reused, after, tuple(unused)
+        seg,
+        done,
+        ref,
+        len(data),
+        None,
+        worker,
+        started,
+        time.time(),
+        reused,
+        after,
+        tuple(unused),
+        tuple(notices),
     )
 
 
