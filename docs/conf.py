@@ -45,7 +45,7 @@ napoleon_use_rtype = False
 # every firepbt name must.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(numpy|np|torch|ray|scipy|matplotlib|collections|typing|pathlib|os|enum)\..*"),
+    (r"py:.*", r"(numpy|np|torch|ray|scipy|matplotlib|collections|typing|pathlib|os|enum|lightning|pl|transformers)\..*"),
     (r"py:.*", r"(Path|Generator|ArrayLike|NDArray|Any|Callable|Iterator|Iterable|Mapping)"),
     (r"py:.*", r"(abc\.ABC|Module)"),
     # private bases and helpers (a leading underscore) are not part of the API

@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_the_readme_example_runs(tmp_path: Path) -> None:
-    (script,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    script = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[0]
     (tmp_path / "quadratic.py").write_text(script)
     done = subprocess.run(
         [sys.executable, "quadratic.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
@@ -28,3 +28,14 @@ def test_the_readme_stays_a_front_door() -> None:
     assert len(text.splitlines()) < 150
     for target in re.findall(r"\]\(([^)#]+)\)", text):  # every link leads somewhere
         assert (README.parent / target).is_file(), target
+
+
+def test_the_readme_glue_is_the_guides_tested_example() -> None:
+    """Every other Python block of the README (an adapter's glue) stands, as written, in a
+    complete example of the guides, which ``tests/test_docs.py`` runs."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)[1:]
+    assert blocks
+    guides = "".join(p.read_text() for p in (README.parent / "docs" / "guides").glob("*.md"))
+    for block in blocks:
+        assert block in guides, block
+        assert len([line for line in block.splitlines() if line.strip()]) <= 15

@@ -17,7 +17,10 @@ replayed with the seed its lineage started from, reproduces the original curve e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from firepbt import random_state
 from firepbt.checkpoints import MemberState
 from firepbt.config import RunConfig
 from firepbt.errors import ConfigError
+from firepbt.execution.bootstrap import limit_threads_here
 from firepbt.execution.worker import build, extract_score
 from firepbt.lineage import ScheduleEntry, schedule, segment_chain
 from firepbt.results import result_from_store
@@ -177,6 +181,29 @@ def replay(
         store.close()
 
 
+@contextlib.contextmanager
+def threads_of(config: RunConfig) -> Iterator[None]:
+    """Train with as many threads as the run's workers did: one (or ``OMP_NUM_THREADS``) unless
+    the run trained in-process. Float sums split over another number of threads round
+    differently, and a replay would then differ from its run in the last bits."""
+    if config.executor == "inprocess":
+        yield
+        return
+    chosen = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else 1
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    limits = limit_threads_here()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        limits.restore_original_limits()
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)
+
+
 def _train(
     cls: type[Trainable],
     chain: list[SegmentRow],
@@ -192,16 +219,18 @@ def _train(
     the replay's seed (``seeds`` of the lineage's first member), and at an exploit the receiver's
     trainable built anew with its own seed and loaded with the state and random state reached."""
     points: list[Point] = []
-    with random_state.kept():
+    with random_state.kept(), threads_of(config):
         model = build(cls, dict(chain[0].hyperparameters), seeds[chain[0].member], None)
         if split is not None:
             model.use_split(split)
         for before, seg in zip([None, *chain], chain, strict=False):
             if before is not None and seg.member != before.member:
                 state = MemberState(model.save(), random_state.capture())
+                model.close()
                 model = build(cls, dict(seg.hyperparameters), seeds[seg.member], state)
                 if split is not None:
                     model.use_split(split)
+            model.total_steps = config.total_steps
             model.set_hyperparameters(dict(seg.hyperparameters))
             step = seg.start_step
             done: list[Point] = []
@@ -215,4 +244,5 @@ def _train(
                     on_step(index, step)
             store.add_replay_points(replay_id, done)
             points += done
+        model.close()
     return points

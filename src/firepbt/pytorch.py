@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from firepbt.reads import ReadRecorder
+from firepbt.pytorch_groups import TunedOptimizer
 from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
@@ -48,7 +48,7 @@ class TorchTrainable(Trainable):
     construction and on every ``set_hyperparameters`` and ``load``. The tuned value is the
     base: each group keeps the ratio to it that ``build`` gave it, so a group built at a tenth
     of the learning rate stays at a tenth and a group built with ``weight_decay=0`` stays at 0
-    (see ``group_factors``). Others (e.g. a dropout rate)
+    (see :func:`firepbt.pytorch_groups.group_factors`). Others (e.g. a dropout rate)
     are the subclass's to read from ``self.hyperparameters``. Extra state such as a data
     iterator's position goes through ``extra_state`` / ``load_extra_state``.
 
@@ -92,17 +92,11 @@ class TorchTrainable(Trainable):
         built = self.build()
         self.model, self.optimizer = built[0], built[1]
         self.scheduler = built[2] if len(built) > 2 else None
-        self._schedulers = managed_schedulers(self.scheduler, self.optimizer)
+        self._tuned = TunedOptimizer(self.optimizer, self.scheduler)  # its groups, as built
         # Moved in place: the optimizer keeps the same parameter objects. A worker given a GPU
         # trains there; train() moves its batches with .to(self.device).
         self.model.to(self.device)
-        groups = self.optimizer.param_groups  # each group's share of a tuned value, as built
-        self._factors = {k: group_factors(groups, k) for k in {k for g in groups for k in g}}
-        self._factors.pop("params", None)
-        if self._schedulers:  # the learning rate as built is the schedulers' base, not its shape
-            bases = [{"lr": lr} for lr in self._schedulers[0].base_lrs]
-            self._factors["lr"] = group_factors(bases, "lr")
-        self._apply_hyperparameters()
+        self._tuned.apply(self.hyperparameters)
 
     @abstractmethod
     def build(
@@ -135,36 +129,7 @@ class TorchTrainable(Trainable):
                 space.
         """
         super().set_hyperparameters(hyperparameters)
-        self._apply_hyperparameters()
-
-    def _apply_hyperparameters(self) -> None:
-        """Write every hyperparameter named like a param-group key into the param groups, each
-        scaled by its group's factor (``group_factors``, taken from the optimizer as built). A
-        managed scheduler's base learning rates take a tuned ``lr``, and each group's learning
-        rate keeps the scheduler's current shape (its lr over its base)."""
-        groups = self.optimizer.param_groups
-        h = self.hyperparameters
-        for name, value in dict.items(h):  # not h.items(): that reads every name
-            factors = self._factors.get(name)
-            if factors is None:
-                continue
-            if isinstance(h, ReadRecorder):
-                h.read.add(name)  # an optimizer setting: used
-            for index, (group, factor) in enumerate(zip(groups, factors, strict=True)):
-                scaled = factor != 1.0 and isinstance(value, (int, float))
-                value_here = value * factor if scaled else value
-                if name == "lr" and self._schedulers and isinstance(value, (int, float)):
-                    value_here = rebase(self._schedulers, index, group, value * factor)
-                current = group.get(name)
-                if isinstance(current, torch.Tensor):
-                    # e.g. a tensor lr (capturable / fused optimizers): update in place
-                    current.fill_(value_here)
-                elif isinstance(current, tuple) and isinstance(value, (list, tuple)):
-                    group[name] = tuple(value)  # betas from a config arrive as a list
-                else:
-                    group[name] = value_here
-        for scheduler in self._schedulers:  # what get_last_lr() reports
-            scheduler._last_lr = [float(g["lr"]) for g in groups]
+        self._tuned.apply(self.hyperparameters)
 
     def extra_state(self) -> Any:
         """Subclass hook: more picklable state to save (e.g. a data iterator position).
@@ -235,7 +200,7 @@ class TorchTrainable(Trainable):
             for index, rng in enumerate(state["cuda_rng"][: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(rng, index)
         self.load_extra_state(copy.deepcopy(state.get("extra")))
-        self._apply_hyperparameters()
+        self._tuned.apply(self.hyperparameters)
 
     def notices(self) -> list[str]:
         """A learning-rate scheduler attached to the optimizer that ``build()`` did not return.
@@ -252,64 +217,6 @@ class TorchTrainable(Trainable):
                 "(model, optimizer, scheduler) from build()"
             ]
         return []
-
-
-# Schedulers that keep learning rates of their own (a peak, a plateau's history) beside
-# base_lrs: a tuned lr cannot be their base.
-_UNMANAGEABLE = ("OneCycleLR", "CyclicLR", "ReduceLROnPlateau")
-
-
-def managed_schedulers(scheduler: Any, optimizer: torch.optim.Optimizer) -> list[LRScheduler]:
-    """The schedulers whose ``base_lrs`` a tuned ``lr`` sets: ``scheduler`` itself, or the parts
-    of a ``SequentialLR`` or ``ChainedScheduler``. ``ValueError`` for one firepbt cannot manage."""
-    if scheduler is None:
-        return []
-    parts = list(getattr(scheduler, "_schedulers", None) or [scheduler])
-    for part in parts:
-        name = type(part).__name__
-        if name in _UNMANAGEABLE or not isinstance(getattr(part, "base_lrs", None), list):
-            raise ValueError(
-                f"build() returned a {name}, which keeps learning rates of its own: firepbt "
-                "cannot make a tuned lr its base. Use a LambdaLR (or another scheduler that "
-                "scales base_lrs) with the same shape"
-            )
-        if part.optimizer is not optimizer:
-            raise ValueError(f"build() returned a {name} of another optimizer than its own")
-    return parts
-
-
-def rebase(schedulers: list[LRScheduler], index: int, group: dict[str, Any], base: float) -> float:
-    """Make ``base`` group ``index``'s base learning rate in every scheduler; return the group's
-    learning rate: ``base`` times the schedule's current shape (its lr over its old base)."""
-    old = schedulers[0].base_lrs[index]
-    current = group["lr"].item() if isinstance(group["lr"], torch.Tensor) else group["lr"]
-    shape = current / old if old else 1.0
-    for scheduler in schedulers:
-        scheduler.base_lrs[index] = base
-    group["initial_lr"] = base
-    return float(base * shape)
-
-
-def group_factors(groups: list[dict[str, Any]], name: str) -> list[float]:
-    """What each param group's ``name`` is, as a multiple of the tuned value.
-
-    The tuned value is the first group's that was built non-zero (the *base*), and the others
-    keep their ratio to it: a group built at a tenth of the base learning rate stays at a tenth,
-    and a group built with ``weight_decay=0`` (biases, norms) stays at 0. Where no group was
-    built non-zero, or a value is not a number (``betas``), every group takes the tuned value.
-    """
-    numbers: list[float] = []
-    for group in groups:
-        value = group.get(name)
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return [1.0] * len(groups)
-        numbers.append(float(value))
-    base = next((v for v in numbers if v != 0), None)
-    if base is None:
-        return [1.0] * len(groups)
-    return [v / base for v in numbers]
 
 
 def cpu_copy(obj: Any) -> Any:

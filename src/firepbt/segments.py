@@ -40,6 +40,7 @@ class Segment:
     # called with the segment's (step, score) points, each score negated when ``negate``.
     after: Callable[[tuple[tuple[int, float], ...]], object] | None = None
     negate: bool = False
+    budget: int = 0  # the run's total steps (``Trainable.total_steps``)
 
 
 @dataclass(frozen=True, slots=True)

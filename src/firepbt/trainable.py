@@ -67,6 +67,9 @@ class Trainable(ABC):
     # "module:Class" of a VectorisedTrainable whose slots are members of this class: a run
     # given ``slots`` trains them with it (``firepbt.execution.vectorised_pool``).
     vectorised: str | None = None
+    # The run's budget in steps, set by firepbt after construction and before the first
+    # ``train`` (in a replay too); None outside a run. A schedule's horizon, for an adapter.
+    total_steps: int | None = None
 
     def __init__(self, hyperparameters: Hyperparameters, seed: int) -> None:
         # A ReadRecorder: a worker reports the names of the space that nobody reads.
@@ -114,6 +117,11 @@ class Trainable(ABC):
             One line per warning.
         """
         return []
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the trainable holds outside its state (a thread, a file), when a worker
+        lets it go: another trainable was built for its member, or it failed. The default does
+        nothing."""
 
     def use_split(self, name: str) -> None:
         """Switch to another data split before training (``firepbt replay --split``).

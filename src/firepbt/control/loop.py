@@ -96,6 +96,7 @@ class Runner:
         )
         self.training = TrainingNow(executor, store)
         executor.on_started = self.progress.workers_started
+        executor.log_dir = str(Path(run_dir) / "logs")
         executor.preload(strategy.worker_modules)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
         parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply, self._delete)
@@ -288,6 +289,7 @@ class Runner:
                 persist=end >= self.total_steps or end // every > start // every,
                 after=None if self.recorded.replaying else self.strategy.segment_work(member),
                 negate=self.mode is Mode.MIN,
+                budget=self.total_steps,
             )
         )
 
@@ -311,13 +313,7 @@ class Runner:
         replaying = self.recorded.replaying
         if not replaying:
             self.store.segment_done(r)
-            if r.unused:
-                record_unused(self.store, seg, r.unused)
-            if r.notices and not self.store.has_failure_of(WarningKind.TRAINABLE):
-                for notice in r.notices:  # once in a run: every member would say the same
-                    self.store.record_warning(
-                        -1, seg.id, seg.end_step, WarningKind.TRAINABLE, notice
-                    )
+            record_first_segment(self.store, r)
         self.progress.steps_done += seg.end_step - seg.start_step
         evaluator = seg.member in self._evaluators
         for p in r.points:
@@ -351,6 +347,17 @@ class Runner:
 
     def _delete(self, released: list[Released]) -> None:
         delete_released(released, self.executor, self.store)
+
+
+def record_first_segment(store: Store, r: SegmentResult) -> None:
+    """Record, once in a run each, what a member's first segment found: names of the space
+    nobody read, and the trainable's own warnings (every member would say the same)."""
+    seg = r.segment
+    if r.unused:
+        record_unused(store, seg, r.unused)
+    if r.notices and not store.has_failure_of(WarningKind.TRAINABLE):
+        for notice in r.notices:
+            store.record_warning(-1, seg.id, seg.end_step, WarningKind.TRAINABLE, notice)
 
 
 def record_unused(store: Store, seg: Segment, names: Sequence[str]) -> None:

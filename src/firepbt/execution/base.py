@@ -25,6 +25,9 @@ class Executor(ABC):
     # and can train (an executor that starts processes and can tell sets ``reports_started``).
     reports_started = False
     on_started: Callable[[], None] | None = None
+    # Set by the runner: the directory for worker logs (``RUN_DIR/logs``). An executor whose
+    # workers are processes of its own sends their stdout and stderr there (``execution.logs``).
+    log_dir: str | None = None
 
     @property
     @abstractmethod

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from firepbt.execution.logs import redirect_output
+
 
 def init_worker(threads: int = 1, environment: Mapping[str, str] | None = None) -> None:
     """One thread per worker process (per CPU it was given): two workers on two cores must not
@@ -21,6 +23,7 @@ def init_worker(threads: int = 1, environment: Mapping[str, str] | None = None) 
     for var in THREAD_VARIABLES:
         os.environ.setdefault(var, str(threads))
     os.environ.update(environment or {})
+    redirect_output()  # to RUN_DIR/logs, when the environment names it
     steady_heap()
 
 

@@ -166,7 +166,7 @@ class ProcessPoolExecutor(WorkerProcesses):
                 "check that the script calling firepbt.run guards it with "
                 "`if __name__ == '__main__':`"
             )
-            return [died(segment, message), *self._requeue(index)]
+            return [died(segment, self._with_log(message, index)), *self._requeue(index)]
         proc.segments.popleft()
         proc.started = time.monotonic()  # the next one, if any, starts now
         return [self._finished(index, segment, result)]
@@ -193,6 +193,7 @@ class ProcessPoolExecutor(WorkerProcesses):
         for index, proc in enumerate(self._procs):
             if proc.segments and now - proc.started >= self.timeout:
                 message = f"the segment ran past the {self.timeout:g} s segment_timeout"
+                message = self._with_log(message, index)
                 results.append(died(proc.segments[0], message, kind=FailureKind.TIMEOUT))
                 results += self._requeue(index)
         return results

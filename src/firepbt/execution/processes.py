@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing
+import os
 import time
 from abc import abstractmethod
 from collections import deque
@@ -31,6 +32,7 @@ from firepbt.execution.devices import (
     visible_gpus,
     worker_environment,
 )
+from firepbt.execution.logs import LOG_VARIABLE, log_path, with_tail
 from firepbt.execution.protocol import (
     FLUSH_TIMEOUT,
     STARTED,
@@ -124,9 +126,12 @@ class WorkerProcesses(Executor):
         # them, or a worker would never see the controller's end close when it dies.
         ours = [c.fileno() for p in self._procs for c in (p.tasks, p.control) if not c.closed]
         inherited = (*ours, tasks.fileno(), control.fileno()) if method == "fork" else ()
+        environment = dict(self._environments[index] or {})
+        if self.log_dir is not None:
+            environment[LOG_VARIABLE] = os.path.abspath(self.log_dir)
         process = context.Process(
             target=self._worker(),
-            args=(their_tasks, their_control, self._environments[index], inherited),
+            args=(their_tasks, their_control, environment, inherited),
             daemon=True,
         )
         if method == "fork" and self._threads_limited is None:
@@ -153,6 +158,11 @@ class WorkerProcesses(Executor):
         old.control.close()
         self._procs[index] = self._spawn(index)
         self._home = {m: i for m, i in self._home.items() if i != index}
+
+    def _with_log(self, message: str, index: int) -> str:
+        """``message`` followed by the last lines of worker ``index``'s log."""
+        path = log_path(self.log_dir, self._procs[index].name) if self.log_dir else None
+        return with_tail(message, path)
 
     def _named(self, worker: str) -> _Process | None:
         for proc in self._procs:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from firepbt.checkpoints import dump_state
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
+from firepbt.execution.logs import with_own_tail
 from firepbt.execution.worker import (
     extract_score,
     finished,
@@ -72,7 +73,7 @@ def failure_of(e: BaseException) -> Failure:
         return Failure(
             FailureKind.RAISED, f"SystemExit({e.code!r}): the trainable called sys.exit()", tb
         )
-    return Failure(FailureKind.RAISED, f"{type(e).__name__}: {e}", tb)
+    return Failure(FailureKind.RAISED, with_own_tail(f"{type(e).__name__}: {e}"), tb)
 
 
 class SlotWorker:

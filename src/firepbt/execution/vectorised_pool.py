@@ -207,12 +207,13 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
         except (EOFError, OSError):
             proc.process.join(5)
             code = proc.process.exitcode
-            self._replace(index)
             message = (
                 f"its worker process died (exit code {code}) while it trained a batch of "
                 f"{len(batch)} segments; if every segment fails this way, check that the script "
                 "calling firepbt.run guards it with `if __name__ == '__main__':`"
             )
+            message = self._with_log(message, index)
+            self._replace(index)
             return [died(s, message) for s in batch]
         self._running[index] = []
         if isinstance(answer, Unloadable):
@@ -241,6 +242,7 @@ class VectorisedPoolExecutor(ProcessPoolExecutor):
             batch = self._running[index]
             if len(batch) == 1 and now - proc.started >= self.timeout:
                 message = f"the segment ran past the {self.timeout:g} s segment_timeout"
+                message = self._with_log(message, index)
                 results.append(died(batch[0], message, kind=FailureKind.TIMEOUT))
                 self._replace(index)
             elif batch and now - proc.started >= self.timeout:

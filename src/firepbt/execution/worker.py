@@ -13,6 +13,7 @@ from the last checkpoint on disk: a repair segment carries the segments to run a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -31,6 +32,7 @@ from firepbt.checkpoints import (
     write_bytes,
 )
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
+from firepbt.execution.logs import with_own_tail
 from firepbt.random_state import RandomState
 from firepbt.reads import ReadRecorder, unread
 from firepbt.segments import Failure, Point, Segment, SegmentResult
@@ -119,6 +121,8 @@ def _obtain(seg: Segment) -> tuple[Trainable, bool, tuple[object, ...]]:
     ):
         random_state.restore(cached[2])
         return cached[1], True, ()
+    if cached is not None:
+        release(cached[1])
     given = ReadRecorder(first.hyperparameters)
     source = read_source(seg.source) if seg.source is not None else None
     trainable = build(first.trainable, given, first.seed, source)
@@ -141,6 +145,12 @@ def build(
     return trainable
 
 
+def release(trainable: Trainable) -> None:
+    """Let a trainable go (``Trainable.close``); an error there is not the segment's."""
+    with contextlib.suppress(Exception):
+        trainable.close()
+
+
 def read_source(source: CheckpointRef) -> MemberState:
     """The state a segment starts from: held in this worker's memory, else read from its file
     (``SourceUnreadable`` when that is missing or corrupted)."""
@@ -155,6 +165,7 @@ def read_source(source: CheckpointRef) -> MemberState:
 def _advance(trainable: Trainable, seg: Segment, points: list[Point]) -> ReadRecorder:
     """Train ``seg.start_step`` → ``seg.end_step`` with its hyperparameters, evaluating every
     ``eval_every`` steps and at the end (into ``points``); the hyperparameters it was given."""
+    trainable.total_steps = seg.budget or None
     given = ReadRecorder(seg.hyperparameters)
     trainable.set_hyperparameters(given)
     step = seg.start_step
@@ -176,6 +187,7 @@ def _run_prelude(trainable: Trainable, seg: Segment) -> Trainable:
     for part in (*seg.prelude, seg):
         if part.member != member:
             state = MemberState(trainable.save(), random_state.capture())
+            release(trainable)
             trainable = build(part.trainable, dict(part.hyperparameters), part.seed, state)
             member = part.member
         if part is not seg:
@@ -241,7 +253,7 @@ def run_segment(seg: Segment) -> SegmentResult:
         return _failed(seg, FailureKind.RAISED, message, tb, worker, started, points)
     _ALIVE[seg.member] = (seg.checkpoint_path, trainable, randomness)
     while len(_ALIVE) > KEEP_ALIVE:
-        _ALIVE.popitem(last=False)
+        release(_ALIVE.popitem(last=False)[1][1])
     return finished(seg, points, data, sha, started, reused, unused, notices)
 
 
@@ -299,7 +311,10 @@ def _failed(
     started: float,
     points: list[Point],
 ) -> SegmentResult:
-    _ALIVE.pop(seg.member, None)
+    dropped = _ALIVE.pop(seg.member, None)
+    if dropped is not None:
+        release(dropped[1])
+    message = with_own_tail(message)
     return SegmentResult(
         seg, tuple(points), None, 0, Failure(kind, message, tb), worker, started, time.time()
     )

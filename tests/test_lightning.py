@@ -1,0 +1,94 @@
+"""The digits port as a Lightning module (``_lightning_digits``), through
+``firepbt.lightning.LightningTrainable``: two runs with the same seed on a 2-worker pool record
+identical points, a replay reproduces the best member's final metrics, the optimizer ran with the
+recorded lr (times the cosine's shape over the run's budget) and momentum, the glue is short,
+and the best member leaves as a Lightning checkpoint."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning")
+
+import _lightning_digits
+from _lightning_digits import Digits, DigitsModule
+
+import firepbt
+from firepbt import LogUniform, Store, Uniform, replay
+
+SPACE = {"lr": LogUniform(0.01, 0.3), "momentum": Uniform(0.5, 0.95)}
+BUDGET = 150
+
+
+def _run(run_dir: Path) -> firepbt.RunResult:
+    return firepbt.run(
+        Digits,
+        SPACE,
+        total_steps=BUDGET,
+        population=4,
+        ready_every=50,
+        eval_every=25,
+        metric="val_acc",
+        mode="max",
+        seed=5,
+        workers=2,
+        run_dir=run_dir,
+        progress=False,
+    )
+
+
+def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
+    store = Store.open(run_dir)
+    try:
+        return sorted(((m, p.step, p.metrics) for m, p in store.points()), key=lambda t: t[:2])
+    finally:
+        store.close()
+
+
+def test_a_lightning_port_repeats_replays_and_uses_what_was_recorded(tmp_path: Path) -> None:
+    first = _run(tmp_path / "a")
+    second = _run(tmp_path / "b")
+    points = _points(first.run_dir)
+    assert len(points) == 4 * BUDGET // 25
+    assert points == _points(second.run_dir)
+    assert (first.best_member, first.schedule) == (second.best_member, second.schedule)
+    assert first.warnings == ()
+
+    (again,) = replay(first.run_dir, "best").runs
+    assert again.final.metrics == first.metrics
+
+    store = Store.open(first.run_dir)
+    done = [s for s in store.segments() if s.status.value == "done"]
+    member_of = {s.id: s.member for s in done}
+    exploits = checked = 0
+    for seg in done:
+        source = member_of.get(seg.source_segment) if seg.source_segment else None
+        exploits += source is not None and source != seg.member
+        for p in store.segment_points(seg.id):
+            shape = (1 + math.cos(math.pi * (p.step - 1) / BUDGET)) / 2  # the last step's
+            lr = seg.hyperparameters["lr"] * shape
+            assert p.metrics["lr_used"] == pytest.approx(lr, rel=1e-6)  # logged as float32
+            assert p.metrics["momentum_used"] == pytest.approx(
+                seg.hyperparameters["momentum"], rel=1e-6
+            )
+            checked += 1
+    store.close()
+    assert checked == len(points) and exploits > 0
+    logs = "".join(f.read_text() for f in (first.run_dir / "logs").glob("pid-*.log"))
+    assert "not resumable" not in logs  # mid-epoch segments resume cleanly
+
+    best = first.load_best(Digits)
+    best.save_lightning_checkpoint(tmp_path / "best.ckpt")
+    module = DigitsModule.load_from_checkpoint(tmp_path / "best.ckpt")
+    assert module.hparams.lr == first.hyperparameters["lr"]  # built with the best's own values
+    best.close()
+
+
+def test_the_glue_is_fifteen_lines_or_fewer() -> None:
+    source = inspect.getsource(_lightning_digits.Digits)
+    lines = [line for line in source.splitlines() if line.strip()]
+    assert len(lines) <= 15, source
