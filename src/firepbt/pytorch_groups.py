@@ -86,9 +86,14 @@ def managed_schedulers(scheduler: Any, optimizer: torch.optim.Optimizer) -> list
                 "cannot make a tuned lr its base. Use a LambdaLR (or another scheduler that "
                 "scales base_lrs) with the same shape"
             )
-        if part.optimizer is not optimizer:
-            raise ValueError(f"build() returned a {name} of another optimizer than its own")
+        if _unwrapped(part.optimizer) is not _unwrapped(optimizer):
+            raise ValueError(f"the {name} given schedules another optimizer than its own")
     return parts
+
+
+def _unwrapped(optimizer: Any) -> Any:
+    """The torch optimizer inside a wrapper (accelerate's ``AcceleratedOptimizer``)."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def rebase(schedulers: list[LRScheduler], index: int, group: dict[str, Any], base: float) -> float:

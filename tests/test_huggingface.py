@@ -1,0 +1,108 @@
+"""A tiny random BERT under Hugging Face's Trainer (``_tiny_bert``), through
+``firepbt.huggingface.HFTrainable``: two runs with the same seed on a 2-worker pool record
+identical points, a replay reproduces the best member's final metrics, the optimizer ran with the
+recorded learning rate (times the warm-up-then-linear shape over the run's budget, not the
+segment's) and weight decay (0 in the no-decay group), the glue is short, and the best member
+leaves as a directory that ``from_pretrained`` loads."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+import _tiny_bert
+from _tiny_bert import TinyBert
+from transformers import BertForSequenceClassification
+
+import firepbt
+from firepbt import LogUniform, Store, Uniform, replay
+
+SPACE = {"learning_rate": LogUniform(1e-4, 3e-3), "weight_decay": Uniform(0.0, 0.1)}
+BUDGET, WARMUP = 80, 5
+
+
+class Probe(TinyBert):
+    """The port, also reporting what its optimizer holds for the next step."""
+
+    def evaluate(self):
+        metrics = super().evaluate()
+        decay, no_decay = self._run.trainer.optimizer.param_groups
+        metrics.update(lr_next=decay["lr"], decay=decay["weight_decay"])
+        metrics.update(no_decay=no_decay["weight_decay"], no_decay_lr=no_decay["lr"])
+        return metrics
+
+
+def shape(step: int) -> float:  # transformers' linear schedule with warm-up, over the budget
+    if step < WARMUP:
+        return step / WARMUP
+    return max(0.0, (BUDGET - step) / (BUDGET - WARMUP))
+
+
+def _run(run_dir: Path) -> firepbt.RunResult:
+    return firepbt.run(
+        Probe,
+        SPACE,
+        total_steps=BUDGET,
+        population=4,
+        ready_every=20,
+        eval_every=10,
+        metric="eval_accuracy",
+        mode="max",
+        seed=3,
+        workers=2,
+        run_dir=run_dir,
+        progress=False,
+    )
+
+
+def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
+    store = Store.open(run_dir)
+    try:
+        return sorted(((m, p.step, p.metrics) for m, p in store.points()), key=lambda t: t[:2])
+    finally:
+        store.close()
+
+
+def test_a_tiny_bert_port_repeats_replays_and_uses_what_was_recorded(tmp_path: Path) -> None:
+    first = _run(tmp_path / "a")
+    second = _run(tmp_path / "b")
+    points = _points(first.run_dir)
+    assert len(points) == 4 * BUDGET // 10
+    assert points == _points(second.run_dir)
+    assert (first.best_member, first.schedule) == (second.best_member, second.schedule)
+    assert first.warnings == ()
+
+    (again,) = replay(first.run_dir, "best").runs
+    assert again.final.metrics == first.metrics
+
+    store = Store.open(first.run_dir)
+    done = [s for s in store.segments() if s.status.value == "done"]
+    member_of = {s.id: s.member for s in done}
+    exploits = 0
+    for seg in done:
+        source = member_of.get(seg.source_segment) if seg.source_segment else None
+        exploits += source is not None and source != seg.member
+        h = seg.hyperparameters
+        for p in store.segment_points(seg.id):
+            lr = h["learning_rate"] * shape(p.step)
+            assert p.metrics["lr_next"] == pytest.approx(lr, rel=1e-9, abs=1e-15)
+            assert p.metrics["no_decay_lr"] == pytest.approx(lr, rel=1e-9, abs=1e-15)
+            assert p.metrics["decay"] == h["weight_decay"] and p.metrics["no_decay"] == 0.0
+    store.close()
+    assert exploits > 0
+
+    best = first.load_best(TinyBert)
+    best.save_pretrained(tmp_path / "best")
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "best")
+    assert model.config.hidden_size == 32
+    best.close()
+
+
+def test_the_glue_is_fifteen_lines_or_fewer() -> None:
+    source = inspect.getsource(_tiny_bert.TinyBert)
+    lines = [line for line in source.splitlines() if line.strip()]
+    assert len(lines) <= 15, source
