@@ -33,7 +33,6 @@ import dataclasses
 import os
 import shutil
 import tempfile
-import threading
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, cast
@@ -41,7 +40,9 @@ from typing import Any, cast
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 
+from firepbt.paused_loop import PausedLoop
 from firepbt.pytorch_groups import TunedOptimizer
+from firepbt.reads import unrecorded
 from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
@@ -93,9 +94,9 @@ class HFTrainable(Trainable):
         """Take new hyperparameters: the optimizer takes them at once; where a value that only
         a new Trainer or model would read changes, the member goes on from its state in a new
         one at the next ``train``."""
-        before = _plain(self.hyperparameters)
+        before = unrecorded(self.hyperparameters)
         super().set_hyperparameters(hyperparameters)
-        if self._run is not None and before != _plain(self.hyperparameters):
+        if self._run is not None and before != unrecorded(self.hyperparameters):
             self._files = self._run.checkpoint()
             self._close_run()
             self.model = self.model_init()
@@ -168,10 +169,6 @@ class HFTrainable(Trainable):
                 h.read.add(name)
 
 
-def _plain(h: Hyperparameters) -> dict[str, Any]:
-    return dict(dict.items(h)) if isinstance(h, dict) else dict(h)
-
-
 def _read(directory: str) -> dict[str, bytes]:
     root = Path(directory)
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -184,22 +181,11 @@ def _write(files: dict[str, bytes], directory: str) -> None:
         target.write_bytes(data)
 
 
-class _Abandoned(Exception):
-    """Raised in a paused training thread to end it."""
-
-
 class _Run(TrainerCallback):
-    """A member's ``Trainer.train()``, in a thread of its own, paused at each boundary."""
+    """A member's ``Trainer.train()`` in a ``PausedLoop``, paused at each boundary."""
 
     def __init__(self, owner: HFTrainable) -> None:
         self.owner = owner
-        self.target = 0
-        self.error: BaseException | None = None
-        self.started = False
-        self._abandon = False
-        self._paused = threading.Event()
-        self._go = threading.Event()
-        self._thread: threading.Thread | None = None
         self.directory = tempfile.mkdtemp(prefix="firepbt-hf-")
         fields = {f.name for f in dataclasses.fields(TrainingArguments)}
         h = owner.hyperparameters
@@ -226,24 +212,14 @@ class _Run(TrainerCallback):
             callbacks=[self],
             **owner.trainer_options(),
         )
+        self.loop = PausedLoop(self._train, lambda: self.trainer.state.global_step, "the Trainer")
+
+    @property
+    def started(self) -> bool:
+        return self.loop.started
 
     def advance(self, target: int) -> None:
-        self.target = target
-        if self._thread is None:
-            self.started = True
-            self._thread = threading.Thread(target=self._train, daemon=True)
-            self._thread.start()
-        else:
-            self._go.set()
-        self._paused.wait()
-        self._paused.clear()
-        if self.error is not None:
-            raise self.error
-        if self.trainer.state.global_step != target:
-            raise RuntimeError(
-                f"the Trainer stopped at step {self.trainer.state.global_step}, before step "
-                f"{target}: its arguments end training before the run's budget"
-            )
+        self.loop.advance(target)
 
     def checkpoint(self) -> dict[str, bytes]:
         """The files of a Trainer checkpoint of the paused training."""
@@ -256,26 +232,15 @@ class _Run(TrainerCallback):
             shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._abandon = True
-            self._go.set()
-            self._thread.join()
+        self.loop.abandon()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _train(self) -> None:
-        files = self.owner._files
         resume = None
-        if files is not None:
+        if self.owner._files is not None:
             resume = os.path.join(self.directory, "resume")
-            _write(files, resume)
-        try:
-            self.trainer.train(resume_from_checkpoint=resume)
-        except _Abandoned:
-            return
-        except BaseException as e:  # handed to the thread waiting in advance()
-            self.error = e
-        finally:
-            self._paused.set()
+            _write(self.owner._files, resume)
+        self.trainer.train(resume_from_checkpoint=resume)
 
     # -- callbacks, in the training thread ----------------------------------------------------
 
@@ -283,9 +248,4 @@ class _Run(TrainerCallback):
         self.owner.apply_hyperparameters(self.trainer)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step >= self.target:
-            self._paused.set()
-            self._go.wait()
-            self._go.clear()
-            if self._abandon:
-                raise _Abandoned
+        self.loop.pause_if_due()

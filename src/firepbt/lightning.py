@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -40,7 +39,9 @@ import lightning.pytorch as pl
 import torch
 
 from firepbt import random_state
+from firepbt.paused_loop import PausedLoop
 from firepbt.pytorch_groups import TunedOptimizer
+from firepbt.reads import unrecorded
 from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
@@ -93,7 +94,7 @@ class LightningTrainable(Trainable):
         """Take new hyperparameters. Where they differ from those the module was built with, the
         module is built anew from them and goes on from the member's state at its next
         ``train``; the optimizers take them when training resumes."""
-        changed = _plain(hyperparameters) != _plain(self.hyperparameters)
+        changed = unrecorded(hyperparameters) != unrecorded(self.hyperparameters)
         super().set_hyperparameters(hyperparameters)
         if changed:
             if self._fit is not None:
@@ -182,26 +183,11 @@ class LightningTrainable(Trainable):
             t.apply(self.hyperparameters)
 
 
-def _plain(h: Hyperparameters) -> dict[str, Any]:
-    """The values, without marking them read (a ``ReadRecorder`` counts whole-dict use)."""
-    return dict(dict.items(h)) if isinstance(h, dict) else dict(h)
-
-
-class _Abandoned(Exception):
-    """Raised in a paused fit's thread to end it."""
-
-
 class _Fit(pl.Callback):
-    """A member's fit, in a thread of its own, paused at each ``train`` boundary."""
+    """A member's fit: Lightning's loop in a ``PausedLoop``, paused at each ``train`` boundary."""
 
     def __init__(self, owner: LightningTrainable) -> None:
         self.owner = owner
-        self.target = 0
-        self.error: BaseException | None = None
-        self.done = False
-        self._abandon = False
-        self._paused = threading.Event()
-        self._go = threading.Event()
         budget = owner.total_steps if owner.total_steps is not None else -1
         self.trainer = pl.Trainer(
             **QUIET,
@@ -214,25 +200,10 @@ class _Fit(pl.Callback):
             callbacks=[self],
             **owner.trainer_options,
         )
-        self._thread: threading.Thread | None = None
+        self.loop = PausedLoop(self._fit, lambda: self.trainer.global_step, "Lightning")
 
     def advance(self, target: int) -> None:
-        """Train until the trainer's global step reaches ``target``."""
-        self.target = target
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-        else:
-            self._go.set()
-        self._paused.wait()
-        self._paused.clear()
-        if self.error is not None:
-            raise self.error
-        if self.trainer.global_step != target:
-            raise RuntimeError(
-                f"Lightning stopped at step {self.trainer.global_step}, before step {target}: "
-                "max_steps or max_epochs in trainer_options ends the fit before the run's budget"
-            )
+        self.loop.advance(target)
 
     def checkpoint(self) -> dict[str, Any]:
         """Lightning's checkpoint of the paused fit."""
@@ -243,33 +214,21 @@ class _Fit(pl.Callback):
         return state
 
     def abandon(self) -> None:
-        """End the paused fit's thread."""
-        if self._thread is not None and self._thread.is_alive():
-            self._abandon = True
-            self._go.set()
-            self._thread.join()
+        self.loop.abandon()
 
-    def _run(self) -> None:
+    def _fit(self) -> None:
         owner = self.owner
-        path = None
         with tempfile.TemporaryDirectory() as tmp:
+            path = None
             if owner._checkpoint is not None:
                 path = os.path.join(tmp, "resume.ckpt")
                 torch.save(owner._checkpoint, path)
-            try:
-                self.trainer.fit(
-                    owner.lightning,
-                    train_dataloaders=owner.batches,
-                    ckpt_path=path,
-                    weights_only=False,  # it holds random states: firepbt wrote it just now
-                )
-            except _Abandoned:
-                return
-            except BaseException as e:  # handed to the thread waiting in advance()
-                self.error = e
-            finally:
-                self.done = True
-                self._paused.set()
+            self.trainer.fit(
+                owner.lightning,
+                train_dataloaders=owner.batches,
+                ckpt_path=path,
+                weights_only=False,  # it holds random states: firepbt wrote it just now
+            )
 
     # -- hooks, in the fit's thread ---------------------------------------------------------
 
@@ -285,12 +244,7 @@ class _Fit(pl.Callback):
         batch_idx: int,
     ) -> None:
         self.owner.batches.trained = batch_idx + 1
-        if trainer.global_step >= self.target:
-            self._paused.set()
-            self._go.wait()
-            self._go.clear()
-            if self._abandon:
-                raise _Abandoned
+        self.loop.pause_if_due()
 
 
 def _loadable(value: Any) -> Any:

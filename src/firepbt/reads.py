@@ -83,6 +83,12 @@ class ReadRecorder(dict[str, Any]):
         return (dict, (dict(dict.items(self)),))
 
 
+def unrecorded(h: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of ``h`` as a plain dict, without marking them read in a ``ReadRecorder``
+    (whole-dict use counts as reading every name)."""
+    return dict(dict.items(h)) if isinstance(h, dict) else dict(h)
+
+
 def unread(names: Iterable[str], *recorders: object) -> list[str]:
     """The ``names`` that none of the ``recorders`` saw read (objects that are not a
     ``ReadRecorder``, e.g. a plain dict a trainable made itself, count as having read all)."""
