@@ -8,6 +8,7 @@ leaves as a directory that ``from_pretrained`` loads."""
 from __future__ import annotations
 
 import inspect
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,8 @@ def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
 
 
 def test_a_tiny_bert_port_repeats_replays_and_uses_what_was_recorded(tmp_path: Path) -> None:
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("firepbt-hf-*"))
     first = _run(tmp_path / "a")
     second = _run(tmp_path / "b")
     points = _points(first.run_dir)
@@ -100,6 +103,7 @@ def test_a_tiny_bert_port_repeats_replays_and_uses_what_was_recorded(tmp_path: P
     model = BertForSequenceClassification.from_pretrained(tmp_path / "best")
     assert model.config.hidden_size == 32
     best.close()
+    assert set(scratch.glob("firepbt-hf-*")) <= before  # workers removed their trainers' files
 
 
 def test_the_glue_is_fifteen_lines_or_fewer() -> None:

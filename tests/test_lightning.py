@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,8 @@ def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
 
 
 def test_a_lightning_port_repeats_replays_and_uses_what_was_recorded(tmp_path: Path) -> None:
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("firepbt-*.ckpt"))
     first = _run(tmp_path / "a")
     second = _run(tmp_path / "b")
     points = _points(first.run_dir)
@@ -86,6 +89,7 @@ def test_a_lightning_port_repeats_replays_and_uses_what_was_recorded(tmp_path: P
     module = DigitsModule.load_from_checkpoint(tmp_path / "best.ckpt")
     assert module.hparams.lr == first.hyperparameters["lr"]  # built with the best's own values
     best.close()
+    assert set(scratch.glob("firepbt-*.ckpt")) <= before  # resume files removed once read
 
 
 def test_the_glue_is_fifteen_lines_or_fewer() -> None:

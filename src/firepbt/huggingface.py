@@ -33,6 +33,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import weakref
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, cast
@@ -187,6 +188,8 @@ class _Run(TrainerCallback):
     def __init__(self, owner: HFTrainable) -> None:
         self.owner = owner
         self.directory = tempfile.mkdtemp(prefix="firepbt-hf-")
+        # removed by close(), or when the worker process ends with the trainable still alive
+        weakref.finalize(self, shutil.rmtree, self.directory, True)
         fields = {f.name for f in dataclasses.fields(TrainingArguments)}
         h = owner.hyperparameters
         tuned = {k: h[k] for k in dict.keys(h) if k in fields}

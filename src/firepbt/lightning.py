@@ -28,6 +28,7 @@ Lightning's own output (banners, warnings) goes to the worker's log (``RUN_DIR/l
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
@@ -201,6 +202,7 @@ class _Fit(pl.Callback):
             **owner.trainer_options,
         )
         self.loop = PausedLoop(self._fit, lambda: self.trainer.global_step, "Lightning")
+        self._resume: str | None = None
 
     def advance(self, target: int) -> None:
         self.loop.advance(target)
@@ -218,21 +220,31 @@ class _Fit(pl.Callback):
 
     def _fit(self) -> None:
         owner = self.owner
-        with tempfile.TemporaryDirectory() as tmp:
-            path = None
-            if owner._checkpoint is not None:
-                path = os.path.join(tmp, "resume.ckpt")
-                torch.save(owner._checkpoint, path)
+        self._resume = None
+        if owner._checkpoint is not None:  # removed once Lightning has read it (on_train_start)
+            fd, self._resume = tempfile.mkstemp(prefix="firepbt-", suffix=".ckpt")
+            os.close(fd)
+            torch.save(owner._checkpoint, self._resume)
+        try:
             self.trainer.fit(
                 owner.lightning,
                 train_dataloaders=owner.batches,
-                ckpt_path=path,
+                ckpt_path=self._resume,
                 weights_only=False,  # it holds random states: firepbt wrote it just now
             )
+        finally:
+            self._forget_resume()
+
+    def _forget_resume(self) -> None:
+        if self._resume is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self._resume)
+            self._resume = None
 
     # -- hooks, in the fit's thread ---------------------------------------------------------
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._forget_resume()  # Lightning has restored everything from it
         self.owner.apply_hyperparameters(trainer)
 
     def on_train_batch_end(

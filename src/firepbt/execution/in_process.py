@@ -10,6 +10,7 @@ from firepbt.execution.protocol import gone
 from firepbt.execution.worker import (
     drop_held,
     flush_held,
+    release_kept,
     run_segment,
     worker_name,
 )
@@ -49,3 +50,6 @@ class InProcessExecutor(Executor):
     def drop(self, worker: str, path: str) -> None:
         if worker == worker_name():
             drop_held(path)
+
+    def shutdown(self) -> None:
+        release_kept()  # the trainables kept alive in this process (Trainable.close)

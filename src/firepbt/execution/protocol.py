@@ -22,6 +22,7 @@ from firepbt.execution.bootstrap import close_inherited, init_worker
 from firepbt.execution.worker import (
     drop_held,
     flush_held,
+    release_kept,
     run_segment,
 )
 from firepbt.segments import Failure, Segment, SegmentResult
@@ -111,25 +112,28 @@ def serve(
     its result."""
     start_worker(control, environment, inherited)
     run = make_runner()
-    while True:
-        try:
-            data = tasks.recv_bytes()
-        except (EOFError, OSError):  # the controller is gone
-            return
-        try:
-            task = ForkingPickler.loads(data)
-        except Exception as e:  # e.g. the trainable's module cannot be imported here
-            tasks.send(Unloadable(f"{type(e).__name__}: {e}"))
-            continue
-        if task is None:
-            return
-        if forgets(task):
-            continue
-        reply = run(task)
-        try:
-            tasks.send(reply)
-        except OSError:  # the controller is gone (a broken pipe)
-            os._exit(0)
+    try:
+        while True:
+            try:
+                data = tasks.recv_bytes()
+            except (EOFError, OSError):  # the controller is gone
+                return
+            try:
+                task = ForkingPickler.loads(data)
+            except Exception as e:  # e.g. the trainable's module cannot be imported here
+                tasks.send(Unloadable(f"{type(e).__name__}: {e}"))
+                continue
+            if task is None:
+                return
+            if forgets(task):
+                continue
+            reply = run(task)
+            try:
+                tasks.send(reply)
+            except OSError:  # the controller is gone (a broken pipe)
+                os._exit(0)
+    finally:
+        release_kept()  # a stopping worker closes the trainables it kept (Trainable.close)
 
 
 def run_one(segment: Segment) -> SegmentResult:

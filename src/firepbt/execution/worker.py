@@ -151,6 +151,12 @@ def release(trainable: Trainable) -> None:
         trainable.close()
 
 
+def release_kept() -> None:
+    """Let go of every trainable this process keeps alive (when its worker stops)."""
+    while _ALIVE:
+        release(_ALIVE.popitem()[1][1])
+
+
 def read_source(source: CheckpointRef) -> MemberState:
     """The state a segment starts from: held in this worker's memory, else read from its file
     (``SourceUnreadable`` when that is missing or corrupted)."""
