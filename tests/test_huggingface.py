@@ -110,3 +110,30 @@ def test_the_glue_is_fifteen_lines_or_fewer() -> None:
     source = inspect.getsource(_tiny_bert.TinyBert)
     lines = [line for line in source.splitlines() if line.strip()]
     assert len(lines) <= 15, source
+
+
+@pytest.mark.parametrize("name", ["per_device_train_batch_size", "seed", "max_steps"])
+def test_names_that_cannot_be_tuned_are_refused(name: str) -> None:
+    member = TinyBert({"learning_rate": 1e-3, name: 8}, seed=0)
+    with pytest.raises(ValueError, match=rf"'{name}' cannot be tuned"):
+        member.train(2)
+    member.close()
+
+
+def test_the_users_callbacks_are_kept() -> None:
+    from transformers import TrainerCallback
+
+    class Counting(TrainerCallback):
+        steps = 0
+
+        def on_step_end(self, args, state, control, **kwargs):
+            Counting.steps += 1
+
+    class WithCallback(TinyBert):
+        def trainer_options(self):
+            return {**super().trainer_options(), "callbacks": [Counting()]}
+
+    member = WithCallback({"learning_rate": 1e-3}, seed=0)
+    member.train(3)
+    assert Counting.steps == 3
+    member.close()

@@ -96,3 +96,53 @@ def test_the_glue_is_fifteen_lines_or_fewer() -> None:
     source = inspect.getsource(_lightning_digits.Digits)
     lines = [line for line in source.splitlines() if line.strip()]
     assert len(lines) <= 15, source
+
+
+def test_a_member_goes_on_alike_kept_alive_or_rebuilt_after_a_change() -> None:
+    from firepbt import random_state
+    from firepbt.checkpoints import MemberState
+    from firepbt.execution.worker import build
+
+    before, after = {"lr": 0.05, "momentum": 0.9}, {"lr": 0.08, "momentum": 0.9}
+    with random_state.kept():
+        kept = build(Digits, dict(before), 7, None)
+        kept.total_steps = 100
+        kept.set_hyperparameters(dict(before))
+        kept.train(20)
+        state = MemberState(kept.save(), random_state.capture())
+        kept.set_hyperparameters(dict(after))  # explored, weights kept (no exploit)
+        kept.train(20)
+        on_the_same_worker = kept.evaluate()
+        rebuilt = build(Digits, dict(after), 7, state)  # the same segment on another worker
+        rebuilt.total_steps = 100
+        rebuilt.set_hyperparameters(dict(after))
+        rebuilt.train(20)
+        assert rebuilt.evaluate() == on_the_same_worker
+        kept.close()
+        rebuilt.close()
+
+
+def test_options_firepbt_sets_are_refused_and_callbacks_are_kept() -> None:
+    import lightning.pytorch as pl
+
+    class Counting(pl.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, *args: object) -> None:
+            Counting.batches += 1
+
+    class Own(Digits):
+        trainer_options = {"max_epochs": 1}
+
+    class WithCallback(Digits):
+        trainer_options = {"callbacks": [Counting()]}
+
+    own = Own({"lr": 0.05, "momentum": 0.9}, seed=0)
+    with pytest.raises(ValueError, match="firepbt sets max_epochs itself"):
+        own.train(5)
+    own.close()
+    member = WithCallback({"lr": 0.05, "momentum": 0.9}, seed=0)
+    member.train(5)
+    member.evaluate()
+    assert Counting.batches == 5
+    member.close()

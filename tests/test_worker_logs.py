@@ -104,3 +104,20 @@ def test_a_tail_is_the_last_non_blank_lines_cut_to_width(tmp_path: Path) -> None
     assert with_tail("boom", tmp_path / "missing.log") == "boom"
     assert with_tail("boom", None) == "boom"
     assert os.linesep in with_tail("boom", log)
+
+
+def test_a_failure_shows_only_its_own_segments_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firepbt.execution import logs
+
+    log = tmp_path / "pid-1.log"
+    log.write_text("another member's line\n\x1b[31mred\x1b[0m\n")
+    monkeypatch.setattr(logs, "_own", log)
+    logs.segment_started()
+    assert logs.with_own_tail("boom") == "boom"  # nothing written since: no tail
+    with log.open("a") as f:
+        f.write("this segment's line \x1b[2J\n")
+    shown = logs.with_own_tail("boom")
+    assert "this segment's line \\x1b[2J" in shown and "another member" not in shown
+    assert "\x1b" not in shown and "\\x1b[31mred" in logs.with_tail("boom", log)

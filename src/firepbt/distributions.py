@@ -13,6 +13,7 @@ import math
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -280,6 +281,12 @@ class Choice(Distribution):
     def __init__(self, options: Sequence[Any], *, ordered: bool = False) -> None:
         if isinstance(options, (str, bytes, Mapping)) or not isinstance(options, Iterable):
             raise SpaceError(f"Choice: options must be a list of values, got {options!r}")
+        if isinstance(options, AbstractSet):
+            raise SpaceError(
+                f"Choice: options {options!r} are a set, whose order is not defined (an ordered "
+                "choice would move between neighbours in hash order, which can change from one "
+                "interpreter to the next); give a list, e.g. Choice(sorted(options))"
+            )
         self.options = list(options)
         self.ordered = ordered
         self._check()
@@ -336,6 +343,12 @@ class Fixed(Distribution):
     """
 
     def __init__(self, value: Any) -> None:
+        if callable(value):
+            raise SpaceError(
+                f"Fixed: {value!r} is a function or a class, kept as one constant value; a "
+                "sampler? write Uniform(low, high), LogUniform(low, high) or Choice([...]) "
+                "for firepbt to sample and tune it"
+            )
         self.value = value
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -368,6 +381,12 @@ _KINDS: dict[str, type[Distribution]] = {
 def constant(name: str, value: Any) -> Fixed:
     """A plain value in a space: a constant. A plain list or tuple is refused, since it reads as
     a range or a choice as easily as a constant; ``Fixed`` says a constant."""
+    if callable(value):
+        raise SpaceError(
+            f"space.{name}: {value!r} is a function or a class, which would be kept as one "
+            "constant value (a sampler, as Ray Tune's lambdas are?); write Uniform(low, high), "
+            "LogUniform(low, high) or Choice([...]) for firepbt to sample and tune it"
+        )
     if not isinstance(value, (list, tuple)):
         return Fixed(value)
     numbers = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]

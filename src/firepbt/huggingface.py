@@ -41,6 +41,7 @@ from typing import Any, cast
 import torch
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 
+from firepbt import random_state
 from firepbt.paused_loop import PausedLoop
 from firepbt.pytorch_groups import TunedOptimizer
 from firepbt.reads import unrecorded
@@ -48,6 +49,13 @@ from firepbt.space import Hyperparameters
 from firepbt.trainable import Trainable
 
 ALIASES = {"learning_rate": "lr"}  # a TrainingArguments name -> the param-group key it sets
+# TrainingArguments fields firepbt sets itself
+OWNED = (
+    "output_dir", "max_steps", "seed", "save_strategy", "eval_strategy", "logging_strategy",
+    "report_to", "disable_tqdm", "use_cpu",
+)  # fmt: skip
+# fields that change what a step is: a checkpoint's data position would be read wrongly
+SHAPING = ("per_device_train_batch_size", "train_batch_size", "gradient_accumulation_steps")
 _TIMINGS = ("_runtime", "_per_second")
 
 
@@ -100,7 +108,8 @@ class HFTrainable(Trainable):
         if self._run is not None and before != unrecorded(self.hyperparameters):
             self._files = self._run.checkpoint()
             self._close_run()
-            self.model = self.model_init()
+            with random_state.kept():  # built as on a fresh worker: no draws of the member's
+                self.model = self.model_init()
 
     def train(self, steps: int) -> None:
         """Train ``steps`` more optimizer steps in the member's ``Trainer.train()``."""
@@ -192,6 +201,13 @@ class _Run(TrainerCallback):
         weakref.finalize(self, shutil.rmtree, self.directory, True)
         fields = {f.name for f in dataclasses.fields(TrainingArguments)}
         h = owner.hyperparameters
+        refused = [k for k in dict.keys(h) if k in OWNED + SHAPING]
+        if refused:
+            raise ValueError(
+                f"HFTrainable: {', '.join(map(repr, refused))} cannot be tuned: firepbt sets "
+                f"{', '.join(OWNED)} itself, and {', '.join(SHAPING)} change what a step is, so "
+                "a member resumed from a checkpoint would skip the wrong batches"
+            )
         tuned = {k: h[k] for k in dict.keys(h) if k in fields}
         arguments = dataclasses.replace(
             owner.arguments(),
@@ -207,13 +223,21 @@ class _Run(TrainerCallback):
             use_cpu=owner.device == "cpu",
         )
         train, evaluation = owner.datasets()
+        options = dict(owner.trainer_options())
+        callbacks = [*(options.pop("callbacks", None) or []), self]  # theirs see each step first
+        clash = sorted(set(options) & {"model", "args", "train_dataset", "eval_dataset"})
+        if clash:
+            raise ValueError(
+                f"HFTrainable.trainer_options: {', '.join(clash)} come from model_init(), "
+                "arguments() and datasets(); leave them out"
+            )
         self.trainer = Trainer(
             model=owner.model,
             args=arguments,
             train_dataset=train,
             eval_dataset=evaluation,
-            callbacks=[self],
-            **owner.trainer_options(),
+            callbacks=callbacks,
+            **options,
         )
         self.loop = PausedLoop(self._train, lambda: self.trainer.state.global_step, "the Trainer")
 

@@ -101,7 +101,8 @@ class LightningTrainable(Trainable):
             if self._fit is not None:
                 self._checkpoint = self._fit.checkpoint()
                 self._close_fit()
-            self.lightning = self.module()
+            with random_state.kept():  # built as on a fresh worker: no draws of the member's
+                self.lightning = self.module()
             if self._checkpoint is not None:
                 self.lightning.load_state_dict(self._checkpoint["state_dict"])
 
@@ -122,8 +123,9 @@ class LightningTrainable(Trainable):
         trainer = self.lightning._trainer  # the copy must not take the fit's trainer along
         module = copy.deepcopy(self.lightning, memo={id(trainer): None} if trainer else None)
         if self._validator is None:
+            options = {k: v for k, v in self.trainer_options.items() if k != "callbacks"}
             self._validator = pl.Trainer(
-                **QUIET, accelerator=self._accelerator(), devices=1, **self.trainer_options
+                **QUIET, accelerator=self._accelerator(), devices=1, **options
             )
         (metrics,) = self._validator.validate(module, dataloaders=self._val, verbose=False)
         return {name: float(value) for name, value in metrics.items()}
@@ -190,17 +192,24 @@ class _Fit(pl.Callback):
     def __init__(self, owner: LightningTrainable) -> None:
         self.owner = owner
         budget = owner.total_steps if owner.total_steps is not None else -1
-        self.trainer = pl.Trainer(
+        owned: dict[str, Any] = {
             **QUIET,
-            max_steps=budget,
-            max_epochs=-1,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-            accelerator=owner._accelerator(),
-            devices=1,
-            callbacks=[self],
-            **owner.trainer_options,
-        )
+            "max_steps": budget,
+            "max_epochs": -1,
+            "num_sanity_val_steps": 0,
+            "limit_val_batches": 0,
+            "accelerator": owner._accelerator(),
+            "devices": 1,
+        }
+        options = dict(owner.trainer_options)
+        callbacks = [*(options.pop("callbacks", None) or []), self]  # theirs see each step first
+        clash = sorted(set(options) & set(owned))
+        if clash:
+            raise ValueError(
+                f"LightningTrainable.trainer_options: firepbt sets {', '.join(clash)} itself "
+                "(the fit runs to the run's budget and pauses between segments); leave them out"
+            )
+        self.trainer = pl.Trainer(**owned, callbacks=callbacks, **options)
         self.loop = PausedLoop(self._fit, lambda: self.trainer.global_step, "Lightning")
         self._resume: str | None = None
 

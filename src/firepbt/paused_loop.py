@@ -54,6 +54,13 @@ class PausedLoop:
         self._paused.clear()
         if self.error is not None:
             raise self.error
+        if self._step() > target:
+            raise RuntimeError(
+                f"{self._what}'s step count went from below {target} to {self._step()} in one "
+                "batch: it counts more than one step per batch (manual optimisation with several "
+                "optimizers?), and firepbt's steps are its steps; make ready_every and eval_every "
+                "multiples of the steps one batch takes"
+            )
         if self._step() != target:
             raise RuntimeError(
                 f"{self._what} stopped at step {self._step()}, before step {target}: its "

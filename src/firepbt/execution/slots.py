@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from firepbt.checkpoints import dump_state
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
-from firepbt.execution.logs import with_own_tail
+from firepbt.execution.logs import segment_started, with_own_tail
 from firepbt.execution.worker import (
     extract_score,
     finished,
@@ -96,6 +96,7 @@ class SlotWorker:
         if len(segments) > slots:
             raise ValueError(f"a batch of {len(segments)} segments for {slots} slots")
         self._started, self._results = time.time(), {}
+        segment_started()
         batch = []
         for seg in segments:
             if seg.prelude or seg.repair:  # trained again from its anchor, on the ordinary path

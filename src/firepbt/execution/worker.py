@@ -32,7 +32,7 @@ from firepbt.checkpoints import (
     write_bytes,
 )
 from firepbt.errors import CheckpointError, FailureKind, MetricError, SourceUnreadable
-from firepbt.execution.logs import with_own_tail
+from firepbt.execution.logs import segment_started, with_own_tail
 from firepbt.random_state import RandomState
 from firepbt.reads import ReadRecorder, unread
 from firepbt.segments import Failure, Point, Segment, SegmentResult
@@ -227,6 +227,7 @@ def after_segment(seg: Segment, points: tuple[Point, ...]) -> object:
 def run_segment(seg: Segment) -> SegmentResult:
     """Run one segment; every error becomes a recorded ``Failure``, never an exception."""
     started = time.time()
+    segment_started()
     pin_torch_threads()
     worker = worker_name()
     points: list[Point] = []
