@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("transformers")
 
 import _tiny_bert
+from _port_checks import finished_segments, recorded_points
 from _tiny_bert import TinyBert
 from transformers import BertForSequenceClassification
 
@@ -60,22 +61,14 @@ def _run(run_dir: Path) -> firepbt.RunResult:
     )
 
 
-def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
-    store = Store.open(run_dir)
-    try:
-        return sorted(((m, p.step, p.metrics) for m, p in store.points()), key=lambda t: t[:2])
-    finally:
-        store.close()
-
-
 def test_a_tiny_bert_port_repeats_replays_and_uses_what_was_recorded(tmp_path: Path) -> None:
     scratch = Path(tempfile.gettempdir())
     before = set(scratch.glob("firepbt-hf-*"))
     first = _run(tmp_path / "a")
     second = _run(tmp_path / "b")
-    points = _points(first.run_dir)
+    points = recorded_points(first.run_dir)
     assert len(points) == 4 * BUDGET // 10
-    assert points == _points(second.run_dir)
+    assert points == recorded_points(second.run_dir)
     assert (first.best_member, first.schedule) == (second.best_member, second.schedule)
     assert first.warnings == ()
 
@@ -83,12 +76,9 @@ def test_a_tiny_bert_port_repeats_replays_and_uses_what_was_recorded(tmp_path: P
     assert again.final.metrics == first.metrics
 
     store = Store.open(first.run_dir)
-    done = [s for s in store.segments() if s.status.value == "done"]
-    member_of = {s.id: s.member for s in done}
     exploits = 0
-    for seg in done:
-        source = member_of.get(seg.source_segment) if seg.source_segment else None
-        exploits += source is not None and source != seg.member
+    for seg, exploit in finished_segments(store):
+        exploits += exploit
         h = seg.hyperparameters
         for p in store.segment_points(seg.id):
             lr = h["learning_rate"] * shape(p.step)

@@ -17,6 +17,7 @@ pytest.importorskip("lightning")
 
 import _lightning_digits
 from _lightning_digits import Digits, DigitsModule
+from _port_checks import finished_segments, recorded_points
 
 import firepbt
 from firepbt import LogUniform, Store, Uniform, replay
@@ -42,22 +43,14 @@ def _run(run_dir: Path) -> firepbt.RunResult:
     )
 
 
-def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
-    store = Store.open(run_dir)
-    try:
-        return sorted(((m, p.step, p.metrics) for m, p in store.points()), key=lambda t: t[:2])
-    finally:
-        store.close()
-
-
 def test_a_lightning_port_repeats_replays_and_uses_what_was_recorded(tmp_path: Path) -> None:
     scratch = Path(tempfile.gettempdir())
     before = set(scratch.glob("firepbt-*.ckpt"))
     first = _run(tmp_path / "a")
     second = _run(tmp_path / "b")
-    points = _points(first.run_dir)
+    points = recorded_points(first.run_dir)
     assert len(points) == 4 * BUDGET // 25
-    assert points == _points(second.run_dir)
+    assert points == recorded_points(second.run_dir)
     assert (first.best_member, first.schedule) == (second.best_member, second.schedule)
     assert first.warnings == ()
 
@@ -65,12 +58,9 @@ def test_a_lightning_port_repeats_replays_and_uses_what_was_recorded(tmp_path: P
     assert again.final.metrics == first.metrics
 
     store = Store.open(first.run_dir)
-    done = [s for s in store.segments() if s.status.value == "done"]
-    member_of = {s.id: s.member for s in done}
     exploits = checked = 0
-    for seg in done:
-        source = member_of.get(seg.source_segment) if seg.source_segment else None
-        exploits += source is not None and source != seg.member
+    for seg, exploit in finished_segments(store):
+        exploits += exploit
         for p in store.segment_points(seg.id):
             shape = (1 + math.cos(math.pi * (p.step - 1) / BUDGET)) / 2  # the last step's
             lr = seg.hyperparameters["lr"] * shape

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _digits import BUDGET, Digits, DigitsCosine
+from _port_checks import finished_segments, recorded_points
 
 import firepbt
 from firepbt import LogUniform, Store, Uniform, replay
@@ -35,23 +36,15 @@ def _run(cls: type, run_dir: Path) -> firepbt.RunResult:
     )
 
 
-def _points(run_dir: Path) -> list[tuple[int, int, dict[str, float]]]:
-    store = Store.open(run_dir)
-    try:
-        return sorted(((m, p.step, p.metrics) for m, p in store.points()), key=lambda t: t[:2])
-    finally:
-        store.close()
-
-
 @pytest.mark.parametrize("cls", [Digits, DigitsCosine], ids=["plain", "cosine"])
 def test_a_digits_port_repeats_replays_and_uses_what_was_recorded(
     tmp_path: Path, cls: type
 ) -> None:
     first = _run(cls, tmp_path / "a")
     second = _run(cls, tmp_path / "b")
-    points = _points(first.run_dir)
+    points = recorded_points(first.run_dir)
     assert len(points) == 6 * BUDGET // 25
-    assert points == _points(second.run_dir)  # the same seed: identical points
+    assert points == recorded_points(second.run_dir)  # the same seed: identical points
     assert (first.best_member, first.schedule) == (second.best_member, second.schedule)
 
     (again,) = replay(first.run_dir, "best").runs
@@ -59,11 +52,8 @@ def test_a_digits_port_repeats_replays_and_uses_what_was_recorded(
 
     store = Store.open(first.run_dir)
     exploits = checked = 0
-    done = [s for s in store.segments() if s.status.value == "done"]
-    member_of = {s.id: s.member for s in done}
-    for seg in done:
-        source = member_of.get(seg.source_segment) if seg.source_segment else None
-        exploits += source is not None and source != seg.member
+    for seg, exploit in finished_segments(store):
+        exploits += exploit
         for p in store.segment_points(seg.id):
             lr = seg.hyperparameters["lr"]
             if cls is DigitsCosine:

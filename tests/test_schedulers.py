@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from _port_checks import finished_segments
 from _scheduled import TOTAL, Cosine, OneCycle, Unmanaged, WarmupCosine
 
 import firepbt
@@ -53,11 +54,8 @@ def test_the_optimizer_used_the_recorded_lr_times_the_shape_and_momentum(
     result = _run(cls, tmp_path / "run")
     store = Store.open(result.run_dir)
     checked = exploited = 0
-    segments = [s for s in store.segments() if s.status.value == "done"]
-    member_of = {s.id: s.member for s in segments}
-    for seg in segments:
-        if seg.source_segment is not None and member_of[seg.source_segment] != seg.member:
-            exploited += 1
+    for seg, exploit in finished_segments(store):
+        exploited += exploit
         for p in store.segment_points(seg.id):
             epoch = int(p.metrics["epoch"])
             assert epoch == p.step - 1  # the scheduler went on from the donor's step
