@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from firepbt.callbacks import Callback, MemberFailure, MemberPoint, RunStart
     from firepbt.config import RunConfig
     from firepbt.decisions import Continue, Exploit, Finish, Mode, Start
-    from firepbt.errors import ConfigError, SpaceError
+    from firepbt.errors import ConfigError, ExploreError, SpaceError
     from firepbt.exploit import BinaryTournament, KeepOwn, NoExploit, Truncation, WelchTTest
     from firepbt.explore import AddNoise, NoExplore, Perturb, Resample, chain
     from firepbt.lineage import ScheduleEntry, schedule
@@ -65,6 +65,7 @@ _EXPORTS = {
     "ScheduleEntry": "firepbt.lineage",
     "Space": "firepbt.space",
     "SpaceError": "firepbt.errors",
+    "ExploreError": "firepbt.errors",
     "Start": "firepbt.decisions",
     "Store": "firepbt.store",
     "Strategy": "firepbt.strategies",
@@ -86,6 +87,7 @@ __all__ = [
     "ConfigError",
     "Continue",
     "Exploit",
+    "ExploreError",
     "Finish",
     "Fixed",
     "IntUniform",

@@ -20,7 +20,7 @@ from firepbt.errors import ConfigError, ResumeError, TrainableError
 from firepbt.execution.base import Executor
 from firepbt.loggers import build_writers, check_logging
 from firepbt.results import RunResult, result_from_store
-from firepbt.space import Distribution
+from firepbt.space import space_config
 from firepbt.store import Store, config_digest
 from firepbt.strategies import Strategy
 from firepbt.trainable import (
@@ -49,10 +49,6 @@ def _resolve(
     return f"{trainable.__module__}:{trainable.__qualname__}", ResolvedTrainable.of(
         trainable, slots
     )
-
-
-def _space_dict(space: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.to_dict() if isinstance(v, Distribution) else v for k, v in space.items()}
 
 
 def run(
@@ -152,7 +148,7 @@ def run(
     path, resolved = _resolve(trainable, slots)
     config = RunConfig(
         trainable=path,
-        space=_space_dict(space),
+        space=space_config(space),
         total_steps=total_steps,
         strategy=strategy,
         population=population,

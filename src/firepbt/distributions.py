@@ -287,7 +287,7 @@ class Choice(Distribution):
                 "choice would move between neighbours in hash order, which can change from one "
                 "interpreter to the next); give a list, e.g. Choice(sorted(options))"
             )
-        self.options = list(options)
+        self.options = [data("Choice", o, option=True) for o in options]
         self.ordered = ordered
         self._check()
 
@@ -349,7 +349,7 @@ class Fixed(Distribution):
                 "sampler? write Uniform(low, high), LogUniform(low, high) or Choice([...]) "
                 "for firepbt to sample and tune it"
             )
-        self.value = value
+        self.value = data("Fixed", value)
 
     def sample(self, rng: np.random.Generator) -> Any:
         return self.value
@@ -358,9 +358,13 @@ class Fixed(Distribution):
         return self.value
 
     def validate(self, value: Any) -> Any:
-        if value != self.value:
+        try:
+            same = data(self.name, value) == self.value
+        except SpaceError:
+            same = False
+        if not same:
             raise SpaceError(f"{self.name}: fixed at {self.value!r}, got {value!r}")
-        return value
+        return self.value
 
     def to_dict(self) -> dict[str, Any]:
         return {"dist": "fixed", "value": self.value}
@@ -369,74 +373,32 @@ class Fixed(Distribution):
         return f"Fixed({self.value!r})"
 
 
-_KINDS: dict[str, type[Distribution]] = {
-    "uniform": Uniform,
-    "loguniform": LogUniform,
-    "intuniform": IntUniform,
-    "choice": Choice,
-    "fixed": Fixed,
-}
-
-
-def constant(name: str, value: Any) -> Fixed:
-    """A plain value in a space: a constant. A plain list or tuple is refused, since it reads as
-    a range or a choice as easily as a constant; ``Fixed`` says a constant."""
-    if callable(value):
-        raise SpaceError(
-            f"space.{name}: {value!r} is a function or a class, which would be kept as one "
-            "constant value (a sampler, as Ray Tune's lambdas are?); write Uniform(low, high), "
-            "LogUniform(low, high) or Choice([...]) for firepbt to sample and tune it"
-        )
-    if not isinstance(value, (list, tuple)):
-        return Fixed(value)
-    numbers = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    ranges = []
-    if len(value) == 2 and len(numbers) == 2 and value[0] < value[1]:
-        low, high = value
-        ranges = [f"Uniform({low!r}, {high!r})"]
-        if low > 0:
-            ranges.insert(0, f"LogUniform({low!r}, {high!r})")
-    tune = f"{' or '.join(ranges)} to tune it in that range, " if ranges else ""
-    raise SpaceError(
-        f"space.{name}: {value!r} would be kept as one constant value; write {tune}"
-        f"Choice({list(value)!r}) to choose among its values, or Fixed({value!r}) to keep it "
-        "as a constant"
+def data(where: str, value: Any, *, option: bool = False) -> Any:
+    """``value`` as the run's record keeps it: JSON data (``None``, a bool, a number, a string,
+    and lists and string-keyed dicts of them), in the form a resumed run reads back, so that a
+    run and its resume see the same value. A tuple becomes a list and a numpy scalar a Python
+    number; anything else (an object, a function, a dtype) is refused, since the record could
+    keep only its text."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        return data(where, value.item(), option=option)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [data(where, v, option=option) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: data(where, v, option=option) for k, v in value.items()}
+    hint = (
+        "choose among names, e.g. Choice(['relu', 'tanh']), and map each name to its object in "
+        "your trainable"
+        if option
+        else "pass its name or parameters as data and build the object in your trainable"
     )
-
-
-def distribution_from_dict(name: str, spec: Mapping[str, Any]) -> Distribution:
-    """Build a distribution from a config table such as
-    ``{dist = "loguniform", low = 1e-4, high = 0.1}``; a plain value stands for a constant
-    (see ``constant``)."""
-    if not isinstance(spec, Mapping):
-        return constant(name, spec)
-    spec = dict(spec)
-    if "dist" not in spec:
-        raise SpaceError(
-            f"space.{name}: missing field 'dist'; use one of {', '.join(sorted(_KINDS))}"
-        )
-    kind = str(spec.pop("dist")).lower().replace("_", "")
-    if kind not in _KINDS:
-        raise SpaceError(
-            f"space.{name}: unknown dist {kind!r}; use one of {', '.join(sorted(_KINDS))}"
-        )
-    dist: Distribution
-    try:
-        if kind == "choice":
-            ordered = spec.pop("ordered", False)
-            if not isinstance(ordered, bool):
-                raise SpaceError(f"ordered must be true or false, got {ordered!r}")
-            dist = Choice(spec.pop("options"), ordered=ordered)
-        elif kind == "fixed":
-            dist = Fixed(spec.pop("value"))
-        else:
-            bounds = spec.pop("bounds", None)
-            low, high = spec.pop("low"), spec.pop("high")
-            dist = _KINDS[kind](low, high, bounds=bounds)  # type: ignore[call-arg]
-    except KeyError as e:
-        raise SpaceError(f"space.{name}: missing field {e.args[0]!r} for dist {kind!r}") from None
-    except SpaceError as e:
-        raise SpaceError(f"space.{name}: {e}") from None
-    if spec:
-        raise SpaceError(f"space.{name}: unknown field(s) {sorted(spec)} for dist {kind!r}")
-    return dist
+    raise SpaceError(
+        f"{where}: {value!r} is not data (a number, string, bool, None, or lists and dicts of "
+        f"them), so the run's record would keep only its text and a resumed run would see "
+        f"something else; {hint}"
+    )

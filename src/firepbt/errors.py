@@ -68,6 +68,11 @@ class SpaceError(ValueError):
     """A search space or a hyperparameter value that cannot be used; the message names the field."""
 
 
+class ExploreError(SpaceError):
+    """An explore policy returned hyperparameters outside the space; the message names the
+    policy and the value."""
+
+
 class PopulationConfigError(ValueError):
     """A strategy setting that cannot work; the message names the field."""
 

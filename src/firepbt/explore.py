@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from firepbt.distributions import _Continuous
+from firepbt.errors import ExploreError, SpaceError
 from firepbt.space import Hyperparameters, Space
 
 
@@ -57,7 +58,10 @@ class ExplorePolicy(Protocol):
             rng: The strategy's seeded generator: draw every random choice from it.
 
         Returns:
-            The new hyperparameters and one record per value changed.
+            The new hyperparameters and one record per value changed. They hold every name of
+            the space and no other, each value inside its hard range or one of its options:
+            firepbt checks them and raises :class:`firepbt.ExploreError`, naming the policy,
+            if not.
         """
         ...
 
@@ -190,7 +194,7 @@ class Chain:
         current: Hyperparameters = dict(h)
         changes: list[Change] = []
         for policy in self.policies:
-            current, done = policy(current, space, rng)
+            current, done = explore_within(policy, current, space, rng)
             changes.extend(done)
         return current, tuple(changes)
 
@@ -207,3 +211,26 @@ def chain(*policies: ExplorePolicy) -> Chain:
         One policy that applies them all, its record listing every change of every policy.
     """
     return Chain(tuple(policies))
+
+
+def explore_within(
+    policy: ExplorePolicy, h: Mapping[str, Any], space: Space, rng: np.random.Generator
+) -> tuple[Hyperparameters, tuple[Change, ...]]:
+    """Call an explore policy and check what it returns against the space: every name of the
+    space and no other, each value inside its hard range (or one of its options), in canonical
+    form. A policy that breaks this (a custom one that forgets to clip) is named in one line,
+    rather than training a member on a value the space forbids.
+
+    Raises:
+        firepbt.errors.ExploreError: The policy returned a value outside the space.
+    """
+    new, changes = policy(h, space, rng)
+    try:
+        return space.validate(new), changes
+    except SpaceError as e:
+        name = getattr(policy, "__qualname__", None) or type(policy).__name__
+        raise ExploreError(
+            f"explore policy {name} returned a value outside the space ({e}); an explore step "
+            "returns every name of the space and no other, each value inside its hard range "
+            "(clip it: min(max(value, low), high)) or one of its options"
+        ) from None

@@ -30,10 +30,9 @@ from firepbt.distributions import (
     IntUniform,
     LogUniform,
     Uniform,
-    constant,
-    distribution_from_dict,
+    data,
 )
-from firepbt.errors import SpaceError
+from firepbt.errors import ConfigError, SpaceError
 
 Hyperparameters = dict[str, Any]
 
@@ -48,6 +47,89 @@ __all__ = [
     "Uniform",
     "distribution_from_dict",
 ]
+
+
+_KINDS: dict[str, type[Distribution]] = {
+    "uniform": Uniform,
+    "loguniform": LogUniform,
+    "intuniform": IntUniform,
+    "choice": Choice,
+    "fixed": Fixed,
+}
+
+
+def constant(name: str, value: Any) -> Fixed:
+    """A plain value in a space: a constant. A plain list or tuple is refused, since it reads as
+    a range or a choice as easily as a constant; ``Fixed`` says a constant."""
+    if callable(value):
+        raise SpaceError(
+            f"space.{name}: {value!r} is a function or a class, which would be kept as one "
+            "constant value (a sampler, as Ray Tune's lambdas are?); write Uniform(low, high), "
+            "LogUniform(low, high) or Choice([...]) for firepbt to sample and tune it"
+        )
+    if isinstance(value, Mapping):
+        key = f"{name}.{next(iter(value), 'key')}"
+        raise SpaceError(
+            f"space.{name}: a nested dict; a space is flat, one name per hyperparameter: write "
+            f'"{key}": ... for each entry (a dotted name, read as hyperparameters["{key}"]), or '
+            "Fixed({...}) to keep the dict as one constant"
+        )
+    if not isinstance(value, (list, tuple)):
+        return Fixed(data(f"space.{name}", value))
+    numbers = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    ranges = []
+    if len(value) == 2 and len(numbers) == 2 and value[0] < value[1]:
+        low, high = value
+        ranges = [f"Uniform({low!r}, {high!r})"]
+        if low > 0:
+            ranges.insert(0, f"LogUniform({low!r}, {high!r})")
+    tune = f"{' or '.join(ranges)} to tune it in that range, " if ranges else ""
+    raise SpaceError(
+        f"space.{name}: {value!r} would be kept as one constant value; write {tune}"
+        f"Choice({list(value)!r}) to choose among its values, or Fixed({value!r}) to keep it "
+        "as a constant"
+    )
+
+
+def distribution_from_dict(name: str, spec: Mapping[str, Any]) -> Distribution:
+    """Build a distribution from a config table such as
+    ``{dist = "loguniform", low = 1e-4, high = 0.1}``; a plain value stands for a constant
+    (see ``constant``)."""
+    if not isinstance(spec, Mapping):
+        return constant(name, spec)
+    spec = dict(spec)
+    if "dist" not in spec:
+        key = f"{name}.{next(iter(spec), 'key')}"
+        raise SpaceError(
+            f"space.{name}: missing field 'dist'; use one of {', '.join(sorted(_KINDS))} (a "
+            f'space is flat: for a nested table, write "{key}" = {{ dist = ... }} for each '
+            'entry, its key quoted, or { dist = "fixed", value = {...} } for a constant)'
+        )
+    kind = str(spec.pop("dist")).lower().replace("_", "")
+    if kind not in _KINDS:
+        raise SpaceError(
+            f"space.{name}: unknown dist {kind!r}; use one of {', '.join(sorted(_KINDS))}"
+        )
+    dist: Distribution
+    try:
+        if kind == "choice":
+            ordered = spec.pop("ordered", False)
+            if not isinstance(ordered, bool):
+                raise SpaceError(f"ordered must be true or false, got {ordered!r}")
+            dist = Choice(spec.pop("options"), ordered=ordered)
+        elif kind == "fixed":
+            dist = Fixed(spec.pop("value"))
+        else:
+            bounds = spec.pop("bounds", None)
+            low, high = spec.pop("low"), spec.pop("high")
+            dist = _KINDS[kind](low, high, bounds=bounds)  # type: ignore[call-arg]
+    except KeyError as e:
+        raise SpaceError(f"space.{name}: missing field {e.args[0]!r} for dist {kind!r}") from None
+    except SpaceError as e:
+        raise SpaceError(f"space.{name}: {e}") from None
+    if spec:
+        raise SpaceError(f"space.{name}: unknown field(s) {sorted(spec)} for dist {kind!r}")
+    return dist
 
 
 class Space(Mapping[str, Distribution]):
@@ -138,3 +220,20 @@ class Space(Mapping[str, Distribution]):
 
     def __repr__(self) -> str:
         return f"Space({self._dists!r})"
+
+
+def space_config(space: Mapping[str, Any]) -> dict[str, Any]:
+    """A space given to ``firepbt.run`` as its config keeps it: each distribution's ``to_dict``,
+    a plain value read as ``Space`` reads it (a constant; a nested dict, a function, a list or
+    anything that is not data refused with the same words).
+
+    Raises:
+        firepbt.ConfigError: A value is refused; the message names it.
+    """
+    try:
+        return {
+            k: (d if isinstance(d, Distribution) else constant(k, d)).to_dict()
+            for k, d in space.items()
+        }
+    except SpaceError as e:
+        raise ConfigError(str(e)) from None

@@ -8,7 +8,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 
 from firepbt.decisions import Decision, Weights
-from firepbt.exploit import ExploitRecord
+from firepbt.exploit import ExploitRecord, select_donor
 from firepbt.fire import smoothing
 from firepbt.fire.evaluation import CurveWork, Ending, FittedCurve, Point, extend
 from firepbt.strategies._base import MemberState
@@ -145,12 +145,11 @@ class FireBook(FireEvaluators):
         if i == 0 or state.step < self.warmup:  # greedy: the policy ranks the raw scores itself
             peers = fit if i == 0 else [m for m in self._live(i) if view[m].scores]
             history = {m: view[m].scores for m in peers}
-            record = self.exploit.select(member, history, self.rng)
         else:
-            record = self.exploit.select(member, {m: [f] for m, f in fit.items()}, self.rng)
-        if record is not None and view[record.donor].weights.step < state.step:
-            return None  # never rewind to a donor's older weights (see PBT._decide)
-        return record
+            history = {m: [f] for m, f in fit.items()}
+        # never rewind to a donor's older weights (see PBT._decide)
+        donors = {m for m in history if view[m].weights.step >= state.step}
+        return select_donor(self.exploit, member, history, self.rng, donors)
 
     def _apply_exploit(
         self, member: int, record: ExploitRecord, view: Mapping[int, MemberState]

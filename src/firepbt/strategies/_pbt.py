@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from firepbt.decisions import Decision
-from firepbt.exploit import ExploitPolicy, recent_score
+from firepbt.exploit import ExploitPolicy, recent_score, select_donor
 from firepbt.explore import ExplorePolicy
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
@@ -149,11 +149,12 @@ class PBT(Strategy):
         if state.step >= pop.total_steps or state.step < self.burn_in:
             return [pop.continue_or_finish(member)]
         scores = {m: s.scores for m, s in view.items() if s.alive}
-        record = self.exploit.select(member, scores, self.rng)
-        if record is None or view[record.donor].weights.step < state.step:
-            # Never rewind: in async mode a donor whose saved weights are behind this member's
-            # (it has just copied someone) is not copied, or members could copy each other's
-            # past forever without making progress.
+        # Never rewind: in async mode a member whose saved weights are behind this member's (it
+        # has just copied someone) is ranked but not copied, or members could copy each other's
+        # past forever without making progress; the donor is drawn among the others.
+        donors = {m for m in scores if view[m].weights.step >= state.step}
+        record = select_donor(self.exploit, member, scores, self.rng, donors)
+        if record is None:
             return [pop.continue_or_finish(member)]
         decision = pop.exploit(
             member, record, view[record.donor], self.explore, self.space, self.rng

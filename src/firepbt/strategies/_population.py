@@ -11,7 +11,7 @@ import numpy as np
 from firepbt.decisions import Continue, Decision, Exploit, Finish, Start, Weights
 from firepbt.errors import PopulationConfigError, SpaceError
 from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation
-from firepbt.explore import ExplorePolicy, Perturb, Resample, chain
+from firepbt.explore import ExplorePolicy, Perturb, Resample, chain, explore_within
 from firepbt.space import Hyperparameters, Space
 from firepbt.strategies._base import MemberState
 
@@ -142,7 +142,7 @@ class Population:
         """``member`` copies ``donor`` (a snapshot taken when the decision round began) and
         explores the donor's hyperparameters; the member's state follows the copy."""
         state = self.members[member]
-        new_h, changes = explore(donor.weights.hyperparameters, space, rng)
+        new_h, changes = explore_within(explore, donor.weights.hyperparameters, space, rng)
         decision = Exploit(
             member=member,
             step=state.step,
