@@ -2,7 +2,8 @@
 including the first milliseconds of a run and during a resume, then resumed to the end. Every
 run completes with a consistent store; a synchronous run ends exactly like the uninterrupted one
 (an asynchronous one is not bit-exact after a resume: which member is ready first depends on
-timing). ``FIREPBT_FUZZ_KILLS`` sets the kills per synchronous mode (default 24; more for a deeper search)."""
+timing). ``FIREPBT_FUZZ_KILLS`` sets the kills per synchronous mode (default 24; set more for a
+deeper search)."""
 
 from __future__ import annotations
 

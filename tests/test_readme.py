@@ -25,7 +25,7 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
 
 def test_the_readme_stays_a_front_door() -> None:
     text = README.read_text()
-    assert len(text.splitlines()) < 165  # the front door: details live in the guides
+    assert len(text.splitlines()) < 200  # the front door: details live in the guides
     for target in re.findall(r"\]\(([^)#]+)\)", text):  # every link leads somewhere
         assert (README.parent / target).is_file(), target
 

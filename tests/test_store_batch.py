@@ -62,3 +62,16 @@ def test_batches_nest_into_the_outermost(tmp_path: Path) -> None:
     assert reader.meta("a") == "1"
     store.close()
     reader.close()
+
+
+def test_a_batch_cut_short_by_an_interrupt_leaves_the_store_writable(tmp_path: Path) -> None:
+    # Ctrl-C between a batch's BEGIN and its COMMIT (seen once under load: the next write
+    # failed with "cannot start a transaction within a transaction")
+    store = Store.create(tmp_path, {"x": 1})
+    store._conn.execute("BEGIN IMMEDIATE")
+    store._conn.execute("INSERT OR REPLACE INTO meta VALUES ('before', 'kept')")
+    store.set_meta("status", "interrupted")  # the next write goes through
+    store.close()
+    reopened = Store.open(tmp_path)
+    assert (reopened.meta("before"), reopened.meta("status")) == ("kept", "interrupted")
+    reopened.close()

@@ -272,7 +272,10 @@ def _start(
     writers = [*build_writers(config.logging), *_callbacks(callbacks)]
     # e.g. too few GPUs: refused before any file
     executor = executor or make_executor(config, resolved)
-    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
+    # Absolute: a worker on another node (a Ray actor) resolves a relative path elsewhere.
+    run_dir = (
+        Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
+    ).absolute()
     by_value = dumps_by_value(cls) if kept_by_value(cls) else None  # before anything is made
     store = Store.create(run_dir, config.to_dict())
     if by_value is not None:  # resume and replay from the command line load it from here
@@ -330,7 +333,7 @@ def resume(
         firepbt.errors.ResumeError: The stored config was changed after the run started.
         firepbt.errors.TrainableError: The trainable cannot be imported.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).absolute()
     store = Store.open(run_dir)
     try:
         unresumable = store.meta("unresumable")

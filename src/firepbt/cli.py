@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sqlite3
 import sys
@@ -83,8 +84,11 @@ def _status(args: argparse.Namespace) -> int:
             console.print(best_schedule)
         for part in fire_section(store):
             console.print(part)
-        on_disk, held = len(store.live_checkpoints()), len(store.held_checkpoints())
+        live = [path for path, *_ in store.live_checkpoints()]
+        on_disk, held = sum(os.path.exists(p) for p in live), len(store.held_checkpoints())
         line = f"\ncheckpoints: {on_disk} on disk"
+        if on_disk < len(live):
+            line += f" ({len(live) - on_disk} recorded ones missing from {store.path.parent})"
         if held:
             line += (
                 f", {held} held in workers' memory (if the run was stopped, resume trains them "

@@ -40,6 +40,7 @@ class Failures:
         # what the runner does with decisions, and with checkpoints nobody needs any more
         self.callbacks, self.apply, self.delete = callbacks, apply, delete
         self.max_retries, self.evaluators = max_retries, evaluators
+        self.isolate = True  # a died segment runs again alone (the executor's isolates_crashes)
 
     def failed(self, r: SegmentResult, final: bool = False) -> None:
         seg, failure = r.segment, r.failure
@@ -53,7 +54,7 @@ class Failures:
             self.record(r, final=False)
             self.queue.appendleft(seg)
             return
-        if failure.kind == FailureKind.WORKER_DIED and not seg.isolated:
+        if failure.kind == FailureKind.WORKER_DIED and self.isolate and not seg.isolated:
             # It may be a bystander of another segment's crash: re-run it alone, free of charge.
             self.record(r, final=False)
             self.queue.appendleft(replace(seg, isolated=True))

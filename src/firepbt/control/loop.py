@@ -96,11 +96,12 @@ class Runner:
         )
         self.training = TrainingNow(executor, store)
         executor.on_started = self.progress.workers_started
-        executor.log_dir = str(Path(run_dir) / "logs")
+        executor.log_dir, executor.run_dir = str(Path(run_dir) / "logs"), str(run_dir)
         executor.preload(strategy.worker_modules)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
         parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply, self._delete)
         self.failures = Failures(strategy, store, *parts, max_retries, self._evaluators)
+        self.failures.isolate = executor.isolates_crashes
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -122,6 +123,8 @@ class Runner:
             status = "interrupted"
             raise
         finally:
+            if status == "error" and self.store.meta("status") == "running":
+                self.store.set_meta("status", "failed")  # run again, or resume once mended
             self._callbacks.end(status)
 
     def _run(self, resume: bool) -> None:

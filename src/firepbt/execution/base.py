@@ -28,6 +28,13 @@ class Executor(ABC):
     # Set by the runner: the directory for worker logs (``RUN_DIR/logs``). An executor whose
     # workers are processes of its own sends their stdout and stderr there (``execution.logs``).
     log_dir: str | None = None
+    # Set by the runner: the run directory (absolute). An executor whose workers may be on other
+    # machines has each prove that it sees it (``execution.storage_probe``).
+    run_dir: str | None = None
+    # Whether a segment that was on a worker when it died is run again alone, to tell which
+    # segment kills its worker (a process pool's worker runs several); not where each worker
+    # runs one segment at a time, so a death names its own segment.
+    isolates_crashes = True
 
     @property
     @abstractmethod

@@ -17,7 +17,12 @@ either is closed again by ``shutdown``.
 On a multi-node cluster, workers read and write checkpoints under the run directory themselves
 and the controller reads and deletes them there too: the run directory must be on storage that
 the controller's machine and every node see at the same path (NFS or the like), and firepbt and
-the trainable's module must be importable on every node. Neither can be checked from here.
+the trainable's module must be importable on every node. Each actor proves the first before it
+takes a segment (``storage_probe``): one that cannot stops the run, naming its node and the path.
+
+Segments go only to actors that are up. An actor that cannot be placed (its node is gone, the
+cluster is full) waits without work, and the run goes on with the others; it takes work once Ray
+places it. A lost node's actors are replaced the same way.
 """
 
 from __future__ import annotations
@@ -38,10 +43,13 @@ from firepbt.execution.devices import DEVICE_VARIABLE, check_gpus_per_worker
 from firepbt.execution.pool import choose_worker
 from firepbt.execution.processes import check_pool
 from firepbt.execution.protocol import FLUSH_TIMEOUT, died, gone
+from firepbt.execution.storage_probe import answer_probe, check_reply, place_probe, remove_probe
 from firepbt.execution.worker import drop_held, flush_held, run_segment
 from firepbt.segments import Segment, SegmentResult
 
 INSTALL_HINT = "pip install 'firepbt[ray]'"
+PLACEMENT_NOTE = 30.0  # seconds without any actor up before the run says it waits for resources
+STARTUP_WAIT = 30.0  # seconds the first segments wait for every actor to come up
 
 
 def import_ray() -> Any:
@@ -61,10 +69,18 @@ class _Worker:
         # Before the trainable's module (torch, say) is first imported. Ray sets the actor's
         # CUDA_VISIBLE_DEVICES to the GPUs it reserved for it.
         init_worker(threads, environment)
-        self.name = f"{socket.gethostname()}/pid-{os.getpid()}"
+        import ray
 
-    def ready(self) -> str:
-        return self.name
+        node = ray.get_runtime_context().get_node_id()[:8]
+        self.name = f"{socket.gethostname()}/node-{node}/pid-{os.getpid()}"
+
+    def ready(self, probe: tuple[str, str] | None) -> tuple[str, str]:
+        """(the worker's name, "") once it is up and sees the run directory, or (its name, why
+        not, naming its node)."""
+        if probe is None:
+            return self.name, ""
+        why = answer_probe(*probe, self.name)
+        return self.name, f"on its node, {why}" if why else ""
 
     def run(self, segment: Segment) -> SegmentResult:
         result = replace(run_segment(segment), worker=self.name)
@@ -87,8 +103,7 @@ class _Worker:
 class _Slot:
     actor: Any
     up: Any  # the reply to the actor's ready() while it has not come, then None
-    up_since: float = math.inf  # monotonic time the actor was seen up
-    name: str = ""  # the worker's name, once a result from it has come back
+    name: str = ""  # the worker's name, once it is up
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +116,11 @@ class _Running:
 class RayExecutor(Executor):
     """Runs segments on ``workers`` Ray actors, one segment per actor at a time.
 
-    An actor that dies (its process crashed, its node went away) is recorded as a
-    ``worker_died`` failure of its segment and replaced. A segment running longer than
-    ``timeout`` seconds (counted from when its actor is up) is stopped by killing its actor,
-    recorded as a ``timeout`` failure, and the actor replaced; other segments are not touched.
+    Segments go only to actors that are up, and ``capacity`` counts them. An actor that dies (its
+    process crashed, its node went away) is recorded as a ``worker_died`` failure of its segment
+    and replaced; the replacement takes work once Ray places it. A segment running longer than
+    ``timeout`` seconds after it was submitted is stopped by killing its actor, recorded as a
+    ``timeout`` failure, and the actor replaced; other segments are not touched.
 
     >>> executor = RayExecutor(workers=8, address="auto")  # doctest: +SKIP
     >>> firepbt.run(MyModel, space, total_steps=1000, executor=executor)  # doctest: +SKIP
@@ -125,6 +141,7 @@ class RayExecutor(Executor):
     """
 
     holds_state = True
+    isolates_crashes = False  # an actor runs one segment: a death names its own segment
 
     def __init__(
         self,
@@ -150,10 +167,14 @@ class RayExecutor(Executor):
         self._running: dict[Any, _Running] = {}  # object ref of a run() -> what it runs
         self._early: list[SegmentResult] = []  # failed at submit, handed back by the next wait
         self._home: dict[int, int] = {}  # member -> slot of the actor that last ran it
+        self._probe: tuple[str, str] | None = None  # (folder, token) the actors must read
 
     @property
     def capacity(self) -> int:
-        return self.workers
+        """The actors that are up (at most ``workers``): a segment goes only to one of them."""
+        if not self._slots:  # first use, or shut down earlier (started again, like the pool)
+            self._start()
+        return sum(slot.up is None for slot in self._slots)
 
     # -- actors -----------------------------------------------------------------------------
 
@@ -167,9 +188,7 @@ class RayExecutor(Executor):
                 try:
                     ray.init(address=self.address)
                 except (ConnectionError, ValueError) as e:
-                    raise ConfigError(
-                        f"executor.address: cannot connect to Ray at {self.address!r}: {e}"
-                    ) from None
+                    raise ConfigError(_cannot_connect(self.address, e)) from None
             self._owns_ray = True
         need = self.workers * self.num_cpus_per_worker
         have = float(ray.cluster_resources().get("CPU", 0.0))
@@ -194,12 +213,19 @@ class RayExecutor(Executor):
         self._actor_class = ray.remote(_Worker).options(
             num_cpus=self.num_cpus_per_worker, num_gpus=gpus, max_restarts=0, max_concurrency=2
         )
+        if self.run_dir is not None:
+            self._probe = place_probe(self.run_dir)
         self._slots = [self._new_slot() for _ in range(self.workers)]
+        # Give every actor a moment to come up, so that the first segments spread over all of
+        # them; one that Ray cannot place yet takes work later.
+        ups = [slot.up for slot in self._slots]
+        ray.wait(ups, num_returns=len(ups), timeout=STARTUP_WAIT)
+        self._note_up()
 
     def _new_slot(self) -> _Slot:
         device = {DEVICE_VARIABLE: "cuda" if self.num_gpus_per_worker else "cpu"}
         actor = self._actor_class.remote(max(1, int(self.num_cpus_per_worker)), device)
-        return _Slot(actor, actor.ready.remote())
+        return _Slot(actor, actor.ready.remote(self._probe))
 
     def _replace(self, index: int) -> None:
         """Kill a slot's actor (if it still lives) and put a fresh one in its place."""
@@ -210,10 +236,10 @@ class RayExecutor(Executor):
 
     def _choose(self, segment: Segment) -> int:
         busy = {r.slot for r in self._running.values()}
-        idle = [i for i in range(len(self._slots)) if i not in busy]
+        idle = [i for i, s in enumerate(self._slots) if i not in busy and s.up is None]
         if not idle:
             raise RuntimeError(
-                f"RayExecutor: all {self.workers} workers are busy; submit at most capacity "
+                "RayExecutor: every worker that is up is busy; submit at most capacity "
                 "segments at once"
             )
         holder = segment.source.holder if segment.source is not None else ""
@@ -242,22 +268,32 @@ class RayExecutor(Executor):
         self._running[ref] = _Running(index, segment, time.monotonic())
 
     def wait(self) -> list[SegmentResult]:
+        """Results of finished segments; ``[]`` when an actor came up, so that the runner can
+        hand it work (or while none is up and nothing runs: the run waits for resources)."""
         results, self._early = self._early, []
         ray = self._ray
-        while not results and self._running:
+        while not results and (self._running or self._slots):
             deadline = self._deadline()
             limit = None if deadline is None else max(0.0, deadline - time.monotonic())
-            refs = list(self._running)
-            if self.timeout is not None:  # also wake when an actor comes up: its clock starts
-                refs += [s.up for s in self._slots if s.up is not None]
-            done, _ = ray.wait(refs, num_returns=1, timeout=limit)
-            if self.timeout is not None:
-                self._note_up()
+            starting = [s.up for s in self._slots if s.up is not None]
+            if not self._running:
+                if not starting:
+                    break  # every actor is up and idle: nothing to wait for
+                limit = PLACEMENT_NOTE
+            done, _ = ray.wait(list(self._running) + starting, num_returns=1, timeout=limit)
+            came_up = self._note_up()
             if not done:
-                results += self._stop_hung()
+                if self._running:
+                    results += self._stop_hung()
+                elif not any(s.up is None for s in self._slots):
+                    _note_waiting(self._ray, self.num_cpus_per_worker)
                 continue
-            finished, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
-            results += [self._collect(ref) for ref in finished]
+            if self._running:
+                running = list(self._running)
+                finished, _ = ray.wait(running, num_returns=len(running), timeout=0)
+                results += [self._collect(ref) for ref in finished]
+            if came_up:
+                break
         return results
 
     def pending(self) -> int:
@@ -288,6 +324,9 @@ class RayExecutor(Executor):
                 self._slots[index].actor.drop.remote(path)
 
     def shutdown(self) -> None:
+        if self._probe is not None:
+            remove_probe(self._probe[0])
+            self._probe = None
         for slot in self._slots:
             with contextlib.suppress(self._ray.exceptions.RayError):
                 self._ray.kill(slot.actor, no_restart=True)
@@ -319,31 +358,43 @@ class RayExecutor(Executor):
         except exceptions.RayError as e:  # e.g. its result was lost with a node
             self._replace(run.slot)
             return died(segment, f"{type(e).__name__}: {_first_line(e)}")
-        self._slots[run.slot].name = result.worker
         if result.failure is None:
             self._home[segment.member] = run.slot
         elif self._home.get(segment.member) == run.slot:
             del self._home[segment.member]  # the worker dropped its trainable
         return result
 
-    def _started(self, run: _Running) -> float:
-        return max(run.submitted, self._slots[run.slot].up_since)
-
     def _deadline(self) -> float | None:
         if self.timeout is None or not self._running:
             return None
-        earliest = min(self._started(r) for r in self._running.values())
-        return earliest + self.timeout if math.isfinite(earliest) else None
+        return min(r.submitted for r in self._running.values()) + self.timeout
 
-    def _note_up(self) -> None:
+    def _note_up(self) -> bool:
+        """Take the replies of actors that came up; whether any did. An actor that cannot use
+        the run directory stops the run; one that died before it came up is replaced."""
         waiting = [s.up for s in self._slots if s.up is not None]
         if not waiting:
-            return
+            return False
         ready, _ = self._ray.wait(waiting, num_returns=len(waiting), timeout=0)
-        now = time.monotonic()
-        for slot in self._slots:
-            if slot.up is not None and slot.up in ready:
-                slot.up, slot.up_since = None, now
+        came_up = False
+        for index, slot in enumerate(self._slots):
+            if slot.up is None or slot.up not in ready:
+                continue
+            try:
+                name, why = self._ray.get(slot.up)
+            except self._ray.exceptions.RayError:
+                self._replace(index)
+                continue
+            if not why and self._probe is not None:
+                why = check_reply(*self._probe, name)
+            if why:
+                raise ConfigError(
+                    f"run_dir: Ray worker {name} cannot use the run directory {self.run_dir}: "
+                    f"{why}. Every Ray node must see it at the same path (a shared disk such as "
+                    f"NFS). Nothing was trained: firepbt resume {self.run_dir} starts it then"
+                )
+            slot.up, slot.name, came_up = None, name, True
+        return came_up
 
     def _stop_hung(self) -> list[SegmentResult]:
         """Kill the actors of segments past the timeout; their slots get fresh actors."""
@@ -351,7 +402,7 @@ class RayExecutor(Executor):
         now = time.monotonic()
         results = []
         for ref, run in list(self._running.items()):
-            if now - self._started(run) >= self.timeout:
+            if now - run.submitted >= self.timeout:
                 del self._running[ref]
                 self._replace(run.slot)
                 message = (
@@ -360,6 +411,30 @@ class RayExecutor(Executor):
                 )
                 results.append(died(run.segment, message, kind=FailureKind.TIMEOUT))
         return results
+
+
+def _cannot_connect(address: str, e: Exception) -> str:
+    message = f"executor.address: cannot connect to Ray at {address!r}: {_first_line(e)}"
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is None:  # Ray's clients send no token unless told to, even with one at hand
+        message += (
+            "; a cluster started by `ray start` may ask for a token (token authentication): "
+            "then set RAY_AUTH_MODE=token in this process's environment (the token is read "
+            "from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+        )
+    elif mode.lower() == "token":
+        message += "; RAY_AUTH_MODE=token is set: does the cluster ask for this token?"
+    return message
+
+
+def _note_waiting(ray: Any, cpus: float) -> None:
+    free = ray.available_resources().get("CPU", 0.0)
+    warnings.warn(
+        f"no Ray worker is up after {PLACEMENT_NOTE:g} s: the cluster has {free:g} CPUs free "
+        f"and each worker needs {cpus:g}; the run waits until Ray can place one (a node joins, "
+        "or the autoscaler adds one)",
+        stacklevel=3,
+    )
 
 
 def _first_line(e: BaseException) -> str:

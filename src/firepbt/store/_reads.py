@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from firepbt.store._rows import (
     Role,
     SegmentRow,
     SegmentStatus,
+    real_path,
 )
 
 
@@ -31,6 +34,15 @@ class StoreReads:
 
     _conn: sqlite3.Connection
     path: Path
+
+    @functools.cached_property
+    def root(self) -> Path | None:
+        """The run directory, which checkpoint paths are kept relative to; None for a store
+        made before that, whose paths are kept as they were given (relative ones to the working
+        directory of the run)."""
+        if self.meta("checkpoint_paths") != "relative":
+            return None
+        return Path(os.path.abspath(self.path.parent))
 
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -152,7 +164,7 @@ class StoreReads:
             "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL "
             "AND path NOT IN (SELECT path FROM held WHERE written = 0)"
         ).fetchall()
-        return [tuple(r) for r in rows]
+        return [(real_path(self.root, p), m, s, h) for p, m, s, h in rows]
 
     def held_checkpoints(self) -> list[tuple[str, int, int, str]]:
         """(path, member, step, holder) of checkpoints only in a worker's memory (a finished or
@@ -161,7 +173,7 @@ class StoreReads:
             "SELECT c.path, c.member, c.step, h.holder FROM checkpoints c "
             "JOIN held h ON h.path = c.path WHERE c.deleted IS NULL AND h.written = 0"
         ).fetchall()
-        return [tuple(r) for r in rows]
+        return [(real_path(self.root, p), m, s, h) for p, m, s, h in rows]
 
     def checkpoint_of_segment(self, segment: int) -> tuple[str, str] | None:
         """(path, sha256) of the checkpoint file a segment wrote, if it is on disk."""
@@ -170,7 +182,7 @@ class StoreReads:
             "AND path NOT IN (SELECT path FROM held WHERE written = 0)",
             (segment,),
         ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
+        return None if row is None else (real_path(self.root, row[0]), str(row[1]))
 
     def worker_steps(self) -> int:
         row = self._conn.execute(
@@ -212,4 +224,6 @@ class StoreReads:
             "FROM checkpoints c LEFT JOIN held h ON h.path = c.path WHERE c.segment = ?",
             (segment,),
         ).fetchone()
-        return None if row is None else CheckpointRef(*row)
+        if row is None:
+            return None
+        return CheckpointRef(real_path(self.root, row[0]), *row[1:])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from firepbt.space import Hyperparameters
 
@@ -125,3 +127,22 @@ class DecisionRow:
     hyperparameters: Hyperparameters | None
     changes: list[str]
     reason: str
+
+
+def stored_path(root: Path | None, path: str) -> str:
+    """A checkpoint path as the store keeps it: relative to the run directory ``root`` when it
+    lies inside it, so that a run directory moved (or seen at another path) still finds its
+    checkpoints; a path elsewhere, or any path of a store without a root, is kept as it is."""
+    if root is None or not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path, root)
+    return path if relative.startswith("..") else Path(relative).as_posix()
+
+
+def real_path(root: Path | None, stored: str) -> str:
+    """The absolute path of a stored checkpoint path, for the run directory ``root`` as it is
+    now. A store without a root kept paths as given: a relative one is read against the working
+    directory, as the run that wrote it did."""
+    if os.path.isabs(stored):
+        return stored
+    return os.path.abspath(stored) if root is None else str(root / stored)

@@ -133,6 +133,7 @@ class Store(StoreReads, StoreWrites):
                     ("config_digest", config_digest(_json(config))),
                     ("status", "running"),
                     ("created", str(time.time())),
+                    ("checkpoint_paths", "relative"),  # to the run directory (see ``root``)
                 ],
             )
             conn.close()  # the last connection: the write-ahead log is folded in and removed
@@ -201,6 +202,7 @@ class Store(StoreReads, StoreWrites):
                 raise
             self._conn.execute("RELEASE write")
             return
+        self.settle()
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -228,6 +230,13 @@ class Store(StoreReads, StoreWrites):
             deferred, self._deferred = self._deferred, []
             for action in deferred:
                 action()
+
+    def settle(self) -> None:
+        """Commit a transaction left open by a batch that an interrupt (Ctrl-C) cut short
+        between its start and its end, before the next write: each write that finished stays,
+        as in ``batch``."""
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once what was written so far is committed: now outside a batch, at

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from firepbt.checkpoints import CheckpointRef
@@ -23,7 +24,7 @@ from firepbt.decisions import (
 )
 from firepbt.segments import Point, SegmentResult
 from firepbt.space import Hyperparameters
-from firepbt.store._rows import REPLAY_SCHEMA, MemberStatus, Role, SegmentStatus
+from firepbt.store._rows import REPLAY_SCHEMA, MemberStatus, Role, SegmentStatus, stored_path
 
 
 def _json(x: Any) -> str:
@@ -36,6 +37,10 @@ class StoreWrites:
 
     _conn: sqlite3.Connection
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    @property
+    def root(self) -> Path | None:  # StoreReads.root: checkpoint paths are relative to it
+        raise NotImplementedError
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as c:
@@ -149,7 +154,7 @@ class StoreWrites:
                     end,
                     _json(h),
                     source_segment,
-                    source_path,
+                    None if source_path is None else stored_path(self.root, source_path),
                     SegmentStatus.QUEUED.value,
                     time.time(),
                 ),
@@ -160,6 +165,7 @@ class StoreWrites:
         """Commit a finished segment: its curve points, its checkpoint, the member's step."""
         seg, ck = r.segment, r.checkpoint
         assert ck is not None
+        path = stored_path(self.root, ck.path)
         with self._tx() as c:
             c.executemany(
                 "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)",
@@ -171,7 +177,7 @@ class StoreWrites:
             c.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
-                    ck.path,
+                    path,
                     ck.member,
                     ck.step,
                     ck.segment,
@@ -181,7 +187,7 @@ class StoreWrites:
                 ),
             )
             if ck.holder:
-                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?, 0)", (ck.path, ck.holder))
+                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?, 0)", (path, ck.holder))
             c.execute(
                 "UPDATE segments SET status = ?, attempts = attempts + 1, worker = ?, started = ?,"
                 " finished = ?, reused = ? WHERE id = ?",
@@ -256,18 +262,24 @@ class StoreWrites:
         with self._tx() as c:
             c.execute(
                 "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ? WHERE path = ?",
-                (ref.sha256, nbytes, time.time(), ref.path),
+                (ref.sha256, nbytes, time.time(), stored_path(self.root, ref.path)),
             )
-            c.execute("UPDATE held SET written = 1 WHERE path = ?", (ref.path,))
+            c.execute(
+                "UPDATE held SET written = 1 WHERE path = ?", (stored_path(self.root, ref.path),)
+            )
             c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_flushed(self, ref: CheckpointRef) -> None:
         """A checkpoint held in a worker's memory was written to its path."""
         with self._tx() as c:
-            c.execute("UPDATE checkpoints SET sha256 = ? WHERE path = ?", (ref.sha256, ref.path))
-            c.execute("UPDATE held SET written = 1 WHERE path = ?", (ref.path,))
+            path = stored_path(self.root, ref.path)
+            c.execute("UPDATE checkpoints SET sha256 = ? WHERE path = ?", (ref.sha256, path))
+            c.execute("UPDATE held SET written = 1 WHERE path = ?", (path,))
             c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_deleted(self, path: str) -> None:
         with self._tx() as c:
-            c.execute("UPDATE checkpoints SET deleted = ? WHERE path = ?", (time.time(), path))
+            c.execute(
+                "UPDATE checkpoints SET deleted = ? WHERE path = ?",
+                (time.time(), stored_path(self.root, path)),
+            )
