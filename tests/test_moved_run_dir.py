@@ -60,7 +60,7 @@ def test_a_moved_run_directory_loads_replays_and_resumes(tmp_path: Path) -> None
     best = result.load_best(Toy)
     assert best.evaluate() == pytest.approx(result.best_score)
     replayed = firepbt.replay(tmp_path / "again", seeds=1)
-    assert replayed.describe()
+    assert replayed.member == result.best_member and len(replayed.runs) == 1
 
 
 def test_status_counts_only_the_checkpoints_really_on_disk(tmp_path: Path) -> None:

@@ -207,7 +207,7 @@ def test_burn_in_no_exploit_before_its_step(tmp_path: Path) -> None:
         store.close()
 
 
-def test_sync_rounds_exploit_together_async_members_alone(tmp_path: Path) -> None:
+def test_sync_exploits_happen_at_barriers_from_same_step_weights(tmp_path: Path) -> None:
     sync = _toy_run(tmp_path / "sync", seed=4)
     try:
         steps = Counter(step for _, step, _, _ in _exploits(sync))
