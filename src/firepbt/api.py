@@ -3,7 +3,6 @@ does) and ``resume``. The result they return is ``firepbt.results.RunResult``.""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,14 @@ from firepbt.errors import ConfigError, ResumeError, TrainableError
 from firepbt.execution.base import Executor
 from firepbt.loggers import build_writers, check_logging
 from firepbt.results import RunResult, result_from_store
+from firepbt.run_setup import (
+    check_callbacks,
+    default_run_dir,
+    is_plain,
+    plain_options,
+    progress_display,
+    refuse_inside_worker,
+)
 from firepbt.space import space_config
 from firepbt.store import Store, config_digest
 from firepbt.strategies import Strategy
@@ -144,7 +151,7 @@ def run(
         firepbt.SpaceError: The space is malformed.
         firepbt.errors.TrainableError: ``trainable`` is not a trainable class or cannot be imported.
     """
-    _refuse_inside_worker()
+    refuse_inside_worker()
     path, resolved = _resolve(trainable, slots)
     config = RunConfig(
         trainable=path,
@@ -169,7 +176,7 @@ def run(
         devices=list(devices) if isinstance(devices, (list, tuple)) else devices,
         slots=slots,
         run_dir=str(run_dir) if run_dir is not None else None,
-        strategy_options=_plain_options(strategy_options),
+        strategy_options=plain_options(strategy_options),
         logging=dict(check_logging(logging or {})),
     )
     if isinstance(executor, Executor) and (gpus_per_worker or devices is not None):
@@ -183,48 +190,9 @@ def run(
             "slots: an Executor instance carries its own settings; give them to it "
             "(VectorisedPoolExecutor(population, slots, workers)) or pass executor='process'"
         )
-    objects = {k: v for k, v in strategy_options.items() if not _is_plain(v)}
+    objects = {k: v for k, v in strategy_options.items() if not is_plain(v)}
     given = executor if isinstance(executor, Executor) else None
     return _start(config, resolved, given, progress, objects, callbacks)
-
-
-def _refuse_inside_worker() -> None:
-    """A script that calls ``firepbt.run`` at import time is re-imported by every worker process
-    (spawn / forkserver); say so plainly instead of starting a pool from inside a worker."""
-    import multiprocessing
-
-    # The same flag multiprocessing itself checks while a child imports the parent's main module.
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise RuntimeError(
-            "firepbt.run was called inside a worker process: the script that starts the run is "
-            "imported again by each worker. Put the call under `if __name__ == '__main__':`."
-        )
-
-
-def _is_plain(v: Any) -> bool:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return True
-    if isinstance(v, Mapping):
-        return all(_is_plain(x) for x in v.values())
-    if isinstance(v, (list, tuple)):
-        return all(_is_plain(x) for x in v)
-    return False
-
-
-def _plain_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Options that can be written to the store's config as data (policy objects are kept aside)."""
-    return {k: v for k, v in options.items() if _is_plain(v)}
-
-
-def default_run_dir(name: str) -> Path:
-    """``runs/<strategy>-<date>-<time>``; a second run started within the same second gets
-    ``-2``, ``-3``, ... so that it does not find the first run's directory."""
-    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
 
 
 def run_config(
@@ -269,7 +237,7 @@ def _start(
     """Create a run's store and drive it, with the trainable resolved once."""
     cls = resolved.member
     strategy = config.build_strategy(strategy_objects)
-    writers = [*build_writers(config.logging), *_callbacks(callbacks)]
+    writers = [*build_writers(config.logging), *check_callbacks(callbacks)]
     # e.g. too few GPUs: refused before any file
     executor = executor or make_executor(config, resolved)
     # Absolute: a worker on another node (a Ray actor) resolves a relative path elsewhere.
@@ -285,19 +253,6 @@ def _start(
     if strategy_objects:
         store.set_meta("unresumable", ", ".join(sorted(strategy_objects)))
     return _drive(config, store, run_dir, strategy, cls, executor, progress, writers, resume=False)
-
-
-def _callbacks(callbacks: Sequence[Callback]) -> list[Callback]:
-    if isinstance(callbacks, (Callback, str)) or not isinstance(callbacks, Sequence):
-        raise ConfigError(f"callbacks: expected a list of firepbt.Callback, got {callbacks!r}")
-    callbacks = list(callbacks)
-    for i, c in enumerate(callbacks):
-        if not isinstance(c, Callback):
-            raise ConfigError(
-                f"callbacks[{i}]: expected a firepbt.Callback (such as "
-                f"firepbt.loggers.TensorBoardWriter('tb')), got {c!r}"
-            )
-    return callbacks
 
 
 def resume(
@@ -353,7 +308,7 @@ def resume(
                 "start a new run with the changed config"
             )
         config = RunConfig(**store.config())
-        writers = [*build_writers(config.logging), *_callbacks(callbacks)]
+        writers = [*build_writers(config.logging), *check_callbacks(callbacks)]
     except BaseException:
         store.close()
         raise
@@ -390,31 +345,7 @@ def _drive(
 ) -> RunResult:
     """Run (or resume) a store's run to the end, holding the run directory's lock."""
     started = time.time()
-    display = None
-    callback: Callable[[RunProgress], None] | None = None
-    if progress is None:  # a person watching a terminal sees progress; a log file does not
-        isatty = getattr(sys.stderr, "isatty", None)
-        progress = bool(isatty and isatty())
-    if progress is True:
-        from firepbt.display import LiveProgress
-
-        where = (
-            "in this process"
-            if config.executor == "inprocess"
-            else f"on {config.workers} worker{'s' if config.workers != 1 else ''}"
-        )
-        every = config.ready_every
-        first = f"training the first segments {where}: the bar moves each {every} steps"
-        workers = f"{config.workers} worker process{'es' if config.workers != 1 else ''}"
-        display = LiveProgress(
-            config.population,
-            config.total_steps,
-            starting=first,
-            phases={"starting workers": f"starting {workers}", "first segments": first},
-        )
-        callback = display.update
-    elif callable(progress):
-        callback = progress
+    display, callback = progress_display(config, progress)
     runner = Runner(
         strategy,
         executor,

@@ -43,7 +43,6 @@ A TOML config looks like::
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -54,7 +53,7 @@ import numpy as np
 
 from firepbt.decisions import Mode
 from firepbt.errors import ConfigError, PopulationConfigError, SpaceError
-from firepbt.execution.devices import check_devices, check_gpus_per_worker
+from firepbt.executor_options import check_executor_options
 from firepbt.loggers import WRITERS, check_logging
 from firepbt.registry import EXPLOITS, build_explore, check_type, is_kind
 from firepbt.space import Space
@@ -183,14 +182,7 @@ class RunConfig:
             raise ConfigError(
                 f"executor.kind: unknown executor {self.executor!r}; choose one of {EXECUTORS}"
             )
-        self._check_ray_options()
-        self._check_devices()
-        self._check_slots()
-        if self.executor == "inprocess" and self.segment_timeout is not None:
-            raise ConfigError(
-                "segment_timeout: the in-process executor cannot stop a segment; use executor "
-                "'process' or 'ray', or leave segment_timeout out"
-            )
+        check_executor_options(self)
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode: expected 'max' or 'min', got {self.mode!r}")
         if self.checkpoint_every is not None and (
@@ -217,67 +209,6 @@ class RunConfig:
         except SpaceError as e:
             raise ConfigError(str(e)) from None
         self.build_strategy()  # validates the options
-
-    def _check_ray_options(self) -> None:
-        if self.executor != "ray":
-            for name in ("address", "num_cpus_per_worker"):
-                if getattr(self, name) is not None:
-                    raise ConfigError(
-                        f"executor.{name}: only the ray executor takes it "
-                        f"(executor.kind is {self.executor!r})"
-                    )
-            return
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError("executor.kind: 'ray' needs Ray; pip install 'firepbt[ray]'")
-        if self.address is not None and not (isinstance(self.address, str) and self.address):
-            raise ConfigError(
-                "executor.address: expected a Ray address such as 'auto' or "
-                f"'ray://head:10001', got {self.address!r}"
-            )
-        cpus = self.num_cpus_per_worker
-        if cpus is not None and (
-            not isinstance(cpus, (int, float)) or isinstance(cpus, bool) or not cpus > 0
-        ):
-            raise ConfigError(
-                f"executor.num_cpus_per_worker: expected a positive number, got {cpus!r}"
-            )
-
-    def _check_devices(self) -> None:
-        """The GPU settings' types and executor (whether the GPUs exist is checked where the
-        workers start: a stored config is read again on machines without them)."""
-        if self.gpus_per_worker is not None:
-            check_gpus_per_worker(self.gpus_per_worker, "executor.gpus_per_worker")
-            if self.executor == "inprocess" and self.gpus_per_worker:
-                raise ConfigError(
-                    "executor.gpus_per_worker: the in-process executor trains in this process; "
-                    "use executor 'process' or 'ray' (or set FIREPBT_DEVICE=cuda to train "
-                    "in-process on the GPU)"
-                )
-        if self.devices is not None:
-            if self.executor != "process":
-                raise ConfigError(
-                    "executor.devices: only the process executor takes it (Ray places GPUs "
-                    f"itself; executor.kind is {self.executor!r})"
-                )
-            check_devices(self.devices, "executor.devices")
-            if not self.gpus_per_worker:
-                raise ConfigError(
-                    "executor.devices: lists the GPUs to hand out, but no worker asks for one; "
-                    "add gpus_per_worker (1, or 0.5 to share a GPU), or leave devices out"
-                )
-
-    def _check_slots(self) -> None:
-        """Slots' type and executor (whether the trainable is vectorised is checked where the
-        executor is built, which imports it)."""
-        if self.slots is None:
-            return
-        if not isinstance(self.slots, int) or isinstance(self.slots, bool) or self.slots < 1:
-            raise ConfigError(f"executor.slots: expected a positive integer, got {self.slots!r}")
-        if self.executor != "process":
-            raise ConfigError(
-                "executor.slots: only the process executor trains vectorised populations "
-                f"(executor.kind is {self.executor!r}); use kind 'process' or leave slots out"
-            )
 
     @property
     def mode_enum(self) -> Mode:
