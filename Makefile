@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch 2.13.0 is a CPU build (a newer or unpinned torch pulls a multi-GB CUDA build)
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev,docs,plot,ray,examples,bench,logging,lightning,huggingface]"
+	$(PY) -m pip install --quiet -e ".[dev,docs,plot,ray,examples,bench,logging,lightning,huggingface,s3]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,7 +7,10 @@ a machine with a disk of its own. The controller runs in a fresh process that jo
 - On the head and B (which share this machine's disk), a synchronous PBT run records the same
   decisions as in process, with segments on both nodes.
 - A worker on C cannot see the run directory: the run stops before training, in one line naming
-  the worker, its node and the path.
+  the worker, its node and the path. With its checkpoints in S3 (``tests/_s3.py``), the same run
+  trains on all three nodes, records the same decisions as in process, and its best model loads
+  from the bucket; a FIRE PBT run, its controller killed with ``kill -9``, resumes from a fresh
+  process to the decisions made in process.
 - A controller without ``RAY_AUTH_MODE=token`` is told so in one line, and the run directory is
   left to run again.
 - Node B lost mid-run, with no replacement: the run finishes on the head's worker, every member
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _s3 import BUCKET, S3, start_s3
 
 import firepbt
 from firepbt import Store, Uniform
@@ -53,6 +57,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 TRAINABLE = "firepbt.examples.sleep:Sleep"  # each step sleeps: segments of 0.5 s
 SPACE = {"x": Uniform(0.0, 1.0), "seconds": 0.05}
 OPTIONS: dict[str, Any] = {"total_steps": 60, "population": 4, "ready_every": 10, "seed": 5}
+FIRE: dict[str, Any] = {
+    "strategy": "fire", "subpopulations": 2, "evaluators": 1, "eval_every": 5,
+    "max_eval_steps": 40, "synchrony": "sync",
+}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -120,6 +128,7 @@ class Cluster:
         name: str,
         *,
         kill_b_after: int | None = None,
+        kill_controller_after: int | None = None,
         env: dict[str, str] | None = None,
         **extra: Any,
     ) -> Any:
@@ -143,6 +152,8 @@ class Cluster:
         )
         if kill_b_after is not None:
             _kill_b_after(self, run_dir, kill_b_after, proc)
+        if kill_controller_after is not None:
+            _after_points(run_dir, kill_controller_after, proc, lambda: proc.send_signal(9))
         out, err = proc.communicate(timeout=300)
         return proc.returncode, err, run_dir
 
@@ -157,6 +168,11 @@ class Cluster:
 
 
 def _kill_b_after(cluster: Cluster, run_dir: Path, points: int, proc: Any) -> None:
+    _after_points(run_dir, points, proc, lambda: _stop(cluster.b))
+
+
+def _after_points(run_dir: Path, points: int, proc: Any, act: Any) -> None:
+    """Call ``act`` once the run in ``run_dir`` has recorded ``points`` points."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -166,16 +182,26 @@ def _kill_b_after(cluster: Cluster, run_dir: Path, points: int, proc: Any) -> No
             continue
         try:
             if len(store.points()) >= points:
-                _stop(cluster.b)
+                act()
                 return
         finally:
             store.close()
         time.sleep(0.2)
-    raise AssertionError("the run never reached the point where node B was to be killed")
+    raise AssertionError(f"the run never reached {points} points")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    server = start_s3(tmp_path_factory.mktemp("s3") / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Cluster]:
+    ENV.update(s3.env)  # every node and controller has the S3 server's credentials and endpoint
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:
         yield c
@@ -217,26 +243,6 @@ def _nodes_used(run_dir: Path) -> set[str]:
     return {w.split("/")[1] for w in workers}
 
 
-def test_a_node_that_cannot_see_the_run_directory_stops_the_run(cluster: Cluster) -> None:
-    c = cluster.join(private_runs=True)
-    try:
-        _wait_for_nodes(cluster.address, 3)
-        code, err, run_dir = cluster.run("private", workers=3)
-    finally:
-        _stop(c)
-        _wait_for_nodes(cluster.address, 2)
-    assert code != 0
-    last = err.strip().splitlines()[-1]
-    assert "ConfigError: run_dir: Ray worker" in last, err[-3000:]
-    assert f"cannot use the run directory {run_dir}" in last
-    assert "on its node, cannot read" in last and "/node-" in last
-    store = Store.open(run_dir)
-    try:
-        assert store.points() == []  # nothing was trained
-    finally:
-        store.close()
-
-
 def test_a_controller_without_the_token_mode_is_told_in_one_line(cluster: Cluster) -> None:
     env = {k: v for k, v in ENV.items() if k != "RAY_AUTH_MODE"}  # the token alone is not sent
     code, err, run_dir = cluster.run("no-token", env=env)
@@ -250,6 +256,88 @@ def test_a_controller_without_the_token_mode_is_told_in_one_line(cluster: Cluste
         assert store.meta("status") == "failed" and store.points() == []
     finally:
         store.close()
+
+
+def _run_fresh(code: str, run_dir: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)], env=ENV, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _refused_on_c(run_dir: Path, err: str) -> None:
+    """The run stopped before training: a worker on C cannot see the run directory."""
+    last = err.strip().splitlines()[-1]
+    assert "ConfigError: run_dir: Ray worker" in last, err[-3000:]
+    assert f"cannot use the run directory {run_dir}" in last
+    assert "on its node, cannot read" in last and "/node-" in last
+    store = Store.open(run_dir)
+    try:
+        assert store.points() == [] and store.meta("status") == "failed"  # nothing was trained
+    finally:
+        store.close()
+
+
+def test_a_node_with_a_disk_of_its_own_is_refused_and_runs_with_checkpoints_in_s3(
+    cluster: Cluster, s3: S3, tmp_path: Path
+) -> None:
+    c = cluster.join(private_runs=True)  # C sees none of the head's files
+    try:
+        _wait_for_nodes(cluster.address, 3)
+        code, err, private = cluster.run("private", workers=3)  # no storage: refused
+        assert code != 0
+        _refused_on_c(private, err)
+        storage = {"storage": f"s3://{BUCKET}/cluster", "workers": 3}
+        code, err, run_dir = cluster.run("s3", **storage)
+        assert code == 0, err[-3000:]
+        # FIRE PBT's controller killed with kill -9 mid-run, then resumed from a fresh process
+        code, err, fire = cluster.run("s3-fire", kill_controller_after=10, **storage, **FIRE)
+        assert code == -9, err[-3000:]
+        _run_fresh("import sys, firepbt\nfirepbt.resume(sys.argv[1], progress=False)\n", fire)
+    finally:
+        _stop(c)
+        _wait_for_nodes(cluster.address, 2)
+    in_process = tmp_path / "in-process"
+    firepbt.run(
+        TRAINABLE, SPACE, run_dir=in_process, executor="inprocess", progress=False, **OPTIONS
+    )
+    assert _decisions(run_dir) == _decisions(in_process)
+    fire_in_process = tmp_path / "fire-in-process"
+    options = {**OPTIONS, **FIRE}
+    firepbt.run(
+        TRAINABLE, SPACE, run_dir=fire_in_process, executor="inprocess", progress=False, **options
+    )
+    assert _decisions(fire) == _decisions(fire_in_process)
+    assert {"assign", "exploit"} <= {d[2] for d in _decisions(fire)}
+    for each in (run_dir, fire):
+        assert len(_nodes_used(each)) == 3  # the head, B and C each ran segments
+        store = Store.open(each)
+        try:
+            assert store.meta("status") == "finished"
+            # the killed run's checkpoints held in its actors' memory were trained again from
+            # the last ones written: time lost, nothing else
+            allowed = {"source_unreadable", "repaired"} if each == fire else set()
+            assert {kind for _, _, kind, _ in store.failures()} <= allowed, store.failures()
+            root = store.meta("storage")
+            live = sorted(p for p, *_ in store.live_checkpoints())
+        finally:
+            store.close()
+    assert root is not None and not (run_dir / "checkpoints").exists()
+    assert ["s3://" + o for o in s3.objects(root.removeprefix("s3://") + "/checkpoints")] == live
+    # from a fresh process: the best model loads from the bucket, the schedule replays
+    out = _run_fresh(
+        "import sys, json, firepbt\n"
+        "from firepbt.examples.sleep import Sleep\n"
+        "r = firepbt.resume(sys.argv[1], progress=False)\n"
+        "best = r.load_best(Sleep)\n"
+        "replayed = firepbt.replay(sys.argv[1], seeds=1)\n"
+        "print(json.dumps([r.best_score, best.evaluate(), replayed.member == r.best_member]))\n",
+        run_dir,
+    )
+    score, evaluated, same = json.loads(out.splitlines()[-1])
+    assert evaluated == pytest.approx(score) and same
 
 
 def test_a_node_lost_mid_run_costs_time_and_never_the_run(cluster: Cluster) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from firepbt import storage
 from firepbt.callbacks import Callback
 from firepbt.checkpoints import write_bytes
 from firepbt.config import RunConfig
@@ -74,6 +75,8 @@ def run(
     executor: str | Executor = "process",
     workers: int = 2,
     run_dir: str | Path | None = None,
+    storage: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
     max_retries: int = 2,
     checkpoint_every: int | None = None,
     segment_timeout: float | None = None,
@@ -114,6 +117,11 @@ def run(
             or an :class:`firepbt.execution.base.Executor` instance.
         workers: Worker processes (or Ray actors) training at once.
         run_dir: Where the store and checkpoints go (default ``runs/<strategy>-<time>``).
+        storage: Where checkpoints go instead: a path every node sees, or a URI that fsspec
+            opens (``"s3://bucket/runs"``; ``pip install 'firepbt[s3]'``). The run writes
+            under its own folder there; the store stays in ``run_dir``.
+        storage_options: fsspec's options for a storage URI (``{"endpoint_url": ...}``);
+            credentials come from the environment (``AWS_ACCESS_KEY_ID``, ...), never here.
         max_retries: Times a failed segment is retried from its last good checkpoint.
         checkpoint_every: Steps between checkpoints written to disk (default a fifth of
             ``total_steps``); between them checkpoints are held in worker memory.
@@ -176,6 +184,8 @@ def run(
         devices=list(devices) if isinstance(devices, (list, tuple)) else devices,
         slots=slots,
         run_dir=str(run_dir) if run_dir is not None else None,
+        storage=storage,
+        storage_options=dict(storage_options) if storage_options is not None else None,
         strategy_options=plain_options(strategy_options),
         logging=dict(check_logging(logging or {})),
     )
@@ -245,7 +255,12 @@ def _start(
         Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
     ).absolute()
     by_value = dumps_by_value(cls) if kept_by_value(cls) else None  # before anything is made
-    store = Store.create(run_dir, config.to_dict())
+    root = None
+    if config.storage:  # checked before anything is made: a storage it cannot reach is refused
+        root = storage.run_root(config.storage, run_dir)
+        storage.use(root, config.storage_options)
+        storage.check(root)
+    store = Store.create(run_dir, config.to_dict(), storage=root)
     if by_value is not None:  # resume and replay from the command line load it from here
         write_bytes(run_dir / BY_VALUE_FILE, by_value)
     else:  # left by an earlier run that failed early in this directory
@@ -308,6 +323,8 @@ def resume(
                 "start a new run with the changed config"
             )
         config = RunConfig(**store.config())
+        if store.meta("storage") and store.root:
+            storage.check(store.root)  # reachable from here, before anything runs again
         writers = [*build_writers(config.logging), *check_callbacks(callbacks)]
     except BaseException:
         store.close()

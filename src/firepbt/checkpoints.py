@@ -1,4 +1,5 @@
-"""Checkpoint files: written atomically (temporary file + rename) with a SHA-256 checksum.
+"""Checkpoint files: written atomically (temporary file + rename, or one object in an object
+store: ``firepbt.storage``) with a SHA-256 checksum.
 
 A checkpoint holds whatever ``Trainable.save`` returned, pickled. Readers verify the checksum, so a
 torn or corrupted file is detected instead of silently loaded. A checkpoint may also be *held*: its
@@ -11,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from firepbt import storage
 from firepbt.errors import CheckpointError
 
 
@@ -65,29 +65,23 @@ def write_checkpoint(path: str | os.PathLike[str], state: Any) -> tuple[str, int
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); return its sha256
-    hex digest."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    """Write ``data`` to ``path`` (a file, or a location in a run's storage) atomically where
+    the storage allows (``firepbt.storage``); return its sha256 hex digest."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        storage.write(os.fspath(path), data)
+    except OSError as e:
+        raise CheckpointError(f"{path} could not be written ({storage.describe(e)})") from None
     return hashlib.sha256(data).hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:
     """Load a checkpoint, verifying its checksum."""
     try:
-        data = Path(path).read_bytes()
+        data = storage.read(os.fspath(path))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} is missing") from None
+    except OSError as e:  # a storage that did not answer, or refused
+        raise CheckpointError(f"checkpoint {path} cannot be read ({storage.describe(e)})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise CheckpointError(

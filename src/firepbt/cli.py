@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sqlite3
 import sys
@@ -71,6 +70,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from firepbt import storage
     from firepbt.display import fire_section, schedule_table, status_table
     from firepbt.store import Store
 
@@ -85,10 +85,11 @@ def _status(args: argparse.Namespace) -> int:
         for part in fire_section(store):
             console.print(part)
         live = [path for path, *_ in store.live_checkpoints()]
-        on_disk, held = sum(os.path.exists(p) for p in live), len(store.held_checkpoints())
-        line = f"\ncheckpoints: {on_disk} on disk"
+        on_disk, held = sum(storage.exists(p) for p in live), len(store.held_checkpoints())
+        root = store.root or str(store.path.parent)
+        line = f"\ncheckpoints: {on_disk} {'in ' + root if storage.is_uri(root) else 'on disk'}"
         if on_disk < len(live):
-            line += f" ({len(live) - on_disk} recorded ones missing from {store.path.parent})"
+            line += f" ({len(live) - on_disk} recorded ones missing from {root})"
         if held:
             line += (
                 f", {held} held in workers' memory (if the run was stopped, resume trains them "

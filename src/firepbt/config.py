@@ -9,6 +9,9 @@ A TOML config looks like::
     # checkpoint_every = 100    # steps between a member's checkpoints on disk (default: budget / 5)
     # max_retries = 2           # retries of a failing segment before the member fails
     # segment_timeout = 600     # seconds before a segment is stopped (process pool, ray)
+    # storage = "s3://bucket/runs"  # where checkpoints go (default: the run directory); a path
+    #                           # or any URI fsspec opens (pip install 'firepbt[s3]')
+    # storage_options = { endpoint_url = "http://127.0.0.1:9000" }   # fsspec's, no credentials
 
     [space]
     lr = { dist = "loguniform", low = 1e-3, high = 2.0 }
@@ -51,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from firepbt import storage
 from firepbt.decisions import Mode
 from firepbt.errors import ConfigError, PopulationConfigError, SpaceError
 from firepbt.executor_options import check_executor_options
@@ -161,6 +165,8 @@ class RunConfig:
     devices: list[str] | None = None  # process: the GPUs to hand out (default: all visible)
     slots: int | None = None  # process: members per worker, as one vectorised population
     run_dir: str | None = None
+    storage: str | None = None  # checkpoints: a path or URI (s3://...); None: the run directory
+    storage_options: dict[str, Any] | None = None  # fsspec's options for a storage URI
     strategy_options: dict[str, Any] = field(default_factory=dict)
     logging: dict[str, Any] = field(default_factory=dict)  # [logging]: writer name -> settings
 
@@ -183,6 +189,7 @@ class RunConfig:
                 f"executor.kind: unknown executor {self.executor!r}; choose one of {EXECUTORS}"
             )
         check_executor_options(self)
+        storage.check_options(self.storage, self.storage_options)
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode: expected 'max' or 'min', got {self.mode!r}")
         if self.checkpoint_every is not None and (
@@ -306,6 +313,8 @@ class RunConfig:
             "max_retries",
             "checkpoint_every",
             "logging",
+            "storage",
+            "storage_options",
         }
         unknown = sorted(set(data) - known_top)
         placed = [f"{k} belongs {_PLACES[k]}" for k in unknown if k in _PLACES]
@@ -351,6 +360,8 @@ class RunConfig:
             test_metric=data.get("test_metric"),
             seed=data.get("seed", 0),
             run_dir=data.get("run_dir"),
+            storage=data.get("storage"),
+            storage_options=data.get("storage_options"),
             eval_every=data.get("eval_every"),
             max_retries=data.get("max_retries", 2),
             checkpoint_every=data.get("checkpoint_every"),

@@ -1,11 +1,13 @@
-"""Carrying out the ledger's releases: files deleted, held copies dropped."""
+"""Carrying out the ledger's releases: files (or objects in a storage) deleted, held copies
+dropped."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from functools import partial
-from pathlib import Path
 
+from firepbt import storage
 from firepbt.control.ledger import Released
 from firepbt.execution.base import Executor
 from firepbt.store import Store
@@ -19,4 +21,11 @@ def delete_released(released: Iterable[Released], executor: Executor, store: Sto
         if gone.holder is not None:
             executor.drop(gone.holder, gone.path)
         store.checkpoint_deleted(gone.path)
-        store.after_commit(partial(Path(gone.path).unlink, missing_ok=True))
+        store.after_commit(partial(_delete, gone.path))
+
+
+def _delete(path: str) -> None:
+    # A checkpoint the storage could not delete (it did not answer) costs its space, not the
+    # run: the store records it deleted, and nothing reads it again.
+    with contextlib.suppress(OSError):
+        storage.delete(path)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from firepbt import storage
 from firepbt.callbacks import Callback, Dispatcher, MemberPoint, RunStart
 from firepbt.checkpoints import CheckpointRef
 from firepbt.control.cleanup import delete_released
@@ -50,6 +51,17 @@ from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
 
 
+def _tell(
+    executor: Executor, run_dir: Path, root: str, started: Callable[[], None], strategy: Strategy
+) -> None:
+    """What an executor learns of the run before it starts workers."""
+    executor.on_started = started
+    executor.log_dir, executor.run_dir = str(run_dir / "logs"), str(run_dir)
+    executor.checkpoint_root = root
+    executor.worker_variables = storage.worker_variables()  # after store.root: its options
+    executor.preload(strategy.worker_modules)
+
+
 class Runner:
     """Runs a strategy to completion on an executor, writing everything to a store.
 
@@ -78,9 +90,8 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.total_steps, self.eval_every = total_steps, eval_every
         self.mode, self.metric, self.max_retries = mode, metric, max_retries
-        # Steps between checkpoints written to disk (per member; by default a fifth of the budget,
-        # the most a crash makes a member train again); every segment's without workers that
-        # hold checkpoints in memory.
+        # Steps between checkpoints written out (per member; by default a fifth of the budget, the
+        # most a crash retrains); every segment's without workers that hold checkpoints in memory.
         every = checkpoint_every or max(1, total_steps // 5)
         self.checkpoint_every = every if executor.holds_state else 1
         self.ledger = CheckpointLedger()
@@ -95,9 +106,8 @@ class Runner:
             strategy, total_steps, mode, self._evaluators, on_progress, phase
         )
         self.training = TrainingNow(executor, store)
-        executor.on_started = self.progress.workers_started
-        executor.log_dir, executor.run_dir = str(Path(run_dir) / "logs"), str(run_dir)
-        executor.preload(strategy.worker_modules)
+        self.checkpoints = store.root or str(self.run_dir)  # the root of checkpoint paths
+        _tell(executor, self.run_dir, self.checkpoints, self.progress.workers_started, strategy)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
         parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply, self._delete)
         self.failures = Failures(strategy, store, *parts, max_retries, self._evaluators)
@@ -271,7 +281,7 @@ class Runner:
         else:
             seg_id = recorded.id
         name = f"step-{end:08d}-seg-{seg_id}.ckpt"
-        path = self.run_dir / "checkpoints" / f"member-{member:04d}" / name
+        path = storage.join(self.checkpoints, "checkpoints", f"member-{member:04d}", name)
         if source is not None:
             self.ledger.need(source)
         every = self.checkpoint_every
@@ -285,7 +295,7 @@ class Runner:
                 eval_every=self.eval_every,
                 hyperparameters=dict(h),
                 source=source,
-                checkpoint_path=str(path),
+                checkpoint_path=path,
                 trainable=self.trainable,
                 metric=self.metric,
                 # written to disk when due: at a multiple of checkpoint_every, or at the end

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 from firepbt.errors import CheckpointError
 from firepbt.segments import Segment, SegmentResult
@@ -28,9 +29,13 @@ class Executor(ABC):
     # Set by the runner: the directory for worker logs (``RUN_DIR/logs``). An executor whose
     # workers are processes of its own sends their stdout and stderr there (``execution.logs``).
     log_dir: str | None = None
-    # Set by the runner: the run directory (absolute). An executor whose workers may be on other
-    # machines has each prove that it sees it (``execution.storage_probe``).
+    # Set by the runner: the run directory (absolute) and the checkpoints' root (the run
+    # directory, or the run's folder in its storage). An executor whose workers may be on other
+    # machines has each prove that it reaches the root (``execution.storage_probe``).
     run_dir: str | None = None
+    checkpoint_root: str | None = None
+    # Set by the runner: environment variables every worker starts with (``storage``'s options).
+    worker_variables: Mapping[str, str] = MappingProxyType({})
     # Whether a segment that was on a worker when it died is run again alone, to tell which
     # segment kills its worker (a process pool's worker runs several); not where each worker
     # runs one segment at a time, so a death names its own segment.

@@ -126,7 +126,7 @@ class WorkerProcesses(Executor):
         # them, or a worker would never see the controller's end close when it dies.
         ours = [c.fileno() for p in self._procs for c in (p.tasks, p.control) if not c.closed]
         inherited = (*ours, tasks.fileno(), control.fileno()) if method == "fork" else ()
-        environment = dict(self._environments[index] or {})
+        environment = {**(self._environments[index] or {}), **self.worker_variables}
         if self.log_dir is not None:
             environment[LOG_VARIABLE] = os.path.abspath(self.log_dir)
         process = context.Process(

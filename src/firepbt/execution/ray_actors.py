@@ -43,7 +43,13 @@ from firepbt.execution.devices import DEVICE_VARIABLE, check_gpus_per_worker
 from firepbt.execution.pool import choose_worker
 from firepbt.execution.processes import check_pool
 from firepbt.execution.protocol import FLUSH_TIMEOUT, died, gone
-from firepbt.execution.storage_probe import answer_probe, check_reply, place_probe, remove_probe
+from firepbt.execution.storage_probe import (
+    answer_probe,
+    check_reply,
+    place_probe,
+    refusal,
+    remove_probe,
+)
 from firepbt.execution.worker import drop_held, flush_held, run_segment
 from firepbt.segments import Segment, SegmentResult
 
@@ -213,8 +219,8 @@ class RayExecutor(Executor):
         self._actor_class = ray.remote(_Worker).options(
             num_cpus=self.num_cpus_per_worker, num_gpus=gpus, max_restarts=0, max_concurrency=2
         )
-        if self.run_dir is not None:
-            self._probe = place_probe(self.run_dir)
+        if self.checkpoint_root is not None and self.run_dir is not None:
+            self._probe = place_probe(self.checkpoint_root)
         self._slots = [self._new_slot() for _ in range(self.workers)]
         # Give every actor a moment to come up, so that the first segments spread over all of
         # them; one that Ray cannot place yet takes work later.
@@ -224,6 +230,7 @@ class RayExecutor(Executor):
 
     def _new_slot(self) -> _Slot:
         device = {DEVICE_VARIABLE: "cuda" if self.num_gpus_per_worker else "cpu"}
+        device.update(self.worker_variables)  # the storage's options
         actor = self._actor_class.remote(max(1, int(self.num_cpus_per_worker)), device)
         return _Slot(actor, actor.ready.remote(self._probe))
 
@@ -388,11 +395,7 @@ class RayExecutor(Executor):
             if not why and self._probe is not None:
                 why = check_reply(*self._probe, name)
             if why:
-                raise ConfigError(
-                    f"run_dir: Ray worker {name} cannot use the run directory {self.run_dir}: "
-                    f"{why}. Every Ray node must see it at the same path (a shared disk such as "
-                    f"NFS). Nothing was trained: firepbt resume {self.run_dir} starts it then"
-                )
+                raise ConfigError(refusal(name, str(self.checkpoint_root), str(self.run_dir), why))
             slot.up, slot.name, came_up = None, name, True
         return came_up
 

@@ -1,57 +1,82 @@
-"""A worker proves, before its first segment, that it sees the run directory the controller
-sees: it reads a token the controller wrote there and writes one back, which the controller
-reads. A Ray node that mounts another disk at the run directory's path (or none) then stops
-the run at once, in one line naming the worker and the path, instead of training members whose
-checkpoints no other machine can read."""
+"""A worker proves, before its first segment, that it reaches the checkpoints' root the
+controller uses (the run directory, or the run's folder in its ``storage``): it reads a token
+the controller wrote there and writes one back, which the controller reads. A Ray node that
+mounts another disk at the run directory's path (or none), or cannot reach the storage, then
+stops the run at once, in one line naming the worker and the place, instead of training members
+whose checkpoints no other machine can read."""
 
 from __future__ import annotations
 
 import secrets
-import shutil
-from pathlib import Path
+
+from firepbt import storage
 
 PROBE_DIR = ".firepbt-probe"
 
 
-def place_probe(run_dir: str) -> tuple[str, str]:
-    """On the controller: write a fresh token under ``run_dir``; (the probe folder, the token)."""
-    folder = Path(run_dir) / PROBE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+def place_probe(root: str) -> tuple[str, str]:
+    """On the controller: write a fresh token under ``root``; (the probe folder, the token)."""
+    folder = storage.join(root, PROBE_DIR)
     token = secrets.token_hex(8)
-    (folder / "controller").write_text(token)
-    return str(folder), token
+    storage.write(storage.join(folder, "controller"), token.encode())
+    return folder, token
 
 
 def answer_probe(folder: str, token: str, worker: str) -> str:
     """On a worker: read the controller's token and write it back under the worker's name;
     ``""``, or why it could not."""
-    where = Path(folder)
+    where = storage.join(folder, "controller")
     try:
-        seen = (where / "controller").read_text()
+        seen = storage.read(where).decode()
     except OSError as e:
-        return f"cannot read {where / 'controller'} ({e.strerror or type(e).__name__})"
+        return f"cannot read {where} ({_why(e)})"
     if seen != token:
         return f"reads another run's token in {folder}: a different disk at the same path"
     try:
-        (where / _reply(worker)).write_text(token)
+        storage.write(storage.join(folder, _reply(worker)), token.encode())
     except OSError as e:
-        return f"cannot write in {folder} ({e.strerror or type(e).__name__})"
+        return f"cannot write in {folder} ({_why(e)})"
     return ""
 
 
 def check_reply(folder: str, token: str, worker: str) -> str:
     """On the controller: ``""`` if the worker's reply reached this machine, or why not."""
-    path = Path(folder) / _reply(worker)
+    path = storage.join(folder, _reply(worker))
     try:
-        ok = path.read_text() == token
+        ok = storage.read(path).decode() == token
     except OSError:
         ok = False
-    path.unlink(missing_ok=True)
+    storage.delete(path)
     return "" if ok else f"what it wrote in {folder} does not reach the controller's machine"
 
 
 def remove_probe(folder: str) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    storage.delete_tree(folder)
+
+
+def refusal(worker: str, root: str, run_dir: str, why: str) -> str:
+    """The one line that stops a run whose worker cannot reach the checkpoints' ``root``."""
+    then = f"Nothing was trained: firepbt resume {run_dir} starts it then"
+    if root == run_dir:
+        return (
+            f"run_dir: Ray worker {worker} cannot use the run directory {root}: {why}. Every "
+            "Ray node must see it at the same path (a shared disk such as NFS), or give the run "
+            f"a storage (storage = 's3://…'). {then}"
+        )
+    need = (
+        "the storage's credentials and endpoint in its environment (for S3: AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL)"
+        if storage.is_uri(root)
+        else "to see it at the same path (a shared disk such as NFS)"
+    )
+    return (
+        f"storage: Ray worker {worker} cannot reach the run's storage {root}: {why}. Every "
+        f"node needs {need}. {then}"
+    )
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or storage.describe(e)
 
 
 def _reply(worker: str) -> str:

@@ -97,10 +97,7 @@ def flush_held(path: str) -> str:
     data = _HELD.get(path)
     if data is None:
         raise CheckpointError(f"checkpoint {path} is not held by worker {worker_name()}")
-    try:
-        return write_bytes(path, data)
-    except OSError as e:
-        raise CheckpointError(f"checkpoint {path} could not be written ({e})") from None
+    return write_bytes(path, data)
 
 
 def drop_held(path: str) -> None:

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from firepbt import storage
 from firepbt.checkpoints import CheckpointRef
 from firepbt.errors import StoreError
 from firepbt.segments import Point
@@ -36,13 +37,18 @@ class StoreReads:
     path: Path
 
     @functools.cached_property
-    def root(self) -> Path | None:
-        """The run directory, which checkpoint paths are kept relative to; None for a store
-        made before that, whose paths are kept as they were given (relative ones to the working
-        directory of the run)."""
+    def root(self) -> str | None:
+        """Where the checkpoints are, which their paths are kept relative to: the run's folder
+        in its storage (``firepbt.storage``; its options are then used in this process), else
+        the run directory. None for a store made before paths were relative, whose paths are
+        kept as they were given (relative ones to the working directory of the run)."""
         if self.meta("checkpoint_paths") != "relative":
             return None
-        return Path(os.path.abspath(self.path.parent))
+        root = self.meta("storage")
+        if root is None:
+            return os.path.abspath(self.path.parent)
+        storage.use(root, self.config().get("storage_options"))
+        return root
 
     def meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

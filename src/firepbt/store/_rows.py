@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from firepbt import storage
 from firepbt.space import Hyperparameters
 
 SCHEMA_VERSION = 1
@@ -129,20 +129,21 @@ class DecisionRow:
     reason: str
 
 
-def stored_path(root: Path | None, path: str) -> str:
-    """A checkpoint path as the store keeps it: relative to the run directory ``root`` when it
-    lies inside it, so that a run directory moved (or seen at another path) still finds its
-    checkpoints; a path elsewhere, or any path of a store without a root, is kept as it is."""
-    if root is None or not os.path.isabs(path):
+def stored_path(root: str | None, path: str) -> str:
+    """A checkpoint path as the store keeps it: relative to the checkpoints' root (the run
+    directory, or the run's folder in its storage) when it lies inside it, so that a run
+    directory moved (or seen at another path) still finds its checkpoints; a path elsewhere, or
+    any path of a store without a root, is kept as it is."""
+    if root is None:
         return path
-    relative = os.path.relpath(path, root)
-    return path if relative.startswith("..") else Path(relative).as_posix()
+    inside = storage.relative(root, path)
+    return path if inside is None else inside
 
 
-def real_path(root: Path | None, stored: str) -> str:
-    """The absolute path of a stored checkpoint path, for the run directory ``root`` as it is
-    now. A store without a root kept paths as given: a relative one is read against the working
-    directory, as the run that wrote it did."""
-    if os.path.isabs(stored):
+def real_path(root: str | None, stored: str) -> str:
+    """The full path (or URI) of a stored checkpoint path, for the root as it is now. A store
+    without a root kept paths as given: a relative one is read against the working directory,
+    as the run that wrote it did."""
+    if os.path.isabs(stored) or storage.is_uri(stored):
         return stored
-    return os.path.abspath(stored) if root is None else str(root / stored)
+    return os.path.abspath(stored) if root is None else storage.join(root, stored)

@@ -104,9 +104,13 @@ class Store(StoreReads, StoreWrites):
         self._deferred: list[Callable[[], None]] = []  # ``after_commit`` actions of the batch
 
     @classmethod
-    def create(cls, run_dir: str | Path, config: dict[str, Any]) -> Store:
-        """A new store in ``run_dir``. It is made whole under a temporary name and then linked
-        into place, so a run killed while its store is being made leaves no half-made store.
+    def create(
+        cls, run_dir: str | Path, config: dict[str, Any], storage: str | None = None
+    ) -> Store:
+        """A new store in ``run_dir``; its checkpoints go under the run directory, or under
+        ``storage`` (the run's own folder in its storage: ``firepbt.storage.run_root``). It is
+        made whole under a temporary name and then linked into place, so a run killed while its
+        store is being made leaves no half-made store.
         A store there already is refused, unless it holds nothing to keep: a run that failed
         before any segment finished, or a store left half-made by an older firepbt."""
         run_dir = Path(run_dir)
@@ -134,6 +138,7 @@ class Store(StoreReads, StoreWrites):
                     ("status", "running"),
                     ("created", str(time.time())),
                     ("checkpoint_paths", "relative"),  # to the run directory (see ``root``)
+                    *([("storage", storage)] if storage else []),  # or to this
                 ],
             )
             conn.close()  # the last connection: the write-ahead log is folded in and removed

@@ -8,7 +8,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 from firepbt.checkpoints import CheckpointRef
@@ -39,7 +38,7 @@ class StoreWrites:
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     @property
-    def root(self) -> Path | None:  # StoreReads.root: checkpoint paths are relative to it
+    def root(self) -> str | None:  # StoreReads.root: checkpoint paths are relative to it
         raise NotImplementedError
 
     def set_meta(self, key: str, value: str) -> None:
