@@ -139,3 +139,24 @@ class HeapProbe(Quad):
 
     def evaluate(self) -> dict[str, float]:  # type: ignore[override]
         return {"q": float(super().evaluate()), "faults": float(reuse_faults())}
+
+
+class EnvScore(Trainable):
+    """Scores the number in its worker's ``FIREPBT_TEST_SCORE`` variable (NaN without one): a
+    worker's environment, such as a Ray ``runtime_env``, reached it."""
+
+    def __init__(self, hyperparameters: dict[str, Any], seed: int) -> None:
+        super().__init__(hyperparameters, seed)
+        self.step = 0
+
+    def train(self, steps: int) -> None:
+        self.step += steps * (1 + 0 * self.hyperparameters["x"])
+
+    def evaluate(self) -> float:
+        return float(os.environ.get("FIREPBT_TEST_SCORE", "nan"))
+
+    def save(self) -> int:
+        return self.step
+
+    def load(self, state: int) -> None:
+        self.step = state

@@ -6,11 +6,13 @@ a machine with a disk of its own. The controller runs in a fresh process that jo
 
 - On the head and B (which share this machine's disk), a synchronous PBT run records the same
   decisions as in process, with segments on both nodes.
-- A worker on C cannot see the run directory: the run stops before training, in one line naming
-  the worker, its node and the path. With its checkpoints in S3 (``tests/_s3.py``), the same run
-  trains on all three nodes, records the same decisions as in process, and its best model loads
-  from the bucket; a FIRE PBT run, its controller killed with ``kill -9``, resumes from a fresh
-  process to the decisions made in process.
+- A worker on C cannot see a run's storage path: the run stops before training, in one line
+  naming the worker, its node and the path.
+- With the checkpoints in S3 (``tests/_s3.py``), and with no storage at all (C relays its
+  checkpoints through the controller), synchronous PBT and FIRE PBT train on all three nodes,
+  with no failure and the decisions made in process; a run whose controller is killed with
+  ``kill -9`` resumes to them from a fresh process; the best model loads and the schedule
+  replays from a fresh process.
 - A controller without ``RAY_AUTH_MODE=token`` is told so in one line, and the run directory is
   left to run again.
 - Node B lost mid-run, with no replacement: the run finishes on the head's worker, every member
@@ -28,7 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,9 @@ ENV = {
 RAY = str(Path(sys.executable).with_name("ray"))
 TRAINABLE = "firepbt.examples.sleep:Sleep"  # each step sleeps: segments of 0.5 s
 SPACE = {"x": Uniform(0.0, 1.0), "seconds": 0.05}
+# the same run in process, without the sleeps (which change no decision; ``_decisions`` leaves
+# the constant out)
+IN_PROCESS = {"x": Uniform(0.0, 1.0), "seconds": 0.0}
 OPTIONS: dict[str, Any] = {"total_steps": 60, "population": 4, "ready_every": 10, "seed": 5}
 FIRE: dict[str, Any] = {
     "strategy": "fire", "subpopulations": 2, "evaluators": 1, "eval_every": 5,
@@ -127,13 +132,13 @@ class Cluster:
         self,
         name: str,
         *,
-        kill_b_after: int | None = None,
+        at_points: tuple[int, Callable[[], object]] | None = None,
         kill_controller_after: int | None = None,
         env: dict[str, str] | None = None,
         **extra: Any,
     ) -> Any:
         """``firepbt.run`` of the toy problem in a fresh process joined to the cluster; with
-        ``kill_b_after``, node B is killed once that many points are recorded."""
+        ``at_points`` (n, act), ``act`` is called once n points are recorded."""
         run_dir = self.runs / name
         options = {**OPTIONS, "executor": "ray", "address": self.address, "workers": 2, **extra}
         code = (
@@ -150,10 +155,10 @@ class Cluster:
             stderr=subprocess.PIPE,
             text=True,
         )
-        if kill_b_after is not None:
-            _kill_b_after(self, run_dir, kill_b_after, proc)
+        if at_points is not None:
+            _after_points(run_dir, *at_points, proc)
         if kill_controller_after is not None:
-            _after_points(run_dir, kill_controller_after, proc, lambda: proc.send_signal(9))
+            _after_points(run_dir, kill_controller_after, lambda: proc.send_signal(9), proc)
         out, err = proc.communicate(timeout=300)
         return proc.returncode, err, run_dir
 
@@ -167,11 +172,7 @@ class Cluster:
             current.unlink()
 
 
-def _kill_b_after(cluster: Cluster, run_dir: Path, points: int, proc: Any) -> None:
-    _after_points(run_dir, points, proc, lambda: _stop(cluster.b))
-
-
-def _after_points(run_dir: Path, points: int, proc: Any, act: Any) -> None:
+def _after_points(run_dir: Path, points: int, act: Callable[[], object], proc: Any) -> None:
     """Call ``act`` once the run in ``run_dir`` has recorded ``points`` points."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -210,14 +211,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3: S3) -> Iterator[Cluste
 
 
 def _decisions(run_dir: Path) -> list[tuple[Any, ...]]:
+    """Each decision: member, step, kind, donor and hyperparameters, the sleep left out."""
     store = Store.open(run_dir)
     try:
         return [
-            (d.member, d.step, d.kind, d.donor, json.dumps(d.hyperparameters, sort_keys=True))
+            (d.member, d.step, d.kind, d.donor, json.dumps(_tuned(d.hyperparameters)))
             for d in store.decisions()
         ]
     finally:
         store.close()
+
+
+def _tuned(hyperparameters: dict[str, Any] | None) -> dict[str, Any] | None:
+    if hyperparameters is None:
+        return None
+    assert hyperparameters["seconds"] in (0.0, SPACE["seconds"])
+    return {k: v for k, v in sorted(hyperparameters.items()) if k != "seconds"}
 
 
 def test_sync_pbt_on_two_nodes_matches_one_process(cluster: Cluster, tmp_path: Path) -> None:
@@ -225,7 +234,7 @@ def test_sync_pbt_on_two_nodes_matches_one_process(cluster: Cluster, tmp_path: P
     assert code == 0, err[-3000:]
     in_process = tmp_path / "in-process"
     firepbt.run(
-        TRAINABLE, SPACE, run_dir=in_process, executor="inprocess", progress=False, **OPTIONS
+        TRAINABLE, IN_PROCESS, run_dir=in_process, executor="inprocess", progress=False, **OPTIONS
     )
     assert _decisions(run_dir) == _decisions(in_process)
     assert len(_nodes_used(run_dir)) == 2  # segments ran on both nodes
@@ -267,66 +276,65 @@ def _run_fresh(code: str, run_dir: Path) -> str:
     return done.stdout
 
 
-def _refused_on_c(run_dir: Path, err: str) -> None:
-    """The run stopped before training: a worker on C cannot see the run directory."""
-    last = err.strip().splitlines()[-1]
-    assert "ConfigError: run_dir: Ray worker" in last, err[-3000:]
-    assert f"cannot use the run directory {run_dir}" in last
-    assert "on its node, cannot read" in last and "/node-" in last
+@pytest.fixture(scope="class")
+def with_c(cluster: Cluster) -> Iterator[Cluster]:
+    """Node C joined, with a disk of its own over the runs' folder (it sees none of the head's
+    files); gone again afterwards."""
+    c = cluster.join(private_runs=True)
+    try:
+        _wait_for_nodes(cluster.address, 3)
+        yield cluster
+    finally:
+        _stop(c)
+        _wait_for_nodes(cluster.address, 2)
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The test runs of PBT and FIRE PBT in process, to compare decisions with."""
+    made = {}
+    for name, extra in (("pbt", {}), ("fire", FIRE)):
+        made[name] = tmp_path_factory.mktemp("in-process") / name
+        options = {**OPTIONS, **extra}
+        firepbt.run(
+            TRAINABLE,
+            IN_PROCESS,
+            run_dir=made[name],
+            executor="inprocess",
+            progress=False,
+            **options,
+        )
+    return made
+
+
+def _kill_and_resume(cluster: Cluster, name: str, **options: Any) -> Path:
+    """A run whose controller is killed with kill -9 mid-run, then resumed from a fresh
+    process."""
+    code, err, run_dir = cluster.run(name, kill_controller_after=10, **options)
+    assert code == -9, err[-3000:]
+    _run_fresh("import sys, firepbt\nfirepbt.resume(sys.argv[1], progress=False)\n", run_dir)
+    return run_dir
+
+
+def _check_run(run_dir: Path, reference: Path, killed: bool) -> list[str]:
+    """The run finished on all three nodes with the decisions made in process; its live
+    checkpoints."""
+    assert _decisions(run_dir) == _decisions(reference)
+    assert len(_nodes_used(run_dir)) == 3  # the head, B and C each ran segments
     store = Store.open(run_dir)
     try:
-        assert store.points() == [] and store.meta("status") == "failed"  # nothing was trained
+        assert store.meta("status") == "finished"
+        # a killed run's checkpoints held in its actors' memory were trained again from the
+        # last ones written: time lost, nothing else
+        allowed = {"source_unreadable", "repaired"} if killed else set()
+        assert {kind for _, _, kind, _ in store.failures()} <= allowed, store.failures()
+        return sorted(p for p, *_ in store.live_checkpoints())
     finally:
         store.close()
 
 
-def test_a_node_with_a_disk_of_its_own_is_refused_and_runs_with_checkpoints_in_s3(
-    cluster: Cluster, s3: S3, tmp_path: Path
-) -> None:
-    c = cluster.join(private_runs=True)  # C sees none of the head's files
-    try:
-        _wait_for_nodes(cluster.address, 3)
-        code, err, private = cluster.run("private", workers=3)  # no storage: refused
-        assert code != 0
-        _refused_on_c(private, err)
-        storage = {"storage": f"s3://{BUCKET}/cluster", "workers": 3}
-        code, err, run_dir = cluster.run("s3", **storage)
-        assert code == 0, err[-3000:]
-        # FIRE PBT's controller killed with kill -9 mid-run, then resumed from a fresh process
-        code, err, fire = cluster.run("s3-fire", kill_controller_after=10, **storage, **FIRE)
-        assert code == -9, err[-3000:]
-        _run_fresh("import sys, firepbt\nfirepbt.resume(sys.argv[1], progress=False)\n", fire)
-    finally:
-        _stop(c)
-        _wait_for_nodes(cluster.address, 2)
-    in_process = tmp_path / "in-process"
-    firepbt.run(
-        TRAINABLE, SPACE, run_dir=in_process, executor="inprocess", progress=False, **OPTIONS
-    )
-    assert _decisions(run_dir) == _decisions(in_process)
-    fire_in_process = tmp_path / "fire-in-process"
-    options = {**OPTIONS, **FIRE}
-    firepbt.run(
-        TRAINABLE, SPACE, run_dir=fire_in_process, executor="inprocess", progress=False, **options
-    )
-    assert _decisions(fire) == _decisions(fire_in_process)
-    assert {"assign", "exploit"} <= {d[2] for d in _decisions(fire)}
-    for each in (run_dir, fire):
-        assert len(_nodes_used(each)) == 3  # the head, B and C each ran segments
-        store = Store.open(each)
-        try:
-            assert store.meta("status") == "finished"
-            # the killed run's checkpoints held in its actors' memory were trained again from
-            # the last ones written: time lost, nothing else
-            allowed = {"source_unreadable", "repaired"} if each == fire else set()
-            assert {kind for _, _, kind, _ in store.failures()} <= allowed, store.failures()
-            root = store.meta("storage")
-            live = sorted(p for p, *_ in store.live_checkpoints())
-        finally:
-            store.close()
-    assert root is not None and not (run_dir / "checkpoints").exists()
-    assert ["s3://" + o for o in s3.objects(root.removeprefix("s3://") + "/checkpoints")] == live
-    # from a fresh process: the best model loads from the bucket, the schedule replays
+def _load_and_replay(run_dir: Path) -> None:
+    """From a fresh process: the best model loads, the schedule replays."""
     out = _run_fresh(
         "import sys, json, firepbt\n"
         "from firepbt.examples.sleep import Sleep\n"
@@ -340,9 +348,58 @@ def test_a_node_with_a_disk_of_its_own_is_refused_and_runs_with_checkpoints_in_s
     assert evaluated == pytest.approx(score) and same
 
 
+class TestNodeWithADiskOfItsOwn:
+    """Node C joined for these tests (``with_c``), gone again before the next."""
+
+    def test_a_storage_path_a_node_cannot_see_is_refused_in_one_line(self, with_c: Cluster) -> None:
+        storage = with_c.runs / "checkpoints"  # a path on the head's disk, not on C's
+        code, err, run_dir = with_c.run("private", workers=3, storage=str(storage))
+        assert code != 0
+        last = err.strip().splitlines()[-1]
+        assert "ConfigError: storage: Ray worker" in last, err[-3000:]
+        assert f"cannot reach the run's storage {storage}/private-" in last
+        assert "on its node, cannot read" in last and "/node-" in last
+        assert f"Nothing was trained: firepbt resume {run_dir} starts it then" in last
+        store = Store.open(run_dir)
+        try:
+            assert store.points() == [] and store.meta("status") == "failed"
+        finally:
+            store.close()
+
+    def test_nodes_sharing_no_disk_train_with_checkpoints_in_s3(
+        self, with_c: Cluster, s3: S3, in_process: dict[str, Path]
+    ) -> None:
+        storage = {"storage": f"s3://{BUCKET}/cluster", "workers": 3}
+        code, err, pbt = with_c.run("s3", **storage)
+        assert code == 0, err[-3000:]
+        fire = _kill_and_resume(with_c, "s3-fire", **storage, **FIRE)
+        assert {"assign", "exploit"} <= {d[2] for d in _decisions(fire)}
+        for run_dir, reference, killed in ((pbt, "pbt", False), (fire, "fire", True)):
+            live = _check_run(run_dir, in_process[reference], killed)
+            root = Store.open(run_dir).meta("storage")
+            assert root is not None and not (run_dir / "checkpoints").exists()
+            objects = s3.objects(root.removeprefix("s3://") + "/checkpoints")
+            assert ["s3://" + o for o in objects] == live  # the released ones were deleted
+        _load_and_replay(pbt)
+
+    def test_nodes_sharing_no_disk_and_no_storage_relay_checkpoints_through_the_controller(
+        self, with_c: Cluster, in_process: dict[str, Path]
+    ) -> None:
+        code, err, fire = with_c.run("relay-fire", workers=3, **FIRE)
+        assert code == 0, err[-3000:]
+        pbt = _kill_and_resume(with_c, "relay", workers=3)
+        for run_dir, reference, killed in ((fire, "fire", False), (pbt, "pbt", True)):
+            live = _check_run(run_dir, in_process[reference], killed)
+            # the durable copies are in the controller's run directory
+            assert live and all(Path(p).is_relative_to(run_dir) and Path(p).is_file() for p in live)
+        _load_and_replay(fire)
+
+
 def test_a_node_lost_mid_run_costs_time_and_never_the_run(cluster: Cluster) -> None:
     # last: node B does not come back
-    code, err, run_dir = cluster.run("lost", kill_b_after=6, total_steps=100)
+    code, err, run_dir = cluster.run(
+        "lost", at_points=(6, lambda: _stop(cluster.b)), total_steps=100
+    )
     assert code == 0, err[-3000:]
     store = Store.open(run_dir)
     try:
@@ -355,3 +412,27 @@ def test_a_node_lost_mid_run_costs_time_and_never_the_run(cluster: Cluster) -> N
     finally:
         store.close()
     assert len(_nodes_used(run_dir)) == 2  # B ran segments before it went
+
+
+def test_a_node_that_joins_mid_run_takes_the_worker_that_was_waiting(cluster: Cluster) -> None:
+    # after the last: only the head is left, and the second worker waits for a CPU until node D
+    # (a disk of its own: it relays) joins
+    joined: list[subprocess.Popen[bytes]] = []
+    try:
+        code, err, run_dir = cluster.run(
+            "grows",
+            at_points=(6, lambda: joined.append(cluster.join(private_runs=True))),
+            total_steps=100,
+        )
+        assert code == 0, err[-3000:]
+    finally:
+        for node in joined:
+            _stop(node)
+    assert joined
+    store = Store.open(run_dir)
+    try:
+        assert all(m.status.value == "finished" and m.step == 100 for m in store.members())
+        assert store.failures() == []  # nothing lost: the run only went faster
+    finally:
+        store.close()
+    assert len(_nodes_used(run_dir)) == 2  # the head, then D too

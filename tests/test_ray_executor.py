@@ -225,3 +225,71 @@ def test_gpus_per_worker_asks_ray_for_gpus_it_must_have(tmp_path: Path, quad_spa
     assert executor.num_gpus_per_worker == 0.5
     with pytest.raises(ConfigError, match="1/k of a device"):
         RayExecutor(2, num_gpus_per_worker=0.3)
+
+
+WAITING = """
+import sys, ray, firepbt
+from firepbt.execution.ray_actors import RayExecutor
+ray.init(address="local", num_cpus=1, include_dashboard=False)
+executor = RayExecutor(workers=1, num_cpus_per_worker=2)  # more CPUs than this Ray has
+executor.placement_note = 0.5
+space = {"h0": firepbt.Uniform(0.0, 1.0), "h1": firepbt.Uniform(0.0, 1.0)}
+firepbt.run("firepbt.examples.toy:Toy", space, total_steps=10, executor=executor,
+            run_dir=sys.argv[1], progress=False)
+"""
+
+
+def test_status_shows_a_run_that_waits_for_workers_and_why(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    run_dir = tmp_path / "waits"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITING, str(run_dir)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    status = ""
+    try:
+        deadline = time.monotonic() + 180
+        while "waiting for workers" not in status:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+            if (run_dir / "firepbt.sqlite").exists():
+                status = subprocess.run(
+                    [sys.executable, "-m", "firepbt.cli", "status", str(run_dir)],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                ).stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    line = " ".join(status.split())  # the table may wrap it
+    assert "status: running, waiting for workers: no Ray worker is up after 0.5 s" in line
+    assert "the cluster has 1 CPUs free and each worker needs 2" in line
+
+
+def test_a_runtime_env_reaches_every_worker(tmp_path: Path) -> None:
+    from _trainables import EnvScore
+
+    space = {"x": firepbt.Uniform(0.0, 1.0)}
+    env = {"env_vars": {"FIREPBT_TEST_SCORE": "7.5"}}
+    result = firepbt.run(
+        EnvScore, space, total_steps=8, population=2, ready_every=4, executor="ray",
+        workers=2, runtime_env=env, run_dir=tmp_path / "env", progress=False,
+    )  # fmt: skip
+    store = Store.open(result.run_dir)
+    try:
+        scores = [p.score for _, p in store.points()]
+        assert scores and all(s == 7.5 for s in scores), scores
+        assert store.failures() == []
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="executor.runtime_env: only the ray executor takes it"):
+        firepbt.run(EnvScore, space, total_steps=8, runtime_env=env, executor="process")

@@ -143,13 +143,15 @@ def test_a_run_killed_with_kill_9_resumes_from_the_bucket(s3: S3, tmp_path: Path
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         try:
-            with sqlite3.connect(run_dir / "firepbt.sqlite") as c:
+            # read-only: connecting would otherwise make the file before the run makes its store
+            uri = f"file:{run_dir / 'firepbt.sqlite'}?mode=ro"
+            with sqlite3.connect(uri, uri=True) as c:
                 if c.execute("SELECT COUNT(*) FROM points").fetchone()[0] >= 30:
                     break
         except sqlite3.Error:
             pass
         time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     resumed = _python(

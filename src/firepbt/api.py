@@ -81,6 +81,7 @@ def run(
     checkpoint_every: int | None = None,
     segment_timeout: float | None = None,
     address: str | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
     num_cpus_per_worker: float | None = None,
     gpus_per_worker: float | None = None,
     devices: list[str] | None = None,
@@ -129,6 +130,8 @@ def run(
             recorded as a failure (default: none).
         address, num_cpus_per_worker: Ray only: the cluster to join (``"auto"``; left out, a
             private Ray starts), and the CPUs each actor reserves.
+        runtime_env: Ray only: Ray's ``runtime_env`` for each worker actor
+            (``{"working_dir": ".", "env_vars": {...}}``).
         gpus_per_worker: GPUs each worker gets (1, 2, or 0.5 for two workers per GPU); the
             trainable trains on ``self.device``.
         devices: The GPUs to hand out on the process pool (default: every visible GPU).
@@ -179,6 +182,7 @@ def run(
         checkpoint_every=checkpoint_every,
         segment_timeout=segment_timeout,
         address=address,
+        runtime_env=dict(runtime_env) if runtime_env is not None else None,
         num_cpus_per_worker=num_cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
         devices=list(devices) if isinstance(devices, (list, tuple)) else devices,

@@ -76,6 +76,11 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> str:
 
 def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:
     """Load a checkpoint, verifying its checksum."""
+    return load_state(read_verified(path, sha256))
+
+
+def read_verified(path: str | os.PathLike[str], sha256: str) -> bytes:
+    """A checkpoint's bytes, its checksum verified."""
     try:
         data = storage.read(os.fspath(path))
     except FileNotFoundError:
@@ -88,7 +93,7 @@ def read_checkpoint(path: str | os.PathLike[str], sha256: str) -> Any:
             f"checkpoint {path} is corrupted: checksum {digest[:12]}… does not match the recorded "
             f"{sha256[:12]}…"
         )
-    return load_state(data)
+    return data
 
 
 def load_state(data: bytes) -> Any:

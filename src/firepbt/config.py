@@ -32,6 +32,7 @@ A TOML config looks like::
     kind = "process"            # or "inprocess", or "ray" (pip install 'firepbt[ray]')
     workers = 2
     # address = "auto"          # ray only: join a running cluster ("auto", "ray://host:10001")
+    # runtime_env = { working_dir = "." }   # ray only: each worker actor's Ray runtime_env
     # num_cpus_per_worker = 1   # ray only: CPUs each worker actor reserves
     # gpus_per_worker = 1       # process, ray: GPUs per worker (0.5: two workers share one)
     # devices = [0, 1]          # process only: the GPUs to hand out (default: all visible)
@@ -99,6 +100,7 @@ _PLACES = {
     "strategy_options": "under [strategy], one key per option",
     "workers": "under [executor] (workers = N)",
     "address": "under [executor] (address = ...; executor kind 'ray')",
+    "runtime_env": "under [executor] (runtime_env = { ... }; executor kind 'ray')",
     "num_cpus_per_worker": "under [executor] (kind 'ray')",
     "gpus_per_worker": "under [executor] (gpus_per_worker = 1, or 0.5 to share a GPU)",
     "devices": "under [executor] (devices = [0, 1]; kind 'process')",
@@ -160,6 +162,7 @@ class RunConfig:
     checkpoint_every: int | None = None  # steps between checkpoints on disk; None: budget / 5
     segment_timeout: float | None = None  # seconds; a longer segment is stopped (process, ray)
     address: str | None = None  # ray: None starts a local Ray; "auto" / "ray://..." joins one
+    runtime_env: dict[str, Any] | None = None  # ray: each worker actor's Ray runtime_env
     num_cpus_per_worker: float | None = None  # ray: CPUs per worker actor (default 1)
     gpus_per_worker: float | None = None  # process, ray: GPUs per worker (0.5: two share one)
     devices: list[str] | None = None  # process: the GPUs to hand out (default: all visible)
@@ -338,6 +341,7 @@ class RunConfig:
             "kind",
             "workers",
             "address",
+            "runtime_env",
             "num_cpus_per_worker",
             "gpus_per_worker",
             "devices",
@@ -369,6 +373,7 @@ class RunConfig:
             executor=executor.get("kind", "process"),
             workers=executor.get("workers", 2),
             address=executor.get("address"),
+            runtime_env=executor.get("runtime_env"),
             num_cpus_per_worker=executor.get("num_cpus_per_worker"),
             gpus_per_worker=executor.get("gpus_per_worker"),
             devices=executor.get("devices"),

@@ -102,6 +102,8 @@ def status_table(store: Store) -> Table:
     live = state == "running" and _driven(store)
     if state == "running" and not live:
         state = "stopped (no process is running it; firepbt resume continues it)"
+    elif live and store.meta("waiting"):
+        state = f"running, waiting for workers: {store.meta('waiting')}"
     title = _shown(
         f"{config.get('strategy', '?')} · {config.get('trainable', '?')} · "
         f"status: {state} · mode {mode}"

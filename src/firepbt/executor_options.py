@@ -28,7 +28,7 @@ def check_executor_options(config: RunConfig) -> None:
 
 def _check_ray_options(config: RunConfig) -> None:
     if config.executor != "ray":
-        for name in ("address", "num_cpus_per_worker"):
+        for name in ("address", "num_cpus_per_worker", "runtime_env"):
             if getattr(config, name) is not None:
                 raise ConfigError(
                     f"executor.{name}: only the ray executor takes it "
@@ -37,6 +37,12 @@ def _check_ray_options(config: RunConfig) -> None:
         return
     if importlib.util.find_spec("ray") is None:
         raise ConfigError("executor.kind: 'ray' needs Ray; pip install 'firepbt[ray]'")
+    env = config.runtime_env
+    if env is not None and not (isinstance(env, dict) and all(isinstance(k, str) for k in env)):
+        raise ConfigError(
+            "executor.runtime_env: expected a table of Ray runtime_env settings, such as "
+            f"{{ working_dir = '.', env_vars = {{ ... }} }}, got {env!r}"
+        )
     if config.address is not None and not (isinstance(config.address, str) and config.address):
         raise ConfigError(
             "executor.address: expected a Ray address such as 'auto' or "

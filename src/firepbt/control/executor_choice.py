@@ -45,6 +45,7 @@ def make_executor(config: RunConfig, trainable: ResolvedTrainable | None = None)
             num_cpus_per_worker=config.num_cpus_per_worker or 1.0,
             num_gpus_per_worker=config.gpus_per_worker or 0,
             timeout=config.segment_timeout,
+            runtime_env=config.runtime_env,
         )
     return ProcessPoolExecutor(
         config.workers,

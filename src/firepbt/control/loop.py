@@ -52,14 +52,17 @@ from firepbt.trainable import Trainable
 
 
 def _tell(
-    executor: Executor, run_dir: Path, root: str, started: Callable[[], None], strategy: Strategy
+    executor: Executor, run_dir: Path, root: str, started: Callable[[], None], runner: Runner
 ) -> None:
     """What an executor learns of the run before it starts workers."""
     executor.on_started = started
+    executor.on_waiting = partial(runner.store.set_meta, "waiting")  # why, or "" once it ends
+    if runner.store.meta("waiting"):  # left by a run that was stopped while it waited
+        runner.store.set_meta("waiting", "")
     executor.log_dir, executor.run_dir = str(run_dir / "logs"), str(run_dir)
     executor.checkpoint_root = root
     executor.worker_variables = storage.worker_variables()  # after store.root: its options
-    executor.preload(strategy.worker_modules)
+    executor.preload(runner.strategy.worker_modules)
 
 
 class Runner:
@@ -107,7 +110,7 @@ class Runner:
         )
         self.training = TrainingNow(executor, store)
         self.checkpoints = store.root or str(self.run_dir)  # the root of checkpoint paths
-        _tell(executor, self.run_dir, self.checkpoints, self.progress.workers_started, strategy)
+        _tell(executor, self.run_dir, self.checkpoints, self.progress.workers_started, self)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
         parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply, self._delete)
         self.failures = Failures(strategy, store, *parts, max_retries, self._evaluators)

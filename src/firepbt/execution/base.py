@@ -26,6 +26,9 @@ class Executor(ABC):
     # and can train (an executor that starts processes and can tell sets ``reports_started``).
     reports_started = False
     on_started: Callable[[], None] | None = None
+    # Set by the runner: called with why the run waits for workers (none can be placed), and
+    # with "" once one is up again; ``firepbt status`` shows it.
+    on_waiting: Callable[[str], None] | None = None
     # Set by the runner: the directory for worker logs (``RUN_DIR/logs``). An executor whose
     # workers are processes of its own sends their stdout and stderr there (``execution.logs``).
     log_dir: str | None = None
@@ -40,6 +43,15 @@ class Executor(ABC):
     # segment kills its worker (a process pool's worker runs several); not where each worker
     # runs one segment at a time, so a death names its own segment.
     isolates_crashes = True
+
+    _waiting = ""  # why the run waits for workers, while it does
+
+    def waiting(self, why: str) -> None:
+        """Say why the run waits for workers (none can be placed), or ``""`` once it no longer
+        does, to ``on_waiting`` when that changes."""
+        if why != self._waiting and self.on_waiting is not None:
+            self.on_waiting(why)
+        self._waiting = why
 
     @property
     @abstractmethod

@@ -14,11 +14,13 @@ Ray with ``workers × num_cpus_per_worker`` CPUs, and ``address="auto"`` or
 ``"ray://head:10001"`` (which needs ``pip install 'ray[client]'``) joins a running cluster;
 either is closed again by ``shutdown``.
 
-On a multi-node cluster, workers read and write checkpoints under the run directory themselves
-and the controller reads and deletes them there too: the run directory must be on storage that
-the controller's machine and every node see at the same path (NFS or the like), and firepbt and
-the trainable's module must be importable on every node. Each actor proves the first before it
-takes a segment (``storage_probe``): one that cannot stops the run, naming its node and the path.
+On a multi-node cluster, workers read and write checkpoints themselves, in the run's storage
+(``firepbt.storage``) or in the run directory, and firepbt and the trainable's module must be
+importable on every node. Each actor proves before it takes a segment that it reaches them
+(``storage_probe``). One that cannot reach the run's storage stops the run, naming its node and
+the place. One whose node does not see the run directory (a run with no storage, on nodes that
+share no disk) relays its checkpoints through the controller instead (``ray_worker``): sources go
+to it through Ray's object store, and the checkpoints it makes come back to be written here.
 
 Segments go only to actors that are up. An actor that cannot be placed (its node is gone, the
 cluster is full) waits without work, and the run goes on with the others; it takes work once Ray
@@ -28,29 +30,26 @@ places it. A lost node's actors are replaced the same way.
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-import socket
 import time
-import warnings
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
+from firepbt.checkpoints import read_verified, write_bytes
 from firepbt.errors import CheckpointError, ConfigError, FailureKind
 from firepbt.execution.base import Executor
-from firepbt.execution.bootstrap import init_worker
 from firepbt.execution.devices import DEVICE_VARIABLE, check_gpus_per_worker
 from firepbt.execution.pool import choose_worker
 from firepbt.execution.processes import check_pool
 from firepbt.execution.protocol import FLUSH_TIMEOUT, died, gone
-from firepbt.execution.storage_probe import (
-    answer_probe,
-    check_reply,
-    place_probe,
-    refusal,
-    remove_probe,
+from firepbt.execution.ray_setup import (
+    check_resources,
+    first_line,
+    join_ray,
+    last_line,
+    note_waiting,
 )
-from firepbt.execution.worker import drop_held, flush_held, run_segment
+from firepbt.execution.ray_worker import RayWorker
+from firepbt.execution.storage_probe import check_reply, place_probe, refusal, remove_probe
 from firepbt.segments import Segment, SegmentResult
 
 INSTALL_HINT = "pip install 'firepbt[ray]'"
@@ -67,49 +66,12 @@ def import_ray() -> Any:
     return ray
 
 
-class _Worker:
-    """The body of a worker actor: segments run in the actor's own process, where
-    ``run_segment``'s keep-alive cache holds this worker's trainables between segments."""
-
-    def __init__(self, threads: int, environment: dict[str, str] | None = None) -> None:
-        # Before the trainable's module (torch, say) is first imported. Ray sets the actor's
-        # CUDA_VISIBLE_DEVICES to the GPUs it reserved for it.
-        init_worker(threads, environment)
-        import ray
-
-        node = ray.get_runtime_context().get_node_id()[:8]
-        self.name = f"{socket.gethostname()}/node-{node}/pid-{os.getpid()}"
-
-    def ready(self, probe: tuple[str, str] | None) -> tuple[str, str]:
-        """(the worker's name, "") once it is up and sees the run directory, or (its name, why
-        not, naming its node)."""
-        if probe is None:
-            return self.name, ""
-        why = answer_probe(*probe, self.name)
-        return self.name, f"on its node, {why}" if why else ""
-
-    def run(self, segment: Segment) -> SegmentResult:
-        result = replace(run_segment(segment), worker=self.name)
-        if result.checkpoint is not None and result.checkpoint.holder:
-            result = replace(result, checkpoint=replace(result.checkpoint, holder=self.name))
-        return result
-
-    def flush(self, path: str) -> tuple[str, str]:
-        """(sha256, "") of the held checkpoint written out, or ("", why it could not be)."""
-        try:
-            return flush_held(path), ""
-        except CheckpointError as e:
-            return "", str(e)
-
-    def drop(self, path: str) -> None:
-        drop_held(path)
-
-
 @dataclass(slots=True)
 class _Slot:
     actor: Any
     up: Any  # the reply to the actor's ready() while it has not come, then None
     name: str = ""  # the worker's name, once it is up
+    relay: bool = False  # its node does not see the run directory: checkpoints go through here
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,12 +103,15 @@ class RayExecutor(Executor):
         num_cpus_per_worker: CPUs each actor reserves; its torch and OpenMP threads follow.
         num_gpus_per_worker: GPUs each actor reserves (Ray's ``num_gpus``).
         timeout: Seconds after which a running segment is stopped (default: none).
+        runtime_env: Ray's ``runtime_env`` for every worker actor (a ``working_dir``, modules,
+            ``env_vars``, ``pip`` packages), as Ray takes it.
 
     Raises:
         ValueError: ``workers``, ``timeout`` or ``num_cpus_per_worker`` is not positive.
     """
 
     holds_state = True
+    placement_note = PLACEMENT_NOTE  # seconds with no actor up before the run says it waits
     isolates_crashes = False  # an actor runs one segment: a death names its own segment
 
     def __init__(
@@ -157,6 +122,7 @@ class RayExecutor(Executor):
         num_cpus_per_worker: float = 1.0,
         num_gpus_per_worker: float = 0,
         timeout: float | None = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         check_pool(workers, timeout)
         if not num_cpus_per_worker > 0:
@@ -166,7 +132,7 @@ class RayExecutor(Executor):
         self.workers = workers
         self.address = address
         self.num_cpus_per_worker = num_cpus_per_worker
-        self.timeout = timeout
+        self.timeout, self.runtime_env = timeout, runtime_env
         self._owns_ray = False  # whether this executor started (or connected) Ray
         self._actor_class: Any = None
         self._slots: list[_Slot] = []
@@ -174,6 +140,7 @@ class RayExecutor(Executor):
         self._early: list[SegmentResult] = []  # failed at submit, handed back by the next wait
         self._home: dict[int, int] = {}  # member -> slot of the actor that last ran it
         self._probe: tuple[str, str] | None = None  # (folder, token) the actors must read
+        self.relayed_bytes = 0  # checkpoint bytes sent to or from relaying actors
 
     @property
     def capacity(self) -> int:
@@ -185,47 +152,20 @@ class RayExecutor(Executor):
     # -- actors -----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        ray = self._ray
-        if not ray.is_initialized():
-            if self.address is None:
-                cpus = math.ceil(self.workers * self.num_cpus_per_worker)
-                ray.init(address="local", num_cpus=cpus, include_dashboard=False)
-            else:
-                try:
-                    ray.init(address=self.address)
-                except (ConnectionError, ValueError) as e:
-                    raise ConfigError(_cannot_connect(self.address, e)) from None
-            self._owns_ray = True
-        need = self.workers * self.num_cpus_per_worker
-        have = float(ray.cluster_resources().get("CPU", 0.0))
-        if have < need:
-            warnings.warn(
-                f"the Ray cluster has {have:g} CPUs but {self.workers} workers × "
-                f"{self.num_cpus_per_worker:g} CPUs need {need:g}; the workers that do not fit "
-                "wait for CPUs (or for the autoscaler to add nodes), and so do their segments",
-                stacklevel=3,
-            )
-        # Thread limits are set in the actor rather than by a runtime_env, which would cost
-        # seconds more at every actor start. A second thread serves flush() beside run().
-        gpus = self.num_gpus_per_worker
-        if gpus:
-            have_gpus = float(ray.cluster_resources().get("GPU", 0.0))
-            if have_gpus < gpus:
-                raise ConfigError(
-                    f"gpus_per_worker: each worker asks Ray for {gpus:g} GPU(s), but the Ray "
-                    f"cluster has {have_gpus:g}; start Ray with GPUs (ray start --num-gpus N) "
-                    "or ask for fewer"
-                )
-        self._actor_class = ray.remote(_Worker).options(
-            num_cpus=self.num_cpus_per_worker, num_gpus=gpus, max_restarts=0, max_concurrency=2
-        )
+        ray, gpus = self._ray, self.num_gpus_per_worker
+        owns = join_ray(ray, self.address, self.workers, self.num_cpus_per_worker)
+        self._owns_ray = self._owns_ray or owns
+        fit = check_resources(ray, self.workers, self.num_cpus_per_worker, gpus)
+        options = _actor_options(self.num_cpus_per_worker, gpus, self.runtime_env)
+        self._actor_class = ray.remote(RayWorker).options(**options)
         if self.checkpoint_root is not None and self.run_dir is not None:
             self._probe = place_probe(self.checkpoint_root)
         self._slots = [self._new_slot() for _ in range(self.workers)]
-        # Give every actor a moment to come up, so that the first segments spread over all of
-        # them; one that Ray cannot place yet takes work later.
+        # Give the actors the cluster holds a moment to come up, so that the first segments
+        # spread over all of them; one that Ray cannot place yet takes work later.
         ups = [slot.up for slot in self._slots]
-        ray.wait(ups, num_returns=len(ups), timeout=STARTUP_WAIT)
+        if fit:
+            ray.wait(ups, num_returns=fit, timeout=STARTUP_WAIT)
         self._note_up()
 
     def _new_slot(self) -> _Slot:
@@ -265,8 +205,15 @@ class RayExecutor(Executor):
         if not self._slots:  # first use, or shut down earlier (started again, like the pool)
             self._start()
         index = self._choose(segment)
+        slot = self._slots[index]
         try:
-            ref = self._slots[index].actor.run.remote(segment)
+            source, sent = _relayed_source(self._ray, slot, segment)
+        except CheckpointError as e:
+            self._early.append(died(segment, str(e), kind=FailureKind.SOURCE_UNREADABLE))
+            return
+        self.relayed_bytes += sent
+        try:
+            ref = slot.actor.run.remote(segment, source, slot.relay)
         except Exception as e:  # e.g. the segment cannot be pickled
             cause = e.__cause__ or e  # Ray's own message repeats the whole segment
             message = f"it cannot be sent to a Ray worker ({type(cause).__name__}: {cause})"
@@ -286,20 +233,22 @@ class RayExecutor(Executor):
             if not self._running:
                 if not starting:
                     break  # every actor is up and idle: nothing to wait for
-                limit = PLACEMENT_NOTE
+                limit = self.placement_note
             done, _ = ray.wait(list(self._running) + starting, num_returns=1, timeout=limit)
             came_up = self._note_up()
             if not done:
                 if self._running:
                     results += self._stop_hung()
                 elif not any(s.up is None for s in self._slots):
-                    _note_waiting(self._ray, self.num_cpus_per_worker)
+                    cpus, after = self.num_cpus_per_worker, self.placement_note
+                    self.waiting(note_waiting(self._ray, cpus, after))
                 continue
             if self._running:
                 running = list(self._running)
                 finished, _ = ray.wait(running, num_returns=len(running), timeout=0)
                 results += [self._collect(ref) for ref in finished]
             if came_up:
+                self.waiting("")
                 break
         return results
 
@@ -314,11 +263,17 @@ class RayExecutor(Executor):
         index = self._slot_named(worker)
         if index is None:
             raise CheckpointError(gone(worker, path))
+        slot = self._slots[index]
         try:
-            reply = self._slots[index].actor.flush.remote(path)
-            sha, error = self._ray.get(reply, timeout=FLUSH_TIMEOUT)
+            if slot.relay:  # its node cannot write the run directory: its bytes come here
+                data = _fetched(self._ray, slot.actor, worker, path)
+                self.relayed_bytes += len(data)
+                return write_bytes(path, data)
+            sha, error = self._ray.get(slot.actor.flush.remote(path), timeout=FLUSH_TIMEOUT)
+        except CheckpointError:
+            raise
         except Exception as e:  # the actor died, or the flush timed out
-            message = f"worker {worker} could not write checkpoint {path} ({_first_line(e)})"
+            message = f"worker {worker} could not write checkpoint {path} ({first_line(e)})"
             raise CheckpointError(message) from None
         if error:
             raise CheckpointError(error)
@@ -351,20 +306,26 @@ class RayExecutor(Executor):
         run = self._running.pop(ref)
         segment = run.segment
         try:
-            result: SegmentResult = self._ray.get(ref)
+            result, relayed = cast(tuple[SegmentResult, Any], self._ray.get(ref))
         except exceptions.RayActorError as e:
             self._replace(run.slot)
-            return died(segment, f"its Ray worker died ({_first_line(e)}); it was replaced")
+            return died(segment, f"its Ray worker died ({first_line(e)}); it was replaced")
         except exceptions.RayTaskError as e:
             # run_segment never raises: the segment could not be unpickled on the worker.
             message = (
-                f"a Ray worker could not run it ({_last_line(e)}); firepbt and the "
+                f"a Ray worker could not run it ({last_line(e)}); firepbt and the "
                 "trainable's module must be importable on every node"
             )
             return died(segment, message, kind=FailureKind.SUBMIT)
         except exceptions.RayError as e:  # e.g. its result was lost with a node
             self._replace(run.slot)
-            return died(segment, f"{type(e).__name__}: {_first_line(e)}")
+            return died(segment, f"{type(e).__name__}: {first_line(e)}")
+        if relayed is not None and result.checkpoint is not None:  # written here, for good
+            try:
+                write_bytes(result.checkpoint.path, relayed)
+            except CheckpointError as e:
+                return died(segment, str(e), kind=FailureKind.CHECKPOINT)
+            self.relayed_bytes += len(relayed)
         if result.failure is None:
             self._home[segment.member] = run.slot
         elif self._home.get(segment.member) == run.slot:
@@ -394,7 +355,10 @@ class RayExecutor(Executor):
                 continue
             if not why and self._probe is not None:
                 why = check_reply(*self._probe, name)
-            if why:
+            # A node that does not see the run directory relays its checkpoints through the
+            # controller; one that does not reach the run's storage is refused.
+            slot.relay = bool(why) and self.checkpoint_root == self.run_dir
+            if why and not slot.relay:
                 raise ConfigError(refusal(name, str(self.checkpoint_root), str(self.run_dir), why))
             slot.up, slot.name, came_up = None, name, True
         return came_up
@@ -416,35 +380,28 @@ class RayExecutor(Executor):
         return results
 
 
-def _cannot_connect(address: str, e: Exception) -> str:
-    message = f"executor.address: cannot connect to Ray at {address!r}: {_first_line(e)}"
-    mode = os.environ.get("RAY_AUTH_MODE")
-    if mode is None:  # Ray's clients send no token unless told to, even with one at hand
-        message += (
-            "; a cluster started by `ray start` may ask for a token (token authentication): "
-            "then set RAY_AUTH_MODE=token in this process's environment (the token is read "
-            "from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
-        )
-    elif mode.lower() == "token":
-        message += "; RAY_AUTH_MODE=token is set: does the cluster ask for this token?"
-    return message
+def _relayed_source(ray: Any, slot: _Slot, segment: Segment) -> tuple[Any, int]:
+    """(the segment's source in Ray's object store, its size) for a relaying worker that does
+    not hold it, else (None, 0)."""
+    source = segment.source
+    if not slot.relay or source is None or source.holder == slot.name:
+        return None, 0
+    data = read_verified(source.path, source.sha256)
+    return ray.put(data), len(data)
 
 
-def _note_waiting(ray: Any, cpus: float) -> None:
-    free = ray.available_resources().get("CPU", 0.0)
-    warnings.warn(
-        f"no Ray worker is up after {PLACEMENT_NOTE:g} s: the cluster has {free:g} CPUs free "
-        f"and each worker needs {cpus:g}; the run waits until Ray can place one (a node joins, "
-        "or the autoscaler adds one)",
-        stacklevel=3,
-    )
+def _fetched(ray: Any, actor: Any, worker: str, path: str) -> bytes:
+    """The bytes of a checkpoint that a relaying worker holds."""
+    data = ray.get(actor.fetch.remote(path), timeout=FLUSH_TIMEOUT)
+    if data is None:
+        raise CheckpointError(gone(worker, path))
+    return cast(bytes, data)
 
 
-def _first_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0] if lines else type(e).__name__
-
-
-def _last_line(e: BaseException) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[-1] if lines else type(e).__name__
+def _actor_options(cpus: float, gpus: float, runtime_env: dict[str, Any] | None) -> dict[str, Any]:
+    """Ray's options for a worker actor. Thread limits are set in the actor rather than by a
+    runtime_env, which would cost seconds more at every actor start; the user's runtime_env
+    (a working directory, modules) is passed as given. A second thread serves flush() and
+    fetch() beside run()."""
+    options = {"num_cpus": cpus, "num_gpus": gpus, "max_restarts": 0, "max_concurrency": 2}
+    return {**options, "runtime_env": runtime_env} if runtime_env else options

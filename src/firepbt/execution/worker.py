@@ -14,6 +14,7 @@ from the last checkpoint on disk: a repair segment carries the segments to run a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sys
 import time
@@ -86,6 +87,9 @@ _ALIVE: OrderedDict[int, tuple[str, Trainable, RandomState]] = OrderedDict()
 KEEP_ALIVE = 4
 # Checkpoints held in this worker's memory: path -> pickled state.
 _HELD: dict[str, bytes] = {}
+# A worker that relays its checkpoints (a Ray node that does not see the run directory): those
+# due to be written wait here for the controller, which writes them (``ray_worker``).
+_OUTGOING: dict[str, bytes] | None = None
 
 
 def worker_name() -> str:
@@ -102,6 +106,27 @@ def flush_held(path: str) -> str:
 
 def drop_held(path: str) -> None:
     _HELD.pop(path, None)
+
+
+def hold(path: str, data: bytes) -> None:
+    """Hold ``data`` as the checkpoint at ``path`` (a source the controller sent)."""
+    _HELD[path] = data
+
+
+def held(path: str) -> bytes | None:
+    return _HELD.get(path)
+
+
+def relay_checkpoints() -> None:
+    """Hand checkpoints due to be written to the controller (``outgoing``) from now on."""
+    global _OUTGOING
+    if _OUTGOING is None:
+        _OUTGOING = {}
+
+
+def outgoing(path: str) -> bytes | None:
+    """The bytes of the checkpoint at ``path`` that this relaying worker did not write."""
+    return None if _OUTGOING is None else _OUTGOING.pop(path, None)
 
 
 def _obtain(seg: Segment) -> tuple[Trainable, bool, tuple[object, ...]]:
@@ -266,7 +291,11 @@ def keep_checkpoint(seg: Segment, data: bytes) -> str:
     (``persist``), else hold it in this worker's memory; its sha256 ("" while held: the checksum
     is taken if it is ever written out)."""
     if seg.persist:
-        sha = write_bytes(seg.checkpoint_path, data)
+        if _OUTGOING is not None:  # the controller writes it
+            _OUTGOING[seg.checkpoint_path] = data
+            sha = hashlib.sha256(data).hexdigest()
+        else:
+            sha = write_bytes(seg.checkpoint_path, data)
         _HELD.pop(seg.checkpoint_path, None)
         return sha
     _HELD[seg.checkpoint_path] = data
