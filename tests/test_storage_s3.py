@@ -173,6 +173,42 @@ def test_a_run_killed_with_kill_9_resumes_from_the_bucket(s3: S3, tmp_path: Path
         store.close()
 
 
+def test_a_moved_storage_folder_is_followed_by_resume(s3: S3, tmp_path: Path) -> None:
+    import s3fs
+
+    run_dir = tmp_path / "run"
+    proc = _start(s3, run_dir, storage=f"s3://{BUCKET}/before", total_steps=20)
+    assert proc.communicate(timeout=300)[0] is not None and proc.returncode == 0
+    root = Store.open(run_dir).meta("storage")
+    assert root is not None
+    moved = root.replace(f"{BUCKET}/before/", f"{BUCKET}/after/")
+    fs = s3fs.S3FileSystem(key=s3.key, secret=s3.secret, endpoint_url=s3.url)
+    fs.copy(root.removeprefix("s3://"), moved.removeprefix("s3://"), recursive=True)
+    fs.rm(root.removeprefix("s3://"), recursive=True)
+    code = (
+        "import sys, json, firepbt\n"
+        "from firepbt.cli import main\n"
+        "from firepbt.examples.toy import Toy\n"
+        "if main(['resume', sys.argv[1], '--quiet', '--storage', sys.argv[2]]):\n"
+        "    sys.exit(2)\n"
+        "r = firepbt.resume(sys.argv[1], progress=False)\n"
+        "print(json.dumps([r.best_score, r.load_best(Toy).evaluate()]))\n"
+    )
+    done = _python(code, str(run_dir), moved + "/", env=_env(s3))
+    assert done.returncode == 0, done.stderr[-3000:]
+    score, evaluated = json.loads(done.stdout.splitlines()[-1])
+    assert evaluated == pytest.approx(score)
+    assert Store.open(run_dir).meta("storage") == moved  # kept, without the trailing /
+    # a place that does not exist is refused in one line, and the store keeps its storage
+    nowhere = moved.replace(f"s3://{BUCKET}/", "s3://no-such-bucket/")
+    gone = _python(code, str(run_dir), nowhere, env=_env(s3))
+    assert gone.returncode != 0
+    assert "storage: cannot write and read back checkpoints at s3://no-such-bucket/" in (
+        gone.stderr
+    )
+    assert Store.open(run_dir).meta("storage") == moved
+
+
 def _refused(s3: S3, tmp_path: Path, env: dict[str, str], **extra: Any) -> str:
     run_dir = tmp_path / "refused"
     proc = _start(s3, run_dir, env=env, **extra)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from firepbt import storage
+from firepbt import storage as storages
 from firepbt.callbacks import Callback
 from firepbt.checkpoints import write_bytes
 from firepbt.config import RunConfig
@@ -261,9 +261,9 @@ def _start(
     by_value = dumps_by_value(cls) if kept_by_value(cls) else None  # before anything is made
     root = None
     if config.storage:  # checked before anything is made: a storage it cannot reach is refused
-        root = storage.run_root(config.storage, run_dir)
-        storage.use(root, config.storage_options)
-        storage.check(root)
+        root = storages.run_root(config.storage, run_dir)
+        storages.use(root, config.storage_options)
+        storages.check(root)
     store = Store.create(run_dir, config.to_dict(), storage=root)
     if by_value is not None:  # resume and replay from the command line load it from here
         write_bytes(run_dir / BY_VALUE_FILE, by_value)
@@ -281,6 +281,7 @@ def resume(
     executor: Executor | None = None,
     progress: bool | Callable[[RunProgress], None] | None = None,
     callbacks: Sequence[Callback] = (),
+    storage: str | None = None,
 ) -> RunResult:
     """Continue a run that was killed (at any moment) from its store and checkpoints.
 
@@ -297,6 +298,9 @@ def resume(
         executor: An executor to use instead of the one the run's config names.
         progress: As for :func:`firepbt.run`.
         callbacks: Further :class:`firepbt.Callback` objects.
+        storage: Where the run's storage folder is now, when it was moved (copied to another
+            bucket or prefix): its full path or URI (``"s3://other/runs/pbt-…-3f2a9c1e"``). The
+            store keeps it from then on; a finished run is only pointed there.
 
     Returns:
         The finished run's result (at once, for a run that had already finished).
@@ -310,6 +314,16 @@ def resume(
     run_dir = Path(run_dir).absolute()
     store = Store.open(run_dir)
     try:
+        if storage is not None:
+            if store.meta("storage") is None:
+                raise ConfigError(
+                    f"storage: {run_dir} keeps its checkpoints in the run directory; a moved run "
+                    "directory needs no setting"
+                )
+            moved = storages.absolute(storage)
+            storages.use(moved, store.config().get("storage_options"))
+            storages.check(moved)  # reachable there, before the store is told
+            store.move_storage(moved)
         unresumable = store.meta("unresumable")
         if unresumable:
             raise ConfigError(
@@ -328,7 +342,7 @@ def resume(
             )
         config = RunConfig(**store.config())
         if store.meta("storage") and store.root:
-            storage.check(store.root)  # reachable from here, before anything runs again
+            storages.check(store.root)  # reachable from here, before anything runs again
         writers = [*build_writers(config.logging), *check_callbacks(callbacks)]
     except BaseException:
         store.close()

@@ -64,7 +64,7 @@ def _resume(args: argparse.Namespace) -> int:
     from firepbt.api import resume
 
     _importable(Path.cwd())
-    result = resume(args.run_dir, progress=not args.quiet)
+    result = resume(args.run_dir, progress=not args.quiet, storage=args.storage)
     print(result.describe())
     return 0
 
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("resume", help="continue a run that was killed, from its run directory")
     c.add_argument("run_dir")
     c.add_argument("--quiet", action="store_true", help="no live progress display")
+    c.add_argument(
+        "--storage", help="where the run's storage folder is now, if it was moved (path or URI)"
+    )
     c.set_defaults(func=_resume)
     s = sub.add_parser("status", help="show the population of a run directory")
     s.add_argument("run_dir")

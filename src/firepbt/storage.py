@@ -86,12 +86,15 @@ def check_options(storage: str | None, options: Any) -> None:
         )
 
 
+def absolute(location: str) -> str:
+    """``location`` as a store keeps it: an absolute path, or a URI without a trailing ``/``."""
+    return location.rstrip("/") if is_uri(location) else os.path.abspath(location)
+
+
 def run_root(storage: str, run_dir: Path) -> str:
     """A new run's own folder under ``storage``: the run directory's name and a random tag,
     so that runs sharing a storage never write over each other's checkpoints."""
-    if not is_uri(storage):
-        storage = os.path.abspath(storage)
-    return join(storage, f"{run_dir.name}-{secrets.token_hex(4)}")
+    return join(absolute(storage), f"{run_dir.name}-{secrets.token_hex(4)}")
 
 
 def use(root: str, options: dict[str, Any] | None) -> None:

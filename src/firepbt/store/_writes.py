@@ -45,6 +45,12 @@ class StoreWrites:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def move_storage(self, root: str) -> None:
+        """The run's storage folder is now at ``root`` (it was moved): checkpoint paths, kept
+        relative to it, are read there from now on."""
+        self.set_meta("storage", root)
+        self.__dict__.pop("root", None)  # StoreReads.root, cached
+
     def record_decision(self, d: Decision) -> int:
         """Commit a decision (and the member/lineage rows it implies) before it is acted on."""
         now = time.time()
