@@ -4,8 +4,9 @@ Node C, started in its own mount namespace with a private tmpfs over the runs' f
 a machine with a disk of its own. The controller runs in a fresh process that joins the cluster, as
 ``firepbt run`` on the head would.
 
-- On the head and B (which share this machine's disk), a synchronous PBT run records the same
-  decisions as in process, with segments on both nodes.
+- On the head and B (which share this machine's disk), a synchronous PBT run submitted as a Ray
+  job (``ray job submit -- firepbt run config.toml``) records the same decisions as in process,
+  with segments on both nodes.
 - A worker on C cannot see a run's storage path: the run stops before training, in one line
   naming the worker, its node and the path.
 - With the checkpoints in S3 (``tests/_s3.py``), and with no storage at all (C relays its
@@ -112,9 +113,13 @@ class Cluster:
         self.runs.mkdir()
         port = _free_port()
         self.address = f"127.0.0.1:{port}"
+        # the dashboard takes `ray job submit`
+        self.dashboard = f"http://127.0.0.1:{_free_port()}"
         self.head = _node(
             [RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--block"]
-            + ["--include-dashboard=false", "--node-ip-address=127.0.0.1"]
+            + ["--include-dashboard=true", "--dashboard-host=127.0.0.1"]
+            + [f"--dashboard-port={self.dashboard.rsplit(':', 1)[1]}"]
+            + ["--node-ip-address=127.0.0.1"]
         )
         self.b = self.join()
         _wait_for_nodes(self.address, 2)
@@ -229,27 +234,47 @@ def _tuned(hyperparameters: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in sorted(hyperparameters.items()) if k != "seconds"}
 
 
-def test_sync_pbt_on_two_nodes_matches_one_process(cluster: Cluster, tmp_path: Path) -> None:
-    code, err, run_dir = cluster.run("shared")
-    assert code == 0, err[-3000:]
-    in_process = tmp_path / "in-process"
-    firepbt.run(
-        TRAINABLE, IN_PROCESS, run_dir=in_process, executor="inprocess", progress=False, **OPTIONS
-    )
-    assert _decisions(run_dir) == _decisions(in_process)
-    assert len(_nodes_used(run_dir)) == 2  # segments ran on both nodes
-    store = Store.open(run_dir)
-    try:
-        assert store.failures() == []
-    finally:
-        store.close()
-
-
 def _nodes_used(run_dir: Path) -> set[str]:
     """The Ray nodes that ran a segment, from the workers' names (host/node-ID/pid-N)."""
     with sqlite3.connect(run_dir / "firepbt.sqlite") as c:
         workers = [w for (w,) in c.execute("SELECT worker FROM segments") if w]
     return {w.split("/")[1] for w in workers}
+
+
+def test_a_ray_job_runs_a_config_on_two_nodes_as_in_process(
+    cluster: Cluster, tmp_path: Path, in_process: dict[str, Path]
+) -> None:
+    """The controller as a Ray job (`ray job submit -- firepbt run config.toml`), the head and
+    B sharing the run directory's disk: the decisions made in process, segments on both nodes,
+    no failure."""
+    run_dir = cluster.runs / "job"
+    config = tmp_path / "job.toml"
+    config.write_text(
+        'trainable = "firepbt.examples.sleep:Sleep"\n'
+        f'run_dir = "{run_dir}"\n'
+        "[space]\n"
+        'x = { dist = "uniform", low = 0.0, high = 1.0 }\n'
+        f"seconds = {SPACE['seconds']}\n"
+        "[strategy]\npopulation = 4\nready_every = 10\n"
+        "[budget]\nsteps = 60\n"
+        '[executor]\nkind = "ray"\naddress = "auto"\nworkers = 2\n'
+    )
+    entrypoint = [sys.executable, "-m", "firepbt.cli", "run", config.name, "--quiet", "--seed", "5"]
+    done = subprocess.run(
+        [RAY, "job", "submit", "--address", cluster.dashboard, "--working-dir", str(tmp_path)]
+        + ["--", *entrypoint],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "succeeded" in done.stdout + done.stderr
+    store = Store.open(run_dir)
+    try:
+        assert store.meta("status") == "finished" and store.failures() == []
+        assert all(m.step == 60 for m in store.members())
+    finally:
+        store.close()
+    assert len(_nodes_used(run_dir)) == 2
+    assert _decisions(run_dir) == _decisions(in_process["pbt"])
 
 
 def test_a_controller_without_the_token_mode_is_told_in_one_line(cluster: Cluster) -> None:
