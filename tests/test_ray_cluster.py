@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _s3 import BUCKET, S3, start_s3
+from _s3 import BUCKET, S3
 
 import firepbt
 from firepbt import Store, Uniform
@@ -194,15 +194,6 @@ def _after_points(run_dir: Path, points: int, act: Callable[[], object], proc: A
             store.close()
         time.sleep(0.2)
     raise AssertionError(f"the run never reached {points} points")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
-    server = start_s3(tmp_path_factory.mktemp("s3") / "server.log")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _s3 import BUCKET, S3, start_s3
+from _s3 import BUCKET, S3
 
 import firepbt
 from firepbt import ConfigError, Store, Uniform
@@ -35,15 +34,6 @@ space = {"h0": Uniform(0.0, 1.0), "h1": Uniform(0.0, 1.0)}
 firepbt.run("firepbt.examples.toy:Toy", space, run_dir=sys.argv[2], progress=False,
             **json.loads(sys.argv[1]))
 """
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
-    server = start_s3(tmp_path_factory.mktemp("s3") / "server.log")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _env(s3: S3, **changed: str) -> dict[str, str]:

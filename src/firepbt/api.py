@@ -3,6 +3,7 @@ does) and ``resume``. The result they return is ``firepbt.results.RunResult``.""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -254,10 +255,11 @@ def _start(
     writers = [*build_writers(config.logging), *check_callbacks(callbacks)]
     # e.g. too few GPUs: refused before any file
     executor = executor or make_executor(config, resolved)
-    # Absolute: a worker on another node (a Ray actor) resolves a relative path elsewhere.
-    run_dir = (
-        Path(config.run_dir) if config.run_dir else default_run_dir(config.strategy)
-    ).absolute()
+    # Absolute and normalised (as the store's root is): a worker on another node (a Ray actor)
+    # resolves a relative path elsewhere.
+    run_dir = Path(
+        os.path.abspath(config.run_dir if config.run_dir else default_run_dir(config.strategy))
+    )
     by_value = dumps_by_value(cls) if kept_by_value(cls) else None  # before anything is made
     root = None
     if config.storage:  # checked before anything is made: a storage it cannot reach is refused
@@ -311,7 +313,7 @@ def resume(
         firepbt.errors.ResumeError: The stored config was changed after the run started.
         firepbt.errors.TrainableError: The trainable cannot be imported.
     """
-    run_dir = Path(run_dir).absolute()
+    run_dir = Path(os.path.abspath(run_dir))
     store = Store.open(run_dir)
     try:
         if storage is not None:

@@ -51,16 +51,14 @@ from firepbt.strategies import Strategy
 from firepbt.trainable import Trainable
 
 
-def _tell(
-    executor: Executor, run_dir: Path, root: str, started: Callable[[], None], runner: Runner
-) -> None:
+def _tell(executor: Executor, runner: Runner) -> None:
     """What an executor learns of the run before it starts workers."""
-    executor.on_started = started
+    executor.on_started = runner.progress.workers_started
     executor.on_waiting = partial(runner.store.set_meta, "waiting")  # why, or "" once it ends
     if runner.store.meta("waiting"):  # left by a run that was stopped while it waited
         runner.store.set_meta("waiting", "")
-    executor.log_dir, executor.run_dir = str(run_dir / "logs"), str(run_dir)
-    executor.checkpoint_root = root
+    executor.log_dir, executor.run_dir = str(runner.run_dir / "logs"), str(runner.run_dir)
+    executor.checkpoint_root = runner.checkpoints
     executor.worker_variables = storage.worker_variables()  # after store.root: its options
     executor.preload(runner.strategy.worker_modules)
 
@@ -110,7 +108,7 @@ class Runner:
         )
         self.training = TrainingNow(executor, store)
         self.checkpoints = store.root or str(self.run_dir)  # the root of checkpoint paths
-        _tell(executor, self.run_dir, self.checkpoints, self.progress.workers_started, self)
+        _tell(executor, self)
         self._callbacks = Dispatcher(callbacks, self._callback_failed)
         parts = (self.queue, self.ledger, self.progress, self._callbacks, self._apply, self._delete)
         self.failures = Failures(strategy, store, *parts, max_retries, self._evaluators)

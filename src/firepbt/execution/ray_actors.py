@@ -140,7 +140,6 @@ class RayExecutor(Executor):
         self._early: list[SegmentResult] = []  # failed at submit, handed back by the next wait
         self._home: dict[int, int] = {}  # member -> slot of the actor that last ran it
         self._probe: tuple[str, str] | None = None  # (folder, token) the actors must read
-        self.relayed_bytes = 0  # checkpoint bytes sent to or from relaying actors
 
     @property
     def capacity(self) -> int:
@@ -207,11 +206,10 @@ class RayExecutor(Executor):
         index = self._choose(segment)
         slot = self._slots[index]
         try:
-            source, sent = _relayed_source(self._ray, slot, segment)
+            source = _relayed_source(self._ray, slot, segment)
         except CheckpointError as e:
             self._early.append(died(segment, str(e), kind=FailureKind.SOURCE_UNREADABLE))
             return
-        self.relayed_bytes += sent
         try:
             ref = slot.actor.run.remote(segment, source, slot.relay)
         except Exception as e:  # e.g. the segment cannot be pickled
@@ -266,9 +264,7 @@ class RayExecutor(Executor):
         slot = self._slots[index]
         try:
             if slot.relay:  # its node cannot write the run directory: its bytes come here
-                data = _fetched(self._ray, slot.actor, worker, path)
-                self.relayed_bytes += len(data)
-                return write_bytes(path, data)
+                return write_bytes(path, _fetched(self._ray, slot.actor, worker, path))
             sha, error = self._ray.get(slot.actor.flush.remote(path), timeout=FLUSH_TIMEOUT)
         except CheckpointError:
             raise
@@ -325,7 +321,6 @@ class RayExecutor(Executor):
                 write_bytes(result.checkpoint.path, relayed)
             except CheckpointError as e:
                 return died(segment, str(e), kind=FailureKind.CHECKPOINT)
-            self.relayed_bytes += len(relayed)
         if result.failure is None:
             self._home[segment.member] = run.slot
         elif self._home.get(segment.member) == run.slot:
@@ -380,14 +375,13 @@ class RayExecutor(Executor):
         return results
 
 
-def _relayed_source(ray: Any, slot: _Slot, segment: Segment) -> tuple[Any, int]:
-    """(the segment's source in Ray's object store, its size) for a relaying worker that does
-    not hold it, else (None, 0)."""
+def _relayed_source(ray: Any, slot: _Slot, segment: Segment) -> Any:
+    """The segment's source in Ray's object store, for a relaying worker that does not hold it
+    (else None)."""
     source = segment.source
     if not slot.relay or source is None or source.holder == slot.name:
-        return None, 0
-    data = read_verified(source.path, source.sha256)
-    return ray.put(data), len(data)
+        return None
+    return ray.put(read_verified(source.path, source.sha256))
 
 
 def _fetched(ray: Any, actor: Any, worker: str, path: str) -> bytes:

@@ -30,8 +30,8 @@ def join_ray(ray: Any, address: str | None, workers: int, cpus: float) -> bool:
 def check_resources(ray: Any, workers: int, cpus: float, gpus: float) -> int:
     """Warn when the cluster has too few CPUs for every worker; refuse too few GPUs. How many
     workers its CPUs hold now."""
-    need = workers * cpus
-    have = float(ray.cluster_resources().get("CPU", 0.0))
+    need, resources = workers * cpus, ray.cluster_resources()
+    have = float(resources.get("CPU", 0.0))
     if have < need:
         warnings.warn(
             f"the Ray cluster has {have:g} CPUs but {workers} workers × {cpus:g} CPUs need "
@@ -39,7 +39,7 @@ def check_resources(ray: Any, workers: int, cpus: float, gpus: float) -> int:
             "nodes), and so do their segments",
             stacklevel=4,
         )
-    have_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+    have_gpus = float(resources.get("GPU", 0.0))
     if gpus and have_gpus < gpus:
         raise ConfigError(
             f"gpus_per_worker: each worker asks Ray for {gpus:g} GPU(s), but the Ray cluster "
