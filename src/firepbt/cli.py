@@ -71,18 +71,19 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from firepbt import storage
-    from firepbt.display import fire_section, schedule_table, status_table
+    from firepbt.display import best_result, fire_section, schedule_table, status_table
     from firepbt.store import Store
 
     store = Store.open(args.run_dir)
     try:
         width = shutil.get_terminal_size((140, 24)).columns  # wide enough when piped
         console = Console(width=width)
-        console.print(status_table(store))
-        best_schedule = schedule_table(store)
+        result, full = best_result(store), args.full
+        console.print(status_table(store, result, full=full))
+        best_schedule = schedule_table(store, result, full=full)
         if best_schedule is not None:
             console.print(best_schedule)
-        for part in fire_section(store):
+        for part in fire_section(store, full=full):
             console.print(part)
         live = [path for path, *_ in store.live_checkpoints()]
         on_disk, held = sum(storage.exists(p) for p in live), len(store.held_checkpoints())
@@ -96,10 +97,10 @@ def _status(args: argparse.Namespace) -> int:
                 "again from the last checkpoints on disk)"
             )
         print(line)
-        failures = store.failures()
-        if failures:
-            print(f"\n{len(failures)} failure(s) / warning(s) recorded; latest:")
-            for member, step, kind, message in failures[-5:]:
+        recorded = sum(store.failure_counts().values())
+        if recorded:
+            print(f"\n{recorded} failure(s) / warning(s) recorded; latest:")
+            for member, step, kind, message in store.failures(last=None if full else 3):
                 who = f"member {member}" if member >= 0 else "the run"  # e.g. a callback's start
                 print(printable(f"  {who} at step {step}: [{kind}] {message}"))
     finally:
@@ -208,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_resume)
     s = sub.add_parser("status", help="show the population of a run directory")
     s.add_argument("run_dir")
+    s.add_argument(
+        "--full",
+        action="store_true",
+        help="every worker, schedule stretch, hand-over and failure (by default a long run is "
+        "folded to fit a terminal)",
+    )
     s.set_defaults(func=_status)
     r = sub.add_parser("replay", help="train fresh members from scratch along a found schedule")
     r.add_argument("run_dir")

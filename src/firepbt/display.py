@@ -4,7 +4,9 @@ the schedule of the best member."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +19,7 @@ from firepbt.control.lock import LOCK_FILE
 from firepbt.control.progress import RunProgress
 from firepbt.errors import ConfigError
 from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_summary
+from firepbt.lineage import ScheduleEntry
 from firepbt.results import RunResult, result_from_store
 from firepbt.store import MemberRow, Role, Store, pid_alive
 from firepbt.text import printable
@@ -68,35 +71,36 @@ class LiveProgress:
         self._bar.update(self._task, completed=p.mean_step, info=info)
 
 
-def status_table(store: Store) -> Table:
+# ``firepbt status`` fits a terminal by default (``--full`` prints everything): at most this many
+# member rows, schedule stretches and hand-overs.
+MEMBER_ROWS = 8
+SCHEDULE_ROWS = 8
+HANDOVER_ROWS = 3
+RANKED_PARENTS = 8  # the fitness ranking fits one curve per parent (a GP): ~0.1 s each
+# Consecutive stretches of a folded schedule are merged while every numeric hyperparameter stays
+# within this share of the merged stretch's first value (and every other one is equal).
+SCHEDULE_SHARE = 0.25
+
+
+def status_table(store: Store, result: RunResult | None = None, *, full: bool = False) -> Table:
     """One row per member: status, step, latest score, best score, hyperparameters, exploits.
 
-    The current best member is marked with ★; a "role" column (P1, P2, …, evaluator) appears when
-    the run has evaluators or more than one sub-population.
+    The current best member (``result``, read from the store when not given) is marked with ★;
+    a "role" column (P1, P2, …, evaluator) appears when the run has evaluators or more than one
+    sub-population. Unless ``full``, a population of more than ``MEMBER_ROWS`` shows its best
+    members by latest score, and a caption counts the others.
     """
     config = store.config()
     mode = config.get("mode", "max")
-    latest: dict[int, float] = {}
-    best: dict[int, float] = {}
-    for member, point in store.points():
-        latest[member] = point.score
-        if math.isfinite(point.score):
-            old = best.get(member)
-            better = old is None or (point.score > old if mode == "max" else point.score < old)
-            if better:
-                best[member] = point.score
-    exploits: dict[int, int] = {}
-    for d in store.decisions():
-        if d.kind == "exploit" and d.donor != d.member:
-            exploits[d.member] = exploits.get(d.member, 0) + 1
-    failures: dict[int, int] = {}
-    for member, *_ in store.failures():
-        failures[member] = failures.get(member, 0) + 1
+    latest = {m: p.score for m, p in store.latest_points().items()}
+    best = store.best_scores(minimise=mode == "min")
+    exploits = store.exploit_counts()
+    failures = store.failure_counts()
     members = store.members()
     show_role = any(m.role is Role.EVALUATOR for m in members) or (
         len({m.subpopulation for m in members if m.role is Role.MEMBER}) > 1
     )
-    result = best_result(store)
+    result = result if result is not None else best_result(store)
     best_member = None if result is None else result.best_member
     state = store.meta("status")
     live = state == "running" and _driven(store)
@@ -108,7 +112,8 @@ def status_table(store: Store) -> Table:
         f"{config.get('strategy', '?')} · {config.get('trainable', '?')} · "
         f"status: {state} · mode {mode}"
     )
-    table = Table(title=title)
+    shown, caption = (members, None) if full else _fold_members(members, latest, best_member, mode)
+    table = Table(title=title, caption=caption)
     columns = ["member", *(["role"] if show_role else []), "status", "step", "latest", "best"]
     columns += ["hyperparameters", "exploits", "failures"]
     for col in columns:
@@ -118,7 +123,7 @@ def status_table(store: Store) -> Table:
     # While the run runs, a training member without a segment on a worker waits for one.
     running = store.meta("running") if live else None
     on_workers = {int(x) for x in running.split(",") if x} if running is not None else None
-    for m in members:
+    for m in shown:
         marker = f"{BEST_MARK} {m.id}" if m.id == best_member else str(m.id)
         queued = on_workers is not None and m.status.value == "training" and m.id not in on_workers
         table.add_row(
@@ -135,48 +140,167 @@ def status_table(store: Store) -> Table:
     return table
 
 
-def schedule_table(store: Store) -> Table | None:
+def _fold_members(
+    members: list[MemberRow], latest: Mapping[int, float], best: int | None, mode: str
+) -> tuple[list[MemberRow], str | None]:
+    """The rows a terminal shows: every worker of a small population; else the best
+    ``MEMBER_ROWS`` members by latest score (the best member among them), best first, and a
+    caption counting the others by role and status."""
+    if len(members) <= MEMBER_ROWS + 2:
+        return members, None
+    sign = -1.0 if mode == "min" else 1.0
+
+    def rank(m: MemberRow) -> tuple[bool, bool, float, int]:
+        score = latest.get(m.id, math.nan)
+        finite = math.isfinite(score)
+        return (m.id != best, not finite, -sign * score if finite else 0.0, m.id)
+
+    candidates = sorted((m for m in members if m.role is Role.MEMBER), key=rank)
+    shown = candidates[:MEMBER_ROWS]
+    hidden = [m for m in members if m not in shown]
+    kinds = Counter(
+        f"{'evaluators' if m.role is Role.EVALUATOR else 'members'} {m.status.value}"
+        for m in hidden
+    )
+    folded = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    caption = f"the {len(shown)} best members by latest score; also {folded} (--full: all)"
+    return shown, caption
+
+
+def schedule_table(
+    store: Store, result: RunResult | None = None, *, full: bool = False
+) -> Table | None:
     """The hyperparameter schedule behind the current best member's weights: one row per range of
     steps, with the worker that trained it ("evaluator" when an evaluator did). None while no
-    member has a finite score."""
-    result = best_result(store)
+    member has a finite score. Unless ``full``, a long schedule is folded (``fold_schedule``)."""
+    result = result if result is not None else best_result(store)
     if result is None:
         return None
     roles = {m.id: m.role for m in store.members()}
     metric = store.config().get("metric") or "score"
+    rows, note = (
+        ([_Row.of(e) for e in result.schedule], "") if full else fold_schedule(result.schedule)
+    )
+    caption = f"{metric} {_num(result.best_score)} at step {result.best_step}"
     table = Table(
         title=f"schedule of the best member (member {result.best_member})",
-        caption=_shown(f"{metric} {_num(result.best_score)} at step {result.best_step}"),
+        caption=_shown(caption + (f"\n{note}" if note else "")),
     )
     for col in ("from step", "to step", "trained by", "hyperparameters"):
         table.add_column(col, justify="right" if "step" in col else "left")
-    for e in result.schedule:
-        by = str(e.member)
-        if roles.get(e.member) is Role.EVALUATOR:
-            by += " (evaluator)"
-        table.add_row(str(e.from_step), str(e.to_step), by, _fmt_h(e.hyperparameters))
+    for r in rows:
+        if r.folded:
+            table.add_row("…", "…", "", _shown(r.folded))
+            continue
+        if len(r.workers) == 1:
+            (w,) = r.workers
+            by = str(w) + (" (evaluator)" if roles.get(w) is Role.EVALUATOR else "")
+        else:
+            by = f"{len(r.workers)} workers"
+        table.add_row(str(r.start), str(r.end), by, _shown(r.text))
     return table
 
 
-def fire_section(store: Store) -> list[Table | str]:
+@dataclass
+class _Row:
+    """A row of a folded schedule: stretches merged into one range of steps, the workers that
+    trained it and each hyperparameter's range; or ``folded``, a line standing for many."""
+
+    start: int
+    end: int
+    workers: list[int]
+    first: dict[str, Any]  # the values the row starts with
+    low: dict[str, Any]
+    high: dict[str, Any]
+    folded: str = ""
+
+    @classmethod
+    def of(cls, e: ScheduleEntry) -> _Row:
+        h = dict(e.hyperparameters)
+        return cls(e.from_step, e.to_step, [e.member], h, dict(h), dict(h))
+
+    def takes(self, e: ScheduleEntry) -> bool:
+        """Whether ``e`` stays within ``SCHEDULE_SHARE`` of this row's first values."""
+        if set(e.hyperparameters) != set(self.low):
+            return False
+        for k, v in e.hyperparameters.items():
+            first = self.first[k]
+            if _is_number(v) and _is_number(first):
+                if abs(float(v) - float(first)) > SCHEDULE_SHARE * abs(float(first)):
+                    return False
+            elif v != first:
+                return False
+        return True
+
+    def add(self, e: ScheduleEntry) -> None:
+        self.end = e.to_step
+        if e.member not in self.workers:
+            self.workers.append(e.member)
+        for k, v in e.hyperparameters.items():
+            if _is_number(v):
+                self.low[k] = min(self.low[k], v)
+                self.high[k] = max(self.high[k], v)
+
+    @property
+    def text(self) -> str:
+        return ", ".join(
+            f"{k}={_value(v)}" if self.high[k] == v else f"{k}={_value(v)}–{_value(self.high[k])}"
+            for k, v in self.low.items()
+        )
+
+
+def fold_schedule(schedule: list[ScheduleEntry]) -> tuple[list[_Row], str]:
+    """A schedule that fits a terminal, and a note saying how it was folded ("" when it is
+    shown whole): consecutive stretches whose numeric hyperparameters stay within
+    ``SCHEDULE_SHARE`` of the first are merged (each value shown as a range); if more than
+    ``SCHEDULE_ROWS`` rows remain, the first few and the last ones are kept, with one row
+    saying how many stretches are folded between them."""
+    if len(schedule) <= SCHEDULE_ROWS:
+        return [_Row.of(e) for e in schedule], ""
+    rows: list[_Row] = []
+    for e in schedule:
+        if rows and rows[-1].takes(e):
+            rows[-1].add(e)
+        else:
+            rows.append(_Row.of(e))
+    note = f"{len(schedule)} stretches, merged where values stay within {SCHEDULE_SHARE:.0%}"
+    if len(rows) > SCHEDULE_ROWS:
+        head, tail = rows[:3], rows[-(SCHEDULE_ROWS - 4) :]
+        middle = rows[3 : len(rows) - len(tail)]
+        folded = f"{len(middle)} rows folded (steps {middle[0].start}–{middle[-1].end})"
+        hidden = _Row(middle[0].start, middle[-1].end, [], {}, {}, {}, folded)
+        rows = [*head, hidden, *tail]
+    return rows, note + " (--full: all)"
+
+
+def fire_section(store: Store, *, full: bool = False) -> list[Table | str]:
     """What FIRE PBT's evaluators did, per parent sub-population: assignments and how each
-    evaluation ended, the hand-overs, and the fitness ranking (nothing for other strategies)."""
-    summary = fire_summary(store)
+    evaluation ended, the hand-overs, and the fitness ranking (nothing for other strategies).
+    Unless ``full``: counts that are zero left out, the last ``HANDOVER_ROWS`` hand-overs, and
+    the ranking only of sub-populations with at most ``RANKED_PARENTS`` parents to fit."""
+    summary = fire_summary(store, ranking=True if full else RANKED_PARENTS)
     if summary is None:
         return []
-    out: list[Table | str] = [evaluations_table(summary)]
-    if summary.handovers:
-        handovers = Table(title="FIRE hand-overs (the target trains on from the evaluator's step)")
+    out: list[Table | str] = [evaluations_table(summary, full=full)]
+    every = [(sp.name, h) for sp in summary.subpopulations for h in sp.handovers]
+    if every:
+        shown = every if full else sorted(every, key=lambda x: x[1].step)[-HANDOVER_ROWS:]
+        caption = None
+        if len(shown) < len(every):
+            caption = f"the last {len(shown)} of {len(every)} (--full: all)"
+        handovers = Table(title="FIRE hand-overs (targets train on from there)", caption=caption)
         for col in ("parents", "step", "evaluator", "weights of parent", "target"):
             handovers.add_column(col, justify="left" if col == "parents" else "right")
-        for sp in summary.subpopulations:
-            for h in sp.handovers:
-                handovers.add_row(
-                    sp.name, str(h.step), str(h.evaluator), _opt(h.parent), str(h.target)
-                )
+        for name, h in shown:
+            handovers.add_row(name, str(h.step), str(h.evaluator), _opt(h.parent), str(h.target))
         out.append(handovers)
     for sp in summary.subpopulations:
-        if sp.ranking:
+        if sp.unranked:
+            out.append(
+                f"{sp.name} {RANKING_NOTE}: {sp.unranked} parents to fit, one curve each "
+                "(firepbt status --full ranks them)"
+            )
+        elif sp.ranking:
             ranks = " > ".join(f"{r.member} ({r.fitness:.3g})" for r in sp.ranking)
             out.append(f"{sp.name} {RANKING_NOTE}: {_shown(ranks)}")
         else:
@@ -187,16 +311,21 @@ def fire_section(store: Store) -> list[Table | str]:
     return out
 
 
-def evaluations_table(summary: FireSummary) -> Table:
+def evaluations_table(summary: FireSummary, *, full: bool = True) -> Table:
     """One row per parent sub-population: evaluator assignments, how many still run, and how
-    the others ended, by kind."""
+    the others ended, by kind (unless ``full``, the kinds that never happened left out)."""
     # One row per count and one column per parent sub-population: it fits a narrow terminal.
-    table = Table(title="FIRE evaluations")
+    counts = [sp.counts() for sp in summary.subpopulations]
+    rows = [(i, name) for i, name in enumerate(COUNT_COLUMNS) if full or any(c[i] for c in counts)]
+    left_out = len(COUNT_COLUMNS) - len(rows)
+    table = Table(
+        title="FIRE evaluations",
+        caption=f"{left_out} kinds of ending at 0 left out" if left_out else None,
+    )
     table.add_column("by parent sub-population", justify="left")
     for sp in summary.subpopulations:
         table.add_column(sp.name, justify="right")
-    counts = [sp.counts() for sp in summary.subpopulations]
-    for i, name in enumerate(COUNT_COLUMNS):
+    for i, name in rows:
         table.add_row(name, *(str(c[i]) for c in counts))
     return table
 
@@ -236,6 +365,14 @@ def _shown(text: object) -> str:
     """Text from the run (names, values, messages) for a rich table: control characters and
     markup escaped."""
     return escape(printable(str(text)))
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _value(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _opt(x: int | None) -> str:

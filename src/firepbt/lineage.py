@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from firepbt.space import Hyperparameters
-from firepbt.store import SegmentRow, SegmentStatus, Store
+from firepbt.store import SegmentRow, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +33,12 @@ class ScheduleEntry:
 def segment_chain(store: Store, member: int, step: int | None = None) -> list[SegmentRow]:
     """The segments that produced ``member``'s latest weights (or its weights at ``step``, the
     last time it reached that step), oldest first."""
-    done = [s for s in store.segments(member) if s.status is SegmentStatus.DONE]
-    if step is not None:
-        done = [s for s in done if s.end_step == step]
-        if not done:
+    last = store.last_done_segment(member, step)
+    if last is None:
+        if step is not None:
             raise ValueError(f"member {member} never finished a segment at step {step}")
-    if not done:
         return []
-    by_id = {s.id: s for s in store.segments()}
-    chain = []
-    current: SegmentRow | None = done[-1]
-    while current is not None:
-        chain.append(current)
-        current = by_id.get(current.source_segment) if current.source_segment is not None else None
-    return chain[::-1]
+    return store.chain(last.id)
 
 
 def schedule(

@@ -117,11 +117,9 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
     """The best member among those that finished (or are training, for a partial run)."""
     config = store.config()
     mode = Mode(config.get("mode", "max"))
-    last: dict[int, tuple[int, float]] = {}
-    metrics: dict[int, dict[str, float]] = {}
-    for member, point in store.points():
-        last[member] = (point.step, point.score)
-        metrics[member] = point.metrics
+    latest = store.latest_points()
+    last = {member: (p.step, p.score) for member, p in latest.items()}
+    metrics = {member: p.metrics for member, p in latest.items()}
     usable = {
         m.id: m
         for m in store.members()
@@ -136,8 +134,8 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
         raise ConfigError(f"{run_dir}: no member has a finite score yet")
     _, best_step, best = max(candidates, key=lambda c: (c[0], c[1], -c[2]))
     chain = schedule(store, best)
-    segments = [s for s in store.segments(best) if s.status.value == "done"]
-    checkpoint = store.checkpoint_of_segment(segments[-1].id) if segments else None
+    final = store.last_done_segment(best)
+    checkpoint = store.checkpoint_of_segment(final.id) if final is not None else None
     wall = store.meta("wall_seconds")
     return RunResult(
         run_dir=run_dir,
@@ -156,11 +154,7 @@ def result_from_store(store: Store, run_dir: Path) -> RunResult:
             for w in [
                 no_handover_warning(store),
                 _missing_test_metric(config, metrics),
-                *(
-                    m
-                    for _, _, kind, m in store.failures()
-                    if kind in (WarningKind.UNUSED, WarningKind.TRAINABLE)
-                ),
+                *(m for *_, m in store.failures((WarningKind.UNUSED, WarningKind.TRAINABLE))),
             ]
             if w is not None
         ),

@@ -100,6 +100,7 @@ class SubpopulationSummary:
     endings: Mapping[str, int]  # every label of ENDING_LABELS, in that order
     handovers: tuple[HandoverRecord, ...]
     ranking: tuple[Rank, ...]  # best first; empty when fewer than 2 members have a curve
+    unranked: int = 0  # parents with a curve left unranked: more than the summary was to fit
 
     @property
     def name(self) -> str:
@@ -142,15 +143,16 @@ def is_fire(store: Store) -> bool:
     )
 
 
-def fire_summary(store: Store, *, ranking: bool = True) -> FireSummary | None:
+def fire_summary(store: Store, *, ranking: bool | int = True) -> FireSummary | None:
     """The evaluators' record of a FIRE PBT run; None for any other run. ``ranking=False`` skips
-    the fitness ranking (one GP fit per parent member)."""
+    the fitness ranking (one GP fit per parent member); a number ranks only the sub-populations
+    with at most that many parents to fit."""
     if not is_fire(store):
         return None
     config = store.config()
     options = dict(config.get("strategy_options") or {})
     members = {m.id: m for m in store.members()}
-    decisions = store.decisions()
+    decisions = store.decisions(kinds=("assign", "handover", "release"))
     evaluations, handovers = _evaluations(decisions, store.assignment_targets(), members)
     mode = Mode(config.get("mode", "max"))
     parents = sorted(
@@ -161,6 +163,8 @@ def fire_summary(store: Store, *, ranking: bool = True) -> FireSummary | None:
     for sp in parents:
         mine = [e for e in evaluations if e.subpopulation == sp]
         counts = Counter(e.label for e in mine if not e.active)
+        latest = _latest(sp, members, evaluations)
+        fit = ranking is True or (ranking is not False and len(latest) <= ranking)
         subs.append(
             SubpopulationSummary(
                 subpopulation=sp,
@@ -170,7 +174,8 @@ def fire_summary(store: Store, *, ranking: bool = True) -> FireSummary | None:
                 handovers=tuple(
                     h for h in handovers if h.parent is not None and _sp(members, h.parent) == sp
                 ),
-                ranking=_ranking(store, sp, members, evaluations, mode) if ranking else (),
+                ranking=_ranking(store, latest, evaluations, mode) if fit else (),
+                unranked=0 if fit else len(latest),
             )
         )
     return FireSummary(
@@ -255,21 +260,27 @@ def _assignment_segments(
     return groups
 
 
-def _ranking(
-    store: Store,
-    sp: int,
-    members: Mapping[int, Any],
-    evaluations: Sequence[Evaluation],
-    mode: Mode,
-) -> tuple[Rank, ...]:
-    """Rank the live members of parent sub-population ``sp`` by FIRE fitness on the curve of
-    each one's latest evaluator assignment (scores oriented so that higher is better)."""
+def _latest(
+    sp: int, members: Mapping[int, Any], evaluations: Sequence[Evaluation]
+) -> dict[int, Evaluation]:
+    """Each live member of parent sub-population ``sp`` that was evaluated: its latest
+    evaluation."""
     live = {
         m.id
         for m in members.values()
         if m.role is Role.MEMBER and m.subpopulation == sp and m.status is not MemberStatus.FAILED
     }
-    latest = {e.parent: e for e in evaluations if e.parent in live}
+    return {e.parent: e for e in evaluations if e.parent in live}
+
+
+def _ranking(
+    store: Store,
+    latest: Mapping[int, Evaluation],
+    evaluations: Sequence[Evaluation],
+    mode: Mode,
+) -> tuple[Rank, ...]:
+    """Rank parents by FIRE fitness on the curve of each one's latest evaluator assignment
+    (``latest``; scores oriented so that higher is better)."""
     if len(latest) < 2:
         return ()
     fitted: dict[int, curves.Curve] = {}
@@ -300,9 +311,8 @@ def _curve(
     )
     index = next(i for i, x in enumerate(mine) if x is e)
     by_step: dict[int, float] = {}
-    for _, point in store.points(e.parent):
-        if point.step == e.start_step:
-            by_step[point.step] = point.score
+    for point in store.points_at(e.parent, e.start_step):
+        by_step[point.step] = point.score
     end = math.inf if e.end_step is None else e.end_step
     for seg in groups[index]:
         for p in store.segment_points(seg.id):

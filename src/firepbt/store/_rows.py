@@ -45,6 +45,19 @@ CREATE TABLE IF NOT EXISTS events(
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, segment INTEGER NOT NULL);
 """
 
+# The indexes the readers' queries need, so that each reads what it asks for rather than a whole
+# table (a report on a long run asked for each segment's points: quadratic without them). Older
+# stores gain them when opened.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS points_segment ON points(segment);
+CREATE INDEX IF NOT EXISTS points_score ON points(member, score);
+CREATE INDEX IF NOT EXISTS segments_member ON segments(member, status, start_step, end_step);
+CREATE INDEX IF NOT EXISTS decisions_kind ON decisions(kind, member, donor);
+CREATE INDEX IF NOT EXISTS checkpoints_segment ON checkpoints(segment);
+CREATE INDEX IF NOT EXISTS checkpoints_live ON checkpoints(path) WHERE deleted IS NULL;
+CREATE INDEX IF NOT EXISTS failures_member ON failures(member);
+"""
+
 # Checkpoints made held in a worker's memory (``written``: written out since); a row is kept for
 # good, so that a resume knows how each checkpoint was made. Older stores gain it when opened.
 HELD_SCHEMA = (

@@ -26,6 +26,7 @@ from firepbt.store._rows import (
     _SCHEMA,
     DECISION_TARGET_COLUMN,
     HELD_SCHEMA,
+    INDEXES,
     SCHEMA_VERSION,
     STORE_FILE,
 )
@@ -127,7 +128,7 @@ class Store(StoreReads, StoreWrites):
         temporary = run_dir / f".{STORE_FILE}.{os.getpid()}.{time.monotonic_ns()}.creating"
         try:
             conn = cls._connect(temporary)
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + INDEXES)
             conn.execute(HELD_SCHEMA)
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -186,6 +187,7 @@ class Store(StoreReads, StoreWrites):
         columns = {row[1] for row in store._conn.execute("PRAGMA table_info(decisions)")}
         if "target" not in columns:
             store._conn.execute(DECISION_TARGET_COLUMN)
+        store._conn.executescript(INDEXES)
         return store
 
     @staticmethod
