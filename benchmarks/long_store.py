@@ -77,7 +77,10 @@ class _Writer:
             member, start, end, h, prior[0] if prior else None, prior[2] if prior else None
         )
         path = str(
-            self.run_dir / "checkpoints" / f"member-{member:04d}" / f"step-{end:08d}-seg-{seg_id}.ckpt"
+            self.run_dir
+            / "checkpoints"
+            / f"member-{member:04d}"
+            / f"step-{end:08d}-seg-{seg_id}.ckpt"
         )
         segment = Segment(seg_id, member, 0, start, end, READY, h, None, path, Trainable)
         if self.rng.random() < 0.0005:  # a failed attempt, then the retry that finishes
@@ -90,7 +93,9 @@ class _Writer:
         score = loss if self.rng.random() > 0.0002 else math.nan
         points = (Point(end, score, {"loss": score, "expected_loss": loss}),)
         if not math.isfinite(score):
-            self.store.record_warning(member, seg_id, end, "nan_metric", "score is nan: it ranks worst")
+            self.store.record_warning(
+                member, seg_id, end, "nan_metric", "score is nan: it ranks worst"
+            )
         ref = CheckpointRef(path, "0" * 64, member, end, seg_id)
         self.store.segment_done(
             SegmentResult(segment, points, ref, 4096, worker=f"pid-{member % 16}", finished=1.0)
@@ -154,7 +159,7 @@ def write_long_store(
 
 def _evolve(store: Store, w: _Writer, by_sp: dict[int, list[int]], step: int, rng) -> None:
     """Each sub-population's bottom quarter copies a top-quarter member and perturbs lr."""
-    for sp, group in by_sp.items():
+    for group in by_sp.values():
         ranked = sorted(group, key=lambda m: w.loss[m])
         quarter = max(1, len(ranked) // 4)
         for m in ranked[-quarter:]:
@@ -186,7 +191,7 @@ def _evaluators(
 ) -> None:
     """Evaluators that are done hand over (one in five) or are released; idle ones are assigned
     a parent (P2 and above) and the best child's hyperparameters as the target."""
-    for e, (parent, target, left) in list(evaluating.items()):
+    for e, (_, target, left) in list(evaluating.items()):
         if left > 0:
             store.record_decision(Continue(e, step, step + READY))
             continue
@@ -211,7 +216,15 @@ def _evaluators(
         w.loss[e] = w.loss[parent]
         w.last[e] = w.last[parent]
         store.record_decision(
-            Assign(e, parent, target, Weights(parent, step, w.h[parent]), w.h[e], e, step + READY,
-                   f"evaluate parent {parent} for target {target}")  # fmt: skip
+            Assign(
+                e,
+                parent,
+                target,
+                Weights(parent, step, w.h[parent]),
+                w.h[e],
+                e,
+                step + READY,
+                f"evaluate parent {parent} for target {target}",
+            )  # fmt: skip
         )
         evaluating[e] = (parent, target, rng.randint(4, 14))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from firepbt.cli import main
-from firepbt.display import SCHEDULE_ROWS, fold_schedule
-from firepbt.lineage import ScheduleEntry, schedule
+from firepbt.display import SCHEDULE_ROWS
+from firepbt.lineage import ScheduleEntry, fold_schedule, schedule
 from firepbt.store import SegmentStatus, Store
 from firepbt.store._rows import INDEXES
 
@@ -38,7 +39,7 @@ def long_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _index_names() -> list[str]:
-    return [line.split()[5] for line in INDEXES.strip().splitlines()]
+    return re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", INDEXES)
 
 
 def _plan(store: Store, call) -> str:
@@ -174,13 +175,13 @@ def test_a_folded_schedule_covers_every_step_in_order() -> None:
         )
         for i in range(200)
     ]
-    rows, note = fold_schedule(entries)
+    rows, note = fold_schedule(entries, SCHEDULE_ROWS)
     assert len(rows) <= SCHEDULE_ROWS and "200 stretches" in note
     assert rows[0].start == 0 and rows[-1].end == 2000
     assert all(a.end == b.start for a, b in zip(rows, rows[1:], strict=False))
     assert sum(1 for r in rows if r.folded) == 1
     short = entries[:SCHEDULE_ROWS]
-    rows, note = fold_schedule(short)
+    rows, note = fold_schedule(short, SCHEDULE_ROWS)
     assert note == "" and [(r.start, r.end) for r in rows] == [
         (e.from_step, e.to_step) for e in short
     ]

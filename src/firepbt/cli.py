@@ -141,10 +141,17 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from firepbt.report import table_one, write_report
+    from firepbt.report import reading, table_one, write_report
+    from firepbt.store import Store, bulk_reading
 
-    print(write_report(args.run_dir, args.out))
-    print(printable(table_one_text(table_one(args.run_dir))))
+    store = Store.open(args.run_dir)
+    try:
+        with reading(store), bulk_reading():  # the page and the lines below read it once
+            out = args.out if args.out is not None else Path(args.run_dir) / "report"
+            print(write_report(store, out))
+            print(printable(table_one_text(table_one(store))))
+    finally:
+        store.close()
     return 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +18,7 @@ from firepbt.control.lock import LOCK_FILE
 from firepbt.control.progress import RunProgress
 from firepbt.errors import ConfigError
 from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, FireSummary, fire_summary
-from firepbt.lineage import ScheduleEntry
+from firepbt.lineage import fold_schedule
 from firepbt.results import RunResult, result_from_store
 from firepbt.store import MemberRow, Role, Store, pid_alive
 from firepbt.text import printable
@@ -74,12 +73,9 @@ class LiveProgress:
 # ``firepbt status`` fits a terminal by default (``--full`` prints everything): at most this many
 # member rows, schedule stretches and hand-overs.
 MEMBER_ROWS = 8
-SCHEDULE_ROWS = 8
+SCHEDULE_ROWS = 8  # rows of a folded schedule (lineage.fold_schedule)
 HANDOVER_ROWS = 3
 RANKED_PARENTS = 8  # the fitness ranking fits one curve per parent (a GP): ~0.1 s each
-# Consecutive stretches of a folded schedule are merged while every numeric hyperparameter stays
-# within this share of the merged stretch's first value (and every other one is equal).
-SCHEDULE_SHARE = 0.25
 
 
 def status_table(store: Store, result: RunResult | None = None, *, full: bool = False) -> Table:
@@ -172,19 +168,18 @@ def schedule_table(
 ) -> Table | None:
     """The hyperparameter schedule behind the current best member's weights: one row per range of
     steps, with the worker that trained it ("evaluator" when an evaluator did). None while no
-    member has a finite score. Unless ``full``, a long schedule is folded (``fold_schedule``)."""
+    member has a finite score. Unless ``full``, a long schedule is folded
+    (:func:`firepbt.lineage.fold_schedule`)."""
     result = result if result is not None else best_result(store)
     if result is None:
         return None
     roles = {m.id: m.role for m in store.members()}
     metric = store.config().get("metric") or "score"
-    rows, note = (
-        ([_Row.of(e) for e in result.schedule], "") if full else fold_schedule(result.schedule)
-    )
+    rows, note = fold_schedule(result.schedule, rows=None if full else SCHEDULE_ROWS)
     caption = f"{metric} {_num(result.best_score)} at step {result.best_step}"
     table = Table(
         title=f"schedule of the best member (member {result.best_member})",
-        caption=_shown(caption + (f"\n{note}" if note else "")),
+        caption=_shown(caption + (f"\n{note} (--full: all)" if note else "")),
     )
     for col in ("from step", "to step", "trained by", "hyperparameters"):
         table.add_column(col, justify="right" if "step" in col else "left")
@@ -197,80 +192,8 @@ def schedule_table(
             by = str(w) + (" (evaluator)" if roles.get(w) is Role.EVALUATOR else "")
         else:
             by = f"{len(r.workers)} workers"
-        table.add_row(str(r.start), str(r.end), by, _shown(r.text))
+        table.add_row(str(r.start), str(r.end), by, _shown(r.text()))
     return table
-
-
-@dataclass
-class _Row:
-    """A row of a folded schedule: stretches merged into one range of steps, the workers that
-    trained it and each hyperparameter's range; or ``folded``, a line standing for many."""
-
-    start: int
-    end: int
-    workers: list[int]
-    first: dict[str, Any]  # the values the row starts with
-    low: dict[str, Any]
-    high: dict[str, Any]
-    folded: str = ""
-
-    @classmethod
-    def of(cls, e: ScheduleEntry) -> _Row:
-        h = dict(e.hyperparameters)
-        return cls(e.from_step, e.to_step, [e.member], h, dict(h), dict(h))
-
-    def takes(self, e: ScheduleEntry) -> bool:
-        """Whether ``e`` stays within ``SCHEDULE_SHARE`` of this row's first values."""
-        if set(e.hyperparameters) != set(self.low):
-            return False
-        for k, v in e.hyperparameters.items():
-            first = self.first[k]
-            if _is_number(v) and _is_number(first):
-                if abs(float(v) - float(first)) > SCHEDULE_SHARE * abs(float(first)):
-                    return False
-            elif v != first:
-                return False
-        return True
-
-    def add(self, e: ScheduleEntry) -> None:
-        self.end = e.to_step
-        if e.member not in self.workers:
-            self.workers.append(e.member)
-        for k, v in e.hyperparameters.items():
-            if _is_number(v):
-                self.low[k] = min(self.low[k], v)
-                self.high[k] = max(self.high[k], v)
-
-    @property
-    def text(self) -> str:
-        return ", ".join(
-            f"{k}={_value(v)}" if self.high[k] == v else f"{k}={_value(v)}–{_value(self.high[k])}"
-            for k, v in self.low.items()
-        )
-
-
-def fold_schedule(schedule: list[ScheduleEntry]) -> tuple[list[_Row], str]:
-    """A schedule that fits a terminal, and a note saying how it was folded ("" when it is
-    shown whole): consecutive stretches whose numeric hyperparameters stay within
-    ``SCHEDULE_SHARE`` of the first are merged (each value shown as a range); if more than
-    ``SCHEDULE_ROWS`` rows remain, the first few and the last ones are kept, with one row
-    saying how many stretches are folded between them."""
-    if len(schedule) <= SCHEDULE_ROWS:
-        return [_Row.of(e) for e in schedule], ""
-    rows: list[_Row] = []
-    for e in schedule:
-        if rows and rows[-1].takes(e):
-            rows[-1].add(e)
-        else:
-            rows.append(_Row.of(e))
-    note = f"{len(schedule)} stretches, merged where values stay within {SCHEDULE_SHARE:.0%}"
-    if len(rows) > SCHEDULE_ROWS:
-        head, tail = rows[:3], rows[-(SCHEDULE_ROWS - 4) :]
-        middle = rows[3 : len(rows) - len(tail)]
-        folded = f"{len(middle)} rows folded (steps {middle[0].start}–{middle[-1].end})"
-        hidden = _Row(middle[0].start, middle[-1].end, [], {}, {}, {}, folded)
-        rows = [*head, hidden, *tail]
-    return rows, note + " (--full: all)"
 
 
 def fire_section(store: Store, *, full: bool = False) -> list[Table | str]:
@@ -365,14 +288,6 @@ def _shown(text: object) -> str:
     """Text from the run (names, values, messages) for a rich table: control characters and
     markup escaped."""
     return escape(printable(str(text)))
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _value(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _opt(x: int | None) -> str:

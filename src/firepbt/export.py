@@ -32,15 +32,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from firepbt.errors import ConfigError
 from firepbt.fire.summary import Evaluation, fire_summary
 from firepbt.results import result_from_store
-from firepbt.space import Hyperparameters
-from firepbt.store import DecisionRow, MemberRow, SegmentRow, Store
+from firepbt.store import Store, bulk_reading, decode_all
 
 FORMATS = ("csv", "json")
 EXPORT_DIR = "export"
@@ -69,9 +68,10 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
     try:
         out_dir = Path(out) if out is not None else Path(run_dir) / EXPORT_DIR
         out_dir.mkdir(parents=True, exist_ok=True)
-        if fmt == "csv":
-            return _export_csv(store, out_dir)
-        return [_export_json(store, Path(run_dir), out_dir)]
+        with bulk_reading():
+            if fmt == "csv":
+                return _export_csv(store, out_dir)
+            return [_export_json(store, Path(run_dir), out_dir)]
     finally:
         store.close()
 
@@ -79,15 +79,53 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
 # -- CSV ------------------------------------------------------------------------------------------
 
 
-def _export_csv(store: Store, out_dir: Path) -> list[Path]:
-    members, segments, decisions = store.members(), store.segments(), store.decisions()
-    points = store.points()
-    names = _hyperparameter_names(store, members, segments, decisions)
-    h_cols = [f"h_{n}" for n in names]
-    metric_names = sorted({k for _, p in points for k in p.metrics})
+DECISION_COLUMNS = ("id", "member", "step", "kind", "donor", "source_step", "reason", "changes")
+SEGMENT_COLUMNS = (
+    "id", "member", "start_step", "end_step", "source_segment", "status", "attempts",
+)  # fmt: skip
 
-    def hcells(h: Hyperparameters | None) -> list[Any]:
-        return [_cell(h.get(n)) if h is not None else "" for n in names]
+
+def _export_csv(store: Store, out_dir: Path) -> list[Path]:
+    # A long run has millions of points, decisions and segments: each table is read as SQLite
+    # holds it, its metrics texts decoded in one call for all, and each hyperparameters, changes
+    # or reason text (repeated thousands of times) turned into cells once.
+    decisions = list(store.raw("decisions", (*DECISION_COLUMNS, "hyperparameters")))
+    segments = list(store.raw("segments", (*SEGMENT_COLUMNS, "hyperparameters")))
+    texts = {row[-1] for rows in (decisions, segments) for row in rows}
+    decoded = {t: json.loads(t) for t in texts if t is not None}
+    members = store.members()
+    names = sorted(
+        set(store.config().get("space", {}))
+        .union(*(m.hyperparameters for m in members))
+        .union(*decoded.values())
+    )
+    h_cols = [f"h_{n}" for n in names]
+    cells = {t: tuple(_text(h.get(n)) for n in names) for t, h in decoded.items()}
+    cells[None] = ("",) * len(names)  # a decision that sets none
+    points = list(store.raw("points", ("member", "step", "score", "metrics")))
+    metrics = decode_all(x for *_, x in points)
+    metric_names = sorted(set().union(*metrics))
+    changes = {t: _inert("; ".join(json.loads(t))) for t in {row[7] for row in decisions}}
+    reasons = {t: _inert(t) for t in {row[6] for row in decisions}}
+
+    def point_rows() -> Iterator[tuple[Any, ...]]:  # zipped from its columns
+        return zip(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            ["nan" if p[2] is None else p[2] for p in points],
+            *([_float(x.get(n)) for x in metrics] for n in metric_names),
+            strict=True,
+        )
+
+    def decision_rows() -> Iterator[tuple[Any, ...]]:
+        for i, m, step, kind, donor, source, reason, ch, h in decisions:
+            yield (i, m, step, kind, "" if donor is None else donor,
+                   "" if source is None else source, reasons[reason], changes[ch],
+                   *cells[h])  # fmt: skip
+
+    def segment_rows() -> Iterator[tuple[Any, ...]]:
+        for i, m, a, b, src, status, attempts, h in segments:
+            yield (i, m, a, b, "" if src is None else src, status, attempts, *cells[h])
 
     tables: list[tuple[str, list[str], Iterable[Sequence[Any]]]] = [
         (
@@ -95,47 +133,17 @@ def _export_csv(store: Store, out_dir: Path) -> list[Path]:
             ["id", "role", "subpopulation", "status", "step", "seed", *h_cols],
             (
                 [m.id, m.role.value, m.subpopulation, m.status.value, m.step, m.seed]
-                + hcells(m.hyperparameters)
+                + [_text(m.hyperparameters.get(n)) for n in names]
                 for m in members
             ),
         ),
         (
             "points.csv",
             ["member", "step", "score", *(f"m_{n}" for n in metric_names)],
-            (
-                [member, p.step, _cell(p.score)] + [_cell(p.metrics.get(n)) for n in metric_names]
-                for member, p in points
-            ),
+            point_rows(),
         ),
-        (
-            "decisions.csv",
-            ["id", "member", "step", "kind", "donor", "source_step", "reason", "changes", *h_cols],
-            (
-                [d.id, d.member, d.step, d.kind, _cell(d.donor), _cell(d.source_step), d.reason]
-                + ["; ".join(d.changes)]
-                + hcells(d.hyperparameters)
-                for d in decisions
-            ),
-        ),
-        (
-            "segments.csv",
-            [
-                "id",
-                "member",
-                "start_step",
-                "end_step",
-                "source_segment",
-                "status",
-                "attempts",
-                *h_cols,
-            ],
-            (
-                [s.id, s.member, s.start_step, s.end_step, _cell(s.source_segment)]
-                + [s.status.value, s.attempts]
-                + hcells(s.hyperparameters)
-                for s in segments
-            ),
-        ),
+        ("decisions.csv", [*DECISION_COLUMNS, *h_cols], decision_rows()),
+        ("segments.csv", [*SEGMENT_COLUMNS, *h_cols], segment_rows()),
         (
             "lineage.csv",
             ["child", "child_step", "parent", "parent_step"],
@@ -148,7 +156,7 @@ def _export_csv(store: Store, out_dir: Path) -> list[Path]:
             (
                 "evaluations.csv",
                 list(EVALUATION_COLUMNS),
-                ([_cell(v) for v in row.values()] for row in evaluations),
+                ([_text(v) for v in row.values()] for row in evaluations),
             )
         )
     written = []
@@ -157,7 +165,7 @@ def _export_csv(store: Store, out_dir: Path) -> list[Path]:
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow([_inert(c) for c in header])
-            writer.writerows([_inert(c) for c in row] for row in rows)
+            writer.writerows(rows)  # every text cell made inert where it was made
         written.append(path)
     return written
 
@@ -188,23 +196,6 @@ def _evaluation_row(e: Evaluation) -> dict[str, Any]:
     return dict(zip(EVALUATION_COLUMNS, values, strict=True))
 
 
-def _hyperparameter_names(
-    store: Store,
-    members: list[MemberRow],
-    segments: list[SegmentRow],
-    decisions: list[DecisionRow],
-) -> list[str]:
-    """The space's names and every other one recorded, sorted: the same columns in every file."""
-    names = set(store.config().get("space", {}))
-    for h in (
-        *(m.hyperparameters for m in members),
-        *(s.hyperparameters for s in segments),
-        *(d.hyperparameters for d in decisions if d.hyperparameters is not None),
-    ):
-        names.update(h)
-    return sorted(names)
-
-
 def _cell(x: Any) -> Any:
     """A CSV cell: None is empty, floats keep full precision (``nan`` / ``inf`` as Python writes
     them), lists and mappings are written as JSON."""
@@ -218,6 +209,17 @@ def _cell(x: Any) -> Any:
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _float(x: Any) -> Any:
+    """The cell of a value that is most often a float (a metric), which csv writes as repr()
+    does, as ``_cell`` would; anything else through ``_text``."""
+    return x if type(x) is float else _text(x)
+
+
+def _text(x: Any) -> Any:
+    """A CSV cell of a value that may be text: ``_cell``, made inert."""
+    return _inert(_cell(x))
 
 
 def _inert(cell: Any) -> Any:
@@ -236,10 +238,10 @@ def _inert(cell: Any) -> Any:
 
 
 def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
-    doc = {
+    doc: dict[str, Any] = {
         "config": store.config(),
         "status": store.meta("status"),
-        "members": [
+        "members": (
             {
                 "id": m.id,
                 "role": m.role.value,
@@ -250,12 +252,12 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
                 "hyperparameters": m.hyperparameters,
             }
             for m in store.members()
-        ],
-        "points": [
+        ),
+        "points": (
             {"member": member, "step": p.step, "score": p.score, "metrics": p.metrics}
             for member, p in store.points()
-        ],
-        "decisions": [
+        ),
+        "decisions": (
             {
                 "id": d.id,
                 "member": d.member,
@@ -268,8 +270,8 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
                 "hyperparameters": d.hyperparameters,
             }
             for d in store.decisions()
-        ],
-        "segments": [
+        ),
+        "segments": (
             {
                 "id": s.id,
                 "member": s.member,
@@ -281,24 +283,42 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
                 "hyperparameters": s.hyperparameters,
             }
             for s in store.segments()
-        ],
-        "lineage": [
+        ),
+        "lineage": (
             {"child": c, "child_step": cs, "parent": p, "parent_step": ps}
             for c, cs, p, ps in store.lineage()
-        ],
-        "failures": [
+        ),
+        "failures": (
             {"member": member, "step": step, "kind": kind, "message": message}
             for member, step, kind, message in store.failures()
-        ],
+        ),
         "best": _best(store, run_dir),
     }
     evaluations = _evaluations(store)
     if evaluations is not None:
-        doc["evaluations"] = evaluations
+        doc["evaluations"] = iter(evaluations)
     path = out_dir / "run.json"
-    text = json.dumps(_finite(doc), indent=2, allow_nan=False, ensure_ascii=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    with path.open("w", encoding="utf-8") as f:  # written as it is read: a table row per line
+        f.write("{")
+        for i, (key, value) in enumerate(doc.items()):
+            f.write(("," if i else "") + f"\n  {json.dumps(key)}: ")
+            if isinstance(value, Iterator):
+                f.write("[")
+                for n, row in enumerate(value):
+                    f.write(("," if n else "") + "\n    " + _strict(row))
+                f.write("\n  ]")
+            else:
+                f.write(_strict(value, indent=2).replace("\n", "\n  "))
+        f.write("\n}\n")
     return path
+
+
+def _strict(x: Any, indent: int | None = None) -> str:
+    """``x`` as strict JSON: NaN and infinities as null."""
+    try:
+        return json.dumps(x, allow_nan=False, ensure_ascii=False, indent=indent)
+    except ValueError:
+        return json.dumps(_finite(x), allow_nan=False, ensure_ascii=False, indent=indent)
 
 
 def _best(store: Store, run_dir: Path) -> dict[str, Any] | None:

@@ -7,7 +7,9 @@ copied at which step) and its *schedule*: the hyperparameters in force over each
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from firepbt.space import Hyperparameters
 from firepbt.store import SegmentRow, Store
@@ -97,3 +99,89 @@ def ancestry(store: Store, member: int, step: int | None = None) -> list[tuple[i
         else:
             out.append((seg.member, seg.start_step, seg.end_step))
     return out
+
+
+# Consecutive stretches of a folded schedule are merged while every numeric hyperparameter stays
+# within this share of the merged stretch's first value (and every other one is equal).
+FOLD_SHARE = 0.25
+
+
+@dataclass
+class FoldedRow:
+    """A row of a folded schedule: consecutive stretches merged into one range of steps, the
+    workers that trained it and each hyperparameter's lowest and highest value; or, with
+    ``folded`` set, a row standing for the many rows left out there."""
+
+    start: int
+    end: int
+    workers: list[int]
+    first: dict[str, Any]  # the values the row starts with
+    low: dict[str, Any]
+    high: dict[str, Any]
+    folded: str = ""
+
+    @classmethod
+    def of(cls, e: ScheduleEntry) -> FoldedRow:
+        h = dict(e.hyperparameters)
+        return cls(e.from_step, e.to_step, [e.member], h, dict(h), dict(h))
+
+    def takes(self, e: ScheduleEntry) -> bool:
+        """Whether ``e`` stays within ``FOLD_SHARE`` of this row's first values."""
+        if e.hyperparameters.keys() != self.first.keys():
+            return False
+        for k, v in e.hyperparameters.items():
+            first = self.first[k]
+            if _is_number(v) and _is_number(first):
+                if abs(float(v) - float(first)) > FOLD_SHARE * abs(float(first)):
+                    return False
+            elif v != first:
+                return False
+        return True
+
+    def add(self, e: ScheduleEntry) -> None:
+        self.end = e.to_step
+        if e.member not in self.workers:
+            self.workers.append(e.member)
+        for k, v in e.hyperparameters.items():
+            if _is_number(v):
+                self.low[k] = min(self.low[k], v)
+                self.high[k] = max(self.high[k], v)
+
+    def value(self, name: str) -> str:
+        """A hyperparameter's value over the row, or its range ("0.61–0.87")."""
+        low, high = self.low[name], self.high[name]
+        return _text(low) if low == high else f"{_text(low)}–{_text(high)}"
+
+    def text(self) -> str:
+        return ", ".join(f"{k}={self.value(k)}" for k in self.low)
+
+
+def fold_schedule(entries: list[ScheduleEntry], rows: int | None) -> tuple[list[FoldedRow], str]:
+    """A schedule in at most ``rows`` rows (every stretch, one per row, when ``rows`` is None
+    or enough), and a note saying how it was folded ("" when it was not): consecutive
+    stretches whose numeric hyperparameters stay within ``FOLD_SHARE`` of the first are merged
+    (each value shown as its range); if more than ``rows`` rows remain, the first three and
+    the last ones are kept, with one row saying how many are left out between them."""
+    if rows is None or len(entries) <= rows:
+        return [FoldedRow.of(e) for e in entries], ""
+    out: list[FoldedRow] = []
+    for e in entries:
+        if out and out[-1].takes(e):
+            out[-1].add(e)
+        else:
+            out.append(FoldedRow.of(e))
+    note = f"{len(entries)} stretches, merged where values stay within {FOLD_SHARE:.0%}"
+    if len(out) > rows:
+        head, tail = out[:3], out[-(rows - 4) :]
+        middle = out[3 : len(out) - len(tail)]
+        folded = f"{len(middle)} rows folded (steps {middle[0].start}–{middle[-1].end})"
+        out = [*head, FoldedRow(middle[0].start, middle[-1].end, [], {}, {}, {}, folded), *tail]
+    return out, note
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _text(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -74,6 +74,7 @@ def test_target_of_an_older_store_is_read_from_the_reason(tmp_path: Path) -> Non
     _assign(store, 2, 1, 10, reason="parent 2 (P2) is the least recently evaluated; target 1 (P1)")
     store.close()
     conn = sqlite3.connect(tmp_path / "run" / STORE_FILE)  # a store made before targets
+    conn.execute("DROP INDEX decisions_fire")  # (and before the index that reads them)
     conn.execute("ALTER TABLE decisions DROP COLUMN target")
     conn.commit()
     conn.close()

@@ -55,8 +55,10 @@ class Ending(enum.Enum):
     def of(cls, reason: str) -> Ending | None:
         """The ending a release reason names; ``None`` for a reason written before endings were
         recorded."""
-        head = reason.split(":", 1)[0]
-        return next((e for e in cls if e.value == head), None)
+        try:
+            return cls(reason.split(":", 1)[0])
+        except ValueError:
+            return None
 
 
 def extend(curve: list[Point], step: int, score: float) -> None:

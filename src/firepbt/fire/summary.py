@@ -16,7 +16,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from firepbt.decisions import Mode
@@ -28,7 +28,7 @@ from firepbt.fire.settings import (
     DEFAULT_THIN,
     points_for_success,
 )
-from firepbt.store import DecisionRow, MemberStatus, Role, SegmentRow, Store
+from firepbt.store import MemberStatus, Role, Store
 
 OTHER = "other"  # a release reason that names no ending (written before endings were recorded)
 ENDING_LABELS = (*(e.value for e in Ending), OTHER)
@@ -152,8 +152,7 @@ def fire_summary(store: Store, *, ranking: bool | int = True) -> FireSummary | N
     config = store.config()
     options = dict(config.get("strategy_options") or {})
     members = {m.id: m for m in store.members()}
-    decisions = store.decisions(kinds=("assign", "handover", "release"))
-    evaluations, handovers = _evaluations(decisions, store.assignment_targets(), members)
+    evaluations, handovers = _evaluations(store.evaluator_decisions(), members)
     mode = Mode(config.get("mode", "max"))
     parents = sorted(
         {m.subpopulation for m in members.values() if m.role is Role.MEMBER and m.subpopulation}
@@ -193,6 +192,8 @@ def fire_summary(store: Store, *, ranking: bool | int = True) -> FireSummary | N
 
 def no_handover_warning(store: Store) -> str | None:
     """The final summary's warning for a FIRE PBT run that made no hand-over (None otherwise)."""
+    if store.has_decision_of("handover"):
+        return None
     summary = fire_summary(store, ranking=False)
     return None if summary is None else summary.warning()
 
@@ -206,52 +207,52 @@ def _sp(members: Mapping[int, Any], m: int) -> int:
 
 
 def _evaluations(
-    decisions: Sequence[DecisionRow], targets: Mapping[int, int], members: Mapping[int, Any]
+    decisions: Sequence[tuple[int, int, int, str, int | None, int | None, str, int | None]],
+    members: Mapping[int, Any],
 ) -> tuple[list[Evaluation], list[HandoverRecord]]:
-    """Pair each assignment with the release that ended it (and a hand-over it made)."""
+    """Pair each assignment with the release that ended it (and a hand-over it made), from
+    ``Store.evaluator_decisions``."""
     open_: dict[int, int] = {}  # evaluator → index of its running assignment
-    evaluations: list[Evaluation] = []
+    rows: list[list[Any]] = []  # Evaluation's fields, completed as its decisions come
     handovers: list[HandoverRecord] = []
-    for d in decisions:
-        if d.kind == "assign" and d.donor is not None:
-            target = targets.get(d.id)
-            if target is None:
-                found = _TARGET.search(d.reason)
+    for _, member, step, kind, donor, source_step, reason, target in decisions:
+        if kind == "assign" and donor is not None:
+            if target is None:  # a store made before targets were recorded: the reason's
+                found = _TARGET.search(reason)
                 target = int(found.group(1)) if found else None
-            open_[d.member] = len(evaluations)
-            evaluations.append(Evaluation(d.member, d.donor, target, _sp(members, d.donor), d.step))
-        elif d.kind == "handover" and d.donor is not None:
-            step = d.step if d.source_step is None else d.source_step
+            open_[member] = len(rows)
+            rows.append([member, donor, target, _sp(members, donor), step,
+                         None, None, "", None, None])  # fmt: skip
+        elif kind == "handover" and donor is not None:
+            at = step if source_step is None else source_step
             parent = None
-            if d.donor in open_:
-                i = open_[d.donor]
-                evaluations[i] = replace(evaluations[i], handed_to=d.member, handover_step=step)
-                parent = evaluations[i].parent
-            handovers.append(HandoverRecord(d.donor, parent, d.member, step))
-        elif d.kind == "release" and d.member in open_:
-            i = open_.pop(d.member)
-            ending = Ending.of(d.reason)
-            evaluations[i] = replace(
-                evaluations[i], end_step=d.step, ending=ending, reason=d.reason
-            )
+            if donor in open_:
+                row = rows[open_[donor]]
+                row[8:10] = [member, at]  # handed_to, handover_step
+                parent = row[1]
+            handovers.append(HandoverRecord(donor, parent, member, at))
+        elif kind == "release" and member in open_:
+            rows[open_.pop(member)][5:8] = [step, Ending.of(reason), reason]
+    evaluations = [Evaluation(*row) for row in rows]
     return evaluations, handovers
 
 
 def _assignment_segments(
-    segments: Sequence[SegmentRow], starts: Sequence[int], ends: Sequence[float]
-) -> list[list[SegmentRow]]:
-    """An evaluator's segments (by id) grouped by its assignments (starting at ``starts``,
-    released at ``ends``, ``inf`` while running): a segment opens the next assignment when it
-    starts at that assignment's step and does not continue the previous segment's weights, or
-    when the previous assignment was released by then."""
-    groups: list[list[SegmentRow]] = [[] for _ in starts]
+    links: Sequence[tuple[int, int, int | None]], starts: Sequence[int], ends: Sequence[float]
+) -> list[list[int]]:
+    """An evaluator's segments (``Store.segment_links``: id, start step, source segment, by
+    id) grouped by its assignments (starting at ``starts``, released at ``ends``, ``inf``
+    while running), as segment ids: a segment opens the next assignment when it starts at that
+    assignment's step and does not continue the previous segment's weights, or when the
+    previous assignment was released by then."""
+    groups: list[list[int]] = [[] for _ in starts]
     k, prev = -1, None
-    for seg in segments:
+    for seg, start, source in links:
         nxt = k + 1
         if (
             nxt < len(starts)
-            and seg.start_step == starts[nxt]
-            and (prev is None or seg.source_segment != prev.id or ends[k] <= seg.start_step)
+            and start == starts[nxt]
+            and (prev is None or source != prev or ends[k] <= start)
         ):
             k = nxt
         if k >= 0:
@@ -285,8 +286,11 @@ def _ranking(
         return ()
     fitted: dict[int, curves.Curve] = {}
     sizes: dict[int, int] = {}
+    links: dict[int, list[tuple[int, int, int | None]]] = {}  # evaluator → its segments
     for parent, e in latest.items():
-        points = _curve(store, e, evaluations, mode)
+        if e.evaluator not in links:
+            links[e.evaluator] = store.segment_links(e.evaluator)
+        points = _curve(store, e, evaluations, mode, links[e.evaluator])
         if len(points) >= 2:
             steps, values = zip(*points, strict=True)
             fitted[parent] = curves.fit_curve(steps, values, worst=WORST_SCORE)
@@ -299,13 +303,17 @@ def _ranking(
 
 
 def _curve(
-    store: Store, e: Evaluation, evaluations: Sequence[Evaluation], mode: Mode
+    store: Store,
+    e: Evaluation,
+    evaluations: Sequence[Evaluation],
+    mode: Mode,
+    links: Sequence[tuple[int, int, int | None]],
 ) -> list[tuple[int, float]]:
     """The evaluation's curve as the strategy saw it: the parent's score at the start step, then
-    the evaluator's points up to its release."""
+    the evaluator's points up to its release (``links``: the evaluator's segments)."""
     mine = [x for x in evaluations if x.evaluator == e.evaluator]
     groups = _assignment_segments(
-        store.segments(e.evaluator),
+        links,
         [x.start_step for x in mine],
         [math.inf if x.end_step is None else x.end_step for x in mine],
     )
@@ -315,7 +323,7 @@ def _curve(
         by_step[point.step] = point.score
     end = math.inf if e.end_step is None else e.end_step
     for seg in groups[index]:
-        for p in store.segment_points(seg.id):
+        for p in store.segment_points(seg):
             if e.start_step < p.step <= end:
                 by_step[p.step] = p.score
     return [(step, mode.orient(v)) for step, v in sorted(by_step.items())]

@@ -17,7 +17,7 @@ killed half-way or has failures is reported from whatever the store holds.
 Figures need matplotlib: ``pip install 'firepbt[plot]'``.
 """
 
-from firepbt.report._data import EVALUATOR_COLOUR, STRATEGY_NAMES, SUBPOPULATION_COLOURS
+from firepbt.report._data import EVALUATOR_COLOUR, STRATEGY_NAMES, SUBPOPULATION_COLOURS, reading
 from firepbt.report._fig_hyperparameters import plot_hyperparameters
 from firepbt.report._fig_lineage import COPY_COLOURS, COPY_LABELS, plot_lineage
 from firepbt.report._fig_scores import plot_best_score, plot_curves
@@ -37,6 +37,7 @@ __all__ = [
     "plot_curves",
     "plot_hyperparameters",
     "plot_lineage",
+    "reading",
     "table_one",
     "write_report",
 ]

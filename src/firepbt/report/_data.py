@@ -4,18 +4,21 @@ copies, and plain formatting of values."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from firepbt.errors import ConfigError
+from firepbt.lineage import segment_chain
 from firepbt.results import result_from_store
 from firepbt.segments import Point
-from firepbt.store import MemberRow, Role, SegmentRow, SegmentStatus, Store
+from firepbt.space import Hyperparameters
+from firepbt.store import MemberRow, Role, SegmentRow, Store
 
 SUBPOPULATION_COLOURS = (
     "tab:blue",
@@ -39,13 +42,61 @@ class _Run:
     store: Store
     config: dict[str, Any]
     members: dict[int, MemberRow]
-    segments: list[SegmentRow]  # done ones, by id
-    points: list[tuple[int, Point]]  # points of member-role workers, finite or not
+    # Finished segments, by id: (id, member, start_step, end_step, source_segment, the JSON text
+    # of its hyperparameters: ``hyperparameters`` decodes it).
+    segments: list[tuple[int, int, int, int, int | None, str]]
+    # Points of member-role workers, finite or not: (member, step, score, the segment that
+    # recorded it), in the order they were recorded.
+    points: list[tuple[int, int, float, int]]
     best: int | None
     total_steps: int
     mode: str = "max"
     metric: str = "score"
     subpopulations: list[int] = field(default_factory=list)
+    _chain_of: dict[int, list[SegmentRow]] = field(default_factory=dict)
+    _copies_of: dict[int, list[_Copy]] = field(default_factory=dict)
+
+    @functools.cached_property
+    def by_segment(self) -> dict[int, list[tuple[int, float]]]:
+        """(step, score) of the points by the segment that recorded them."""
+        out: dict[int, list[tuple[int, float]]] = {}
+        for _, step, score, seg in self.points:
+            got = out.get(seg)
+            if got is None:
+                got = out[seg] = []
+            got.append((step, score))
+        return out
+
+    @functools.cached_property
+    def _scored(self) -> list[tuple[int, int, float, int]]:
+        finite = math.isfinite
+        return [p for p in self.points if finite(p[2])]
+
+    @functools.cached_property
+    def _decoded(self) -> dict[str, Hyperparameters]:
+        return {text: json.loads(text) for text in {seg[5] for seg in self.segments}}
+
+    def hyperparameters(self, text: str) -> Hyperparameters:
+        """A segment's hyperparameters, from their text (decoded once; shared: read only)."""
+        return self._decoded[text]
+
+    @functools.cached_property
+    def varying(self) -> tuple[list[str], list[str]]:
+        """(numeric, all) names of the hyperparameters whose value differs between segments."""
+        return _varying(self._decoded.values())
+
+    def chain(self, worker: int) -> list[SegmentRow]:
+        """The segments behind ``worker``'s latest weights (``segment_chain``), read once."""
+        if worker not in self._chain_of:
+            self._chain_of[worker] = segment_chain(self.store, worker)
+        return self._chain_of[worker]
+
+    def copies(self, worker: int) -> list[_Copy]:
+        """Every change of worker along ``worker``'s trained chain (``_copies``), found once."""
+        if worker not in self._copies_of:
+            trained = [s for s in self.chain(worker) if s.end_step > s.start_step]
+            self._copies_of[worker] = _copies(self.store, trained)
+        return self._copies_of[worker]
 
     @property
     def minimise(self) -> bool:
@@ -71,8 +122,9 @@ class _Run:
             return EVALUATOR_COLOUR
         return _subpopulation_colour(row.subpopulation)
 
-    def scored(self) -> list[tuple[int, Point]]:
-        return [(m, p) for m, p in self.points if math.isfinite(p.score)]
+    def scored(self) -> list[tuple[int, int, float, int]]:
+        """The points whose score is finite."""
+        return self._scored
 
     def strategy_name(self) -> str:
         name = str(self.config.get("strategy", "?"))
@@ -98,22 +150,50 @@ def _best_member(store: Store, members: Mapping[int, MemberRow], mode: str) -> i
         return result_from_store(store, store.path.parent).best_member
     except ConfigError:
         pass
-    last: dict[int, float] = {}
-    for m, p in store.points():
-        row = members.get(m)
-        if row is not None and row.role is Role.MEMBER:
-            last[m] = p.score
+    last = {
+        m: p.score
+        for m, p in store.latest_points().items()
+        if m in members and members[m].role is Role.MEMBER
+    }
     sign = -1.0 if mode == "min" else 1.0
     finite = [(sign * score, -m) for m, score in last.items() if math.isfinite(score)]
     return -max(finite)[1] if finite else None
 
 
+# The stores being read by ``reading`` (id → their run, once read).
+_READ: dict[int, _Run | None] = {}
+
+
+@contextmanager
+def reading(store: Store) -> Iterator[None]:
+    """Within this block, ``_read(store)`` reads the store once and hands every later caller
+    the same ``_Run`` (the report's figures and page); outside it, each call reads anew."""
+    if id(store) in _READ:  # read already (a caller reads the same store around us)
+        yield
+        return
+    _READ[id(store)] = None
+    try:
+        yield
+    finally:
+        _READ.pop(id(store), None)
+
+
 def _read(store: Store) -> _Run:
+    if id(store) not in _READ:
+        return _read_anew(store)
+    run = _READ[id(store)]
+    if run is None:
+        run = _READ[id(store)] = _read_anew(store)
+    return run
+
+
+def _read_anew(store: Store) -> _Run:
     config = store.config()
     members = {m.id: m for m in store.members()}
-    segments = [s for s in store.segments() if s.status is SegmentStatus.DONE]
-    points = [(m, p) for m, p in store.points() if m in members and members[m].role is Role.MEMBER]
-    reached = max([s.end_step for s in segments], default=0)
+    segments = store.done_segments()
+    mine = {m for m, row in members.items() if row.role is Role.MEMBER}
+    points = [p for p in store.scores() if p[0] in mine]
+    reached = max([seg[3] for seg in segments], default=0)
     total = int(config.get("total_steps") or reached or 1)
     mode = "min" if config.get("mode") == "min" else "max"
     return _Run(
@@ -143,12 +223,12 @@ def _opened(store: Store | str | Path) -> Iterator[Store]:
         opened.close()
 
 
-def _varying(segments: Sequence[SegmentRow]) -> tuple[list[str], list[str]]:
-    """(numeric, all) names of the hyperparameters whose value differs between segments."""
+def _varying(hyperparameters: Iterable[Hyperparameters]) -> tuple[list[str], list[str]]:
+    """(numeric, all) names of the hyperparameters whose value differs between these."""
     seen: dict[str, set[str]] = {}
     numeric: dict[str, bool] = {}
-    for seg in segments:
-        for k, v in seg.hyperparameters.items():
+    for h in hyperparameters:
+        for k, v in h.items():
             seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
             numeric[k] = numeric.get(k, True) and _is_number(v)
     varying = sorted(k for k, vs in seen.items() if len(vs) > 1)
@@ -212,17 +292,24 @@ def _stretches(chain: Sequence[SegmentRow]) -> list[_Stretch]:
 
 def _copies(store: Store, chain: Sequence[SegmentRow]) -> list[_Copy]:
     """Every change of worker along ``chain``, with the decision that made it."""
-    decisions: dict[tuple[int, int, int], tuple[str, str, list[str]]] = {}
-    for d in store.decisions():
-        if d.kind in ("exploit", "assign", "handover") and d.donor is not None:
-            key = (d.member, d.donor, d.source_step if d.source_step is not None else d.step)
-            decisions[key] = (d.kind, d.reason, d.changes)  # the latest one wins
+    wanted = {
+        (seg.member, prev.member, seg.start_step)
+        for prev, seg in zip(chain, chain[1:], strict=False)
+        if seg.member != prev.member
+    }
+    found: dict[tuple[int, int, int], int] = {}  # the decision of each copy: the latest wins
+    for i, member, donor, source_step, step in store.copy_decisions():
+        key = (member, donor, source_step if source_step is not None else step)
+        if key in wanted:
+            found[key] = i
+    decisions = {row.id: row for row in store.decisions_by_id(list(found.values()))}
     out = []
     for prev, seg in zip(chain, chain[1:], strict=False):
         if seg.member == prev.member:
             continue
-        kind, reason, changes = decisions.get(
-            (seg.member, prev.member, seg.start_step), ("copy", "", [])
+        made = decisions.get(found.get((seg.member, prev.member, seg.start_step), -1))
+        kind, reason, changes = (
+            ("copy", "", []) if made is None else (made.kind, made.reason, made.changes)
         )
         out.append(_Copy(seg.start_step, prev.member, seg.member, kind, reason, changes))
     return out
@@ -232,16 +319,19 @@ def _direction(run: _Run) -> str:
     return "lower is better" if run.minimise else "higher is better"
 
 
-def _top(points: Sequence[tuple[int, Point]], minimise: bool) -> tuple[int, Point] | None:
-    """The member and point with the best finite score (the first such point on ties)."""
+def _top(
+    points: Sequence[tuple[int, int, float, int]], minimise: bool
+) -> tuple[int, int, float, int] | None:
+    """The point (member, step, score, segment) with the best finite score (the first such
+    point on ties)."""
     sign = -1.0 if minimise else 1.0
-    top: tuple[int, Point] | None = None
-    for m, p in points:
-        if math.isfinite(p.score) and (top is None or sign * p.score > sign * top[1].score):
-            top = (m, p)
+    top: tuple[int, int, float, int] | None = None
+    for p in points:
+        if math.isfinite(p[2]) and (top is None or sign * p[2] > sign * top[2]):
+            top = p
     return top
 
 
 def _final_point(run: _Run, worker: int) -> Point | None:
-    pts = [p for m, p in run.points if m == worker]
-    return pts[-1] if pts else None
+    last = next((p for p in reversed(run.points) if p[0] == worker), None)
+    return None if last is None else Point(last[1], last[2], {})

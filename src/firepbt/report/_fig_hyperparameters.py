@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firepbt.lineage import segment_chain
 from firepbt.report._data import (
     _is_number,
     _opened,
@@ -15,9 +14,17 @@ from firepbt.report._data import (
     _Run,
     _subpopulation_colour,
     _subpopulation_label,
-    _varying,
 )
-from firepbt.report._plotting import _figure, _log_if_wide, _message, _plain, _save, _style
+from firepbt.report._plotting import (
+    COLUMNS,
+    _figure,
+    _log_if_wide,
+    _message,
+    _plain,
+    _save,
+    _style,
+    _thin,
+)
 from firepbt.store import SegmentRow, Store
 
 if TYPE_CHECKING:
@@ -40,9 +47,10 @@ def plot_hyperparameters(
     """
     with _opened(store) as st, _style():
         run = _read(st)
-        numeric, _ = _varying(run.segments)
+        numeric, _ = run.varying
         if name is not None:
-            known = {k for s in run.segments for k in s.hyperparameters}
+            known = {k for text in {seg[5] for seg in run.segments}
+                     for k in run.hyperparameters(text)}  # fmt: skip
             if run.segments and name not in known:
                 raise ValueError(f"no hyperparameter {name!r} in this run; it has {sorted(known)}")
             numeric = [name]
@@ -61,7 +69,7 @@ def plot_hyperparameters(
                 else "no segment has finished yet",
             )
             return _save(fig, path)
-        chain = segment_chain(st, run.best) if run.best is not None else []
+        chain = run.chain(run.best) if run.best is not None else []
         chain = [s for s in chain if s.end_step > s.start_step]
         handles = [
             _hyperparameter_panel(ax, run, hp, chain) for ax, hp in zip(axes, numeric, strict=True)
@@ -83,15 +91,36 @@ def _hyperparameter_panel(ax: Axes, run: _Run, hp: str, chain: Sequence[SegmentR
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D
 
-    lines: dict[int, list[list[tuple[float, float]]]] = {}
-    values: list[float] = []
-    for seg in run.segments:
-        v = seg.hyperparameters.get(hp)
-        if not run.is_member(seg.member) or not _is_number(v) or seg.end_step <= seg.start_step:
+    # Each member's value over its trained segments, as (start, value), (end, value) pairs.
+    by_member: dict[int, tuple[list[float], list[float]]] = {}
+    value_of: dict[str, float | None] = {}  # by the segment's hyperparameters text
+    members = {m for m in run.members if run.is_member(m)}
+    for _, m, start, end, _, text in run.segments:
+        if m not in members or end <= start:
             continue
-        sp = run.members[seg.member].subpopulation
-        lines.setdefault(sp, []).append([(seg.start_step, float(v)), (seg.end_step, float(v))])
-        values.append(float(v))
+        if text not in value_of:
+            v = run.hyperparameters(text).get(hp)
+            value_of[text] = float(v) if _is_number(v) else None
+        value = value_of[text]
+        if value is None:
+            continue
+        steps, levels = by_member.setdefault(m, ([], []))
+        steps += (start, end)
+        levels += (value, value)
+    values = [v for _, levels in by_member.values() for v in levels[::2]]
+    lines: dict[int, list[list[tuple[float, float]]]] = {}
+    long = sum(len(x) for x, _ in by_member.values()) >= 4 * COLUMNS
+    for m, (steps, levels) in sorted(by_member.items()):
+        sp = run.members[m].subpopulation
+        if long:  # one thinned line per member
+            lines.setdefault(sp, []).append(
+                list(zip(*_thin(steps, levels, 0, run.total_steps), strict=True))
+            )
+        else:  # one line per segment
+            lines.setdefault(sp, []).extend(
+                [(steps[i], levels[i]), (steps[i + 1], levels[i + 1])]
+                for i in range(0, len(steps), 2)
+            )
     handles: list[Any] = []
     for sp in sorted(lines, reverse=True):
         colour = _subpopulation_colour(sp)
@@ -120,6 +149,7 @@ def _hyperparameter_panel(ax: Axes, run: _Run, hp: str, chain: Sequence[SegmentR
         prev = seg
     if xs:
         best = run.best
+        xs, ys = _thin(xs, ys, 0, run.total_steps)
         handles += ax.plot(
             xs, ys, color="black", lw=2.4, label=f"best member's schedule (member {best})"
         )

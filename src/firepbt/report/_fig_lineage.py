@@ -3,14 +3,15 @@ every copy of weights and the hyperparameters of each stretch of training."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firepbt.lineage import segment_chain
 from firepbt.report._data import (
     EVALUATOR_COLOUR,
-    _copies,
+    _Copy,
     _final_point,
     _fmt,
     _fmt_h,
@@ -21,7 +22,6 @@ from firepbt.report._data import (
     _stretches,
     _subpopulation_colour,
     _subpopulation_label,
-    _varying,
 )
 from firepbt.report._plotting import _figure, _message, _plain, _save, _style
 from firepbt.store import Role, SegmentRow, Store
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 COPY_COLOURS = {"exploit": "#c2185b", "assign": "#6a1b9a", "handover": "black", "copy": "0.4"}
+COPY_NOUNS = {"exploit": "exploits", "assign": "assignments", "handover": "hand-overs",
+              "copy": "other copies"}  # fmt: skip
 COPY_LABELS = {
     "exploit": "exploit (donor → member)",
     "assign": "assign (parent → evaluator)",
@@ -50,7 +52,7 @@ def plot_lineage(store: Store | str | Path, path: str | Path, member: int | None
     with _opened(store) as st, _style():
         run = _read(st)
         target = member if member is not None else run.best
-        chain = segment_chain(st, target) if target is not None else []
+        chain = run.chain(target) if target is not None else []
         chain = [s for s in chain if s.end_step > s.start_step]
         if target is None or not chain:
             fig = _figure(9, 3)
@@ -79,62 +81,154 @@ def _lane_order(run: _Run, workers: Sequence[int]) -> list[int]:
     return sorted(set(workers), key=lambda w: (-rank(w)[0], rank(w)[1]))
 
 
-def _draw_lineage(run: _Run, target: int, chain: Sequence[SegmentRow], path: str | Path) -> None:
-    from matplotlib.patches import Patch
+# A lineage with more copies than this is drawn in two panels: the whole lineage with its copies
+# faint, and the last ``ARROWS`` copies drawn in full.
+ARROWS = 40
+HEIGHT = 0.56  # a bar's height in a lane
 
+
+def _draw_lineage(run: _Run, target: int, chain: Sequence[SegmentRow], path: str | Path) -> None:
     stretches = _stretches(chain)
-    copies = _copies(run.store, chain)
+    copies = run.copies(target)
+    _, annotate = run.varying
+    if len(copies) <= ARROWS:
+        lanes = _lane_order(run, [s.worker for s in stretches])
+        fig = _figure(10, max(3.0, 1.5 + 0.42 * len(lanes)))
+        ax = fig.add_subplot()
+        _draw_lanes(ax, run, stretches, copies, lanes, 0, run.total_steps)
+        ax.set_title(_plain(_title(run, target)))
+        _finish(fig, run, lanes, {c.kind for c in copies}, annotate)
+        _annotate_stretches(fig, ax, stretches, {w: i for i, w in enumerate(lanes)}, annotate)
+        _save(fig, path)
+        return
+    # A long lineage: the overview, then the last ARROWS copies in full below it.
+    start = copies[-ARROWS].step
+    start -= max(1, (run.total_steps - start) // 20)
+    recent = [replace(s, start=max(s.start, start)) for s in stretches if s.end > start]
     lanes = _lane_order(run, [s.worker for s in stretches])
-    lane_of = {w: i for i, w in enumerate(lanes)}
-    _, annotate = _varying(run.segments)
-    fig = _figure(10, max(3.0, 1.5 + 0.42 * len(lanes)))
-    ax = fig.add_subplot()
-    height = 0.56
-    for s in stretches:
-        ax.barh(
-            lane_of[s.worker],
-            s.end - s.start,
-            left=s.start,
-            height=height,
-            color=run.colour(s.worker),
-            alpha=0.85,
-            edgecolor="white",
-            linewidth=1.2,
+    recent_lanes = _lane_order(run, [s.worker for s in recent])
+    fig = _figure(10, max(5.0, 2.5 + 0.3 * len(lanes) + 0.36 * len(recent_lanes)))
+    top, bottom = fig.subplots(
+        2, 1, gridspec_kw={"height_ratios": [max(2, len(lanes)), max(2, len(recent_lanes))]}
+    )
+    _draw_lanes(top, run, stretches, copies, lanes, 0, run.total_steps, faint=True)
+    top.axvspan(start, run.total_steps, color="0.5", alpha=0.08, lw=0)
+    counts = Counter(c.kind for c in copies)
+    top.set_title(
+        _plain(
+            f"{_title(run, target)}\n{len(copies)} copies of weights on this lineage ("
+            + ", ".join(f"{n} {COPY_NOUNS[k]}" for k, n in sorted(counts.items()))
+            + "), drawn faint; hand-overs in full"
         )
-    kinds_seen: list[str] = []
-    for c in copies:
-        y0, y1 = lane_of[c.parent], lane_of[c.child]
-        sign = 1 if y1 > y0 else -1
-        colour = COPY_COLOURS.get(c.kind, COPY_COLOURS["copy"])
-        ax.annotate(
-            "",
-            xy=(c.step, y1 - sign * height / 2),
-            xytext=(c.step, y0 + sign * height / 2),
-            arrowprops={
-                "arrowstyle": "-|>",
-                "color": colour,
-                "lw": 1.6,
-                "mutation_scale": 13,
-                "shrinkA": 0,
-                "shrinkB": 0,
-            },
-            annotation_clip=False,
-        )
-        ax.plot([c.step], [y0 + sign * height / 2], "o", ms=3.5, color=colour)
-        if c.kind not in kinds_seen:
-            kinds_seen.append(c.kind)
+    )
+    _draw_lanes(bottom, run, recent, copies[-ARROWS:], recent_lanes, start, run.total_steps)
+    bottom.set_title(
+        _plain(f"the last {ARROWS} copies, from step {start} (the shaded span above)"),
+        fontsize=10,
+    )
+    _finish(fig, run, lanes, set(counts), annotate)
+    _annotate_stretches(fig, bottom, recent, {w: i for i, w in enumerate(recent_lanes)}, annotate)
+    _save(fig, path)
+
+
+def _title(run: _Run, target: int) -> str:
     final = _final_point(run, target)
     title = f"Lineage of the weights of {run.label(target)}"
     if final is not None:
         title += f": {run.metric} {final.score:.4g} at step {final.step}"
-    ax.set_title(_plain(title))
+    return title
+
+
+def _draw_lanes(
+    ax: Axes,
+    run: _Run,
+    stretches: Sequence[_Stretch],
+    copies: Sequence[_Copy],
+    lanes: Sequence[int],
+    start: float,
+    end: float,
+    *,
+    faint: bool = False,
+) -> None:
+    """One lane per worker with a bar per stretch of training and an arrow per copy; ``faint``:
+    each lane's bars drawn at once and the copies as faint lines, hand-overs in full."""
+    from matplotlib.collections import LineCollection
+
+    lane_of = {w: i for i, w in enumerate(lanes)}
+    if faint:
+        for w in lanes:
+            bars = [(s.start, s.end - s.start) for s in stretches if s.worker == w]
+            ax.broken_barh(
+                bars, (lane_of[w] - HEIGHT / 2, HEIGHT), color=run.colour(w), alpha=0.85, lw=0
+            )
+        for kind in COPY_COLOURS:
+            mine = [c for c in copies if c.kind == kind]
+            if not mine:
+                continue
+            lines = [[(c.step, lane_of[c.parent]), (c.step, lane_of[c.child])] for c in mine]
+            full = kind == "handover"
+            ax.add_collection(
+                LineCollection(
+                    lines,
+                    colors=COPY_COLOURS[kind],
+                    linewidths=1.4 if full else 0.6,
+                    alpha=1.0 if full else 0.25,
+                    zorder=3,
+                )  # fmt: skip
+            )
+    else:
+        for s in stretches:
+            ax.barh(
+                lane_of[s.worker],
+                s.end - max(s.start, start),
+                left=max(s.start, start),
+                height=HEIGHT,
+                color=run.colour(s.worker),
+                alpha=0.85,
+                edgecolor="white",
+                linewidth=1.2,
+            )
+        for c in copies:
+            _arrow(ax, c, lane_of)
     ax.set_yticks(range(len(lanes)), [_plain(run.label(w)) for w in lanes])
     for tick, w in zip(ax.get_yticklabels(), lanes, strict=True):
         tick.set_color(run.colour(w) if run.is_member(w) else "0.3")
+        if faint and len(lanes) > 16:
+            tick.set_fontsize(7)
     ax.set_ylim(len(lanes) - 0.4, -0.6)
-    ax.set_xlim(0, run.total_steps)
+    ax.set_xlim(start, end)
     ax.set_xlabel("step")
     ax.grid(axis="y", visible=False)
+
+
+def _arrow(ax: Axes, c: _Copy, lane_of: Mapping[int, int]) -> None:
+    y0, y1 = lane_of[c.parent], lane_of[c.child]
+    sign = 1 if y1 > y0 else -1
+    colour = COPY_COLOURS.get(c.kind, COPY_COLOURS["copy"])
+    ax.annotate(
+        "",
+        xy=(c.step, y1 - sign * HEIGHT / 2),
+        xytext=(c.step, y0 + sign * HEIGHT / 2),
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": colour,
+            "lw": 1.6,
+            "mutation_scale": 13,
+            "shrinkA": 0,
+            "shrinkB": 0,
+        },
+        annotation_clip=False,
+    )
+    ax.plot([c.step], [y0 + sign * HEIGHT / 2], "o", ms=3.5, color=colour)
+
+
+def _finish(
+    fig: Figure, run: _Run, lanes: Sequence[int], kinds: set[str], annotate: Sequence[str]
+) -> None:
+    """The legend: sub-populations, evaluators and the kinds of copy drawn."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     handles: list[Any] = []
     sps = sorted({run.members[w].subpopulation for w in lanes if run.is_member(w)})
     handles += [
@@ -143,12 +237,10 @@ def _draw_lineage(run: _Run, target: int, chain: Sequence[SegmentRow], path: str
     ]
     if any(not run.is_member(w) for w in lanes):
         handles.append(Patch(color=EVALUATOR_COLOUR, alpha=0.85, label="evaluator"))
-    from matplotlib.lines import Line2D
-
     handles += [
         Line2D([], [], color=COPY_COLOURS[k], lw=1.6, marker=">", ms=5, label=COPY_LABELS[k])
         for k in ("exploit", "assign", "handover", "copy")
-        if k in kinds_seen
+        if k in kinds
     ]
     fig.legend(
         handles=handles,
@@ -159,8 +251,6 @@ def _draw_lineage(run: _Run, target: int, chain: Sequence[SegmentRow], path: str
         alignment="left",
     )
     fig.get_layout_engine().execute(fig)  # type: ignore[union-attr]
-    _annotate_stretches(fig, ax, stretches, lane_of, annotate)
-    _save(fig, path)
 
 
 def _annotate_stretches(

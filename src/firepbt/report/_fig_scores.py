@@ -4,11 +4,9 @@ curve with the curve of the best member's weights."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from firepbt.lineage import segment_chain
 from firepbt.report._data import (
     _direction,
     _opened,
@@ -18,8 +16,19 @@ from firepbt.report._data import (
     _subpopulation_label,
     _top,
 )
-from firepbt.report._plotting import _figure, _log_if_wide, _message, _plain, _save, _style
+from firepbt.report._plotting import (
+    _figure,
+    _log_if_wide,
+    _message,
+    _plain,
+    _save,
+    _style,
+    _thin,
+)
 from firepbt.store import MemberStatus, Store
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def plot_best_score(store: Store | str | Path, path: str | Path) -> Path:
@@ -38,19 +47,24 @@ def plot_best_score(store: Store | str | Path, path: str | Path) -> Path:
         if not pts:
             _message(ax, "no member has recorded a score yet")
             return _save(fig, path)
-        best = min if run.minimise else max
-        by_sp: dict[int | None, list[tuple[int, float]]] = {None: []}
-        for m, p in pts:
-            by_sp[None].append((p.step, p.score))
-            if len(run.subpopulations) > 1:
-                by_sp.setdefault(run.members[m].subpopulation, []).append((p.step, p.score))
-        xs, ys = _best_so_far(by_sp[None], best)
+        import numpy as np
+
+        steps = np.fromiter((p[1] for p in pts), dtype=float, count=len(pts))
+        scores = np.fromiter((p[2] for p in pts), dtype=float, count=len(pts))
+        xs, ys = _thin(*_best_so_far(steps, scores, run.minimise), 0, run.total_steps)
         ax.step(
             xs, ys, where="post", lw=2.4, color="black", zorder=3, label="best in the population"
         )
         plotted = list(ys)
-        for sp in sorted(k for k in by_sp if k is not None):
-            xs, ys = _best_so_far(by_sp[sp], best)
+        if len(run.subpopulations) > 1:
+            sp_of = np.array([run.members[p[0]].subpopulation for p in pts])
+        for sp in run.subpopulations if len(run.subpopulations) > 1 else []:
+            mine = sp_of == sp
+            if not mine.any():
+                continue
+            xs, ys = _thin(
+                *_best_so_far(steps[mine], scores[mine], run.minimise), 0, run.total_steps
+            )
             ax.step(
                 xs,
                 ys,
@@ -61,10 +75,10 @@ def plot_best_score(store: Store | str | Path, path: str | Path) -> Path:
                 zorder=4,
                 label=f"best in P{sp + 1}",
             )
-        top_m, top = _top(pts, run.minimise) or pts[0]
+        top_m, top_step, top_score, _ = _top(pts, run.minimise) or pts[0]
         ax.scatter(
-            [top.step],
-            [top.score],
+            [top_step],
+            [top_score],
             marker="*",
             s=180,
             color="gold",
@@ -72,7 +86,7 @@ def plot_best_score(store: Store | str | Path, path: str | Path) -> Path:
             linewidths=0.8,
             zorder=5,
             clip_on=False,
-            label=_plain(f"top {run.metric} {top.score:.4g}: {run.label(top_m)}, step {top.step}"),
+            label=_plain(f"top {run.metric} {top_score:.4g}: {run.label(top_m)}, step {top_step}"),
         )
         _log_if_wide(ax, plotted)
         ax.set_xlim(0, run.total_steps)
@@ -83,18 +97,18 @@ def plot_best_score(store: Store | str | Path, path: str | Path) -> Path:
 
 
 def _best_so_far(
-    pts: Sequence[tuple[int, float]], best: Callable[[float, float], float]
-) -> tuple[list[int], list[float]]:
-    per_step: dict[int, float] = {}
-    for step, score in pts:
-        per_step[step] = best(per_step[step], score) if step in per_step else score
-    xs, ys = [], []
-    running: float | None = None
-    for step in sorted(per_step):
-        running = per_step[step] if running is None else best(running, per_step[step])
-        xs.append(step)
-        ys.append(running)
-    return xs, ys
+    steps: np.ndarray, scores: np.ndarray, minimise: bool
+) -> tuple[list[float], list[float]]:
+    """The best score reached by each recorded step (scores finite)."""
+    import numpy as np
+
+    sign = 1.0 if minimise else -1.0  # as a minimum
+    order = np.lexsort((sign * scores, steps))
+    steps, values = steps[order], sign * scores[order]
+    first = np.ones(len(steps), dtype=bool)
+    first[1:] = steps[1:] != steps[:-1]
+    running = np.minimum.accumulate(values[first])  # each step's best is its first, sorted
+    return steps[first].tolist(), (sign * running).tolist()
 
 
 def _member_curves(run: _Run) -> dict[int, tuple[list[float], list[float]]]:
@@ -102,17 +116,22 @@ def _member_curves(run: _Run) -> dict[int, tuple[list[float], list[float]]]:
     exploit or a hand-over), so that no line joins two different networks."""
     curves: dict[int, tuple[list[float], list[float]]] = {}
     last: dict[int, int] = {}  # member -> its latest segment drawn
-    for seg in run.segments:
-        if not run.is_member(seg.member):
+    members = {m for m in run.members if run.is_member(m)}
+    by_segment, finite, nan = run.by_segment, math.isfinite, math.nan
+    for seg, m, _, _, source, _ in run.segments:
+        if m not in members:
             continue
-        xs, ys = curves.setdefault(seg.member, ([], []))
-        if xs and seg.source_segment != last.get(seg.member):
-            xs.append(math.nan)
-            ys.append(math.nan)
-        last[seg.member] = seg.id
-        for p in run.store.segment_points(seg.id):
-            xs.append(p.step)
-            ys.append(p.score if math.isfinite(p.score) else math.nan)
+        curve = curves.get(m)
+        if curve is None:
+            curve = curves[m] = ([], [])
+        xs, ys = curve
+        if xs and source != last.get(m):
+            xs.append(nan)
+            ys.append(nan)
+        last[m] = seg
+        for step, score in by_segment.get(seg, ()):
+            xs.append(step)
+            ys.append(score if finite(score) else nan)
     return curves
 
 
@@ -135,6 +154,7 @@ def plot_curves(store: Store | str | Path, path: str | Path) -> Path:
         values: list[float] = []
         failed: list[tuple[float, float]] = []
         for m, (xs, ys) in sorted(curves.items()):
+            xs, ys = _thin(xs, ys, 0, run.total_steps)
             ax.plot(xs, ys, lw=0.8, alpha=0.55, color=run.colour(m))
             values += ys
             if run.members[m].status is MemberStatus.FAILED and xs and math.isfinite(ys[-1]):
@@ -148,14 +168,15 @@ def plot_curves(store: Store | str | Path, path: str | Path) -> Path:
         if run.best is not None:
             lineage = [
                 p
-                for seg in segment_chain(st, run.best)
+                for seg in run.chain(run.best)
                 for p in st.segment_points(seg.id)
                 if math.isfinite(p.score)
             ]
             if lineage:
                 handles += ax.plot(
-                    [p.step for p in lineage],
-                    [p.score for p in lineage],
+                    *_thin(
+                        [p.step for p in lineage], [p.score for p in lineage], 0, run.total_steps
+                    ),
                     color="black",
                     lw=2.0,
                     label=f"best member {run.best}: the curve its weights followed",

@@ -13,24 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from firepbt.fire.summary import COUNT_COLUMNS, RANKING_NOTE, fire_summary
-from firepbt.lineage import segment_chain
+from firepbt.lineage import ScheduleEntry, fold_schedule
 from firepbt.report._data import (
-    _copies,
     _direction,
     _final_point,
-    _fmt,
     _opened,
     _read,
     _Run,
     _stretches,
-    _varying,
+    reading,
 )
 from firepbt.report._fig_hyperparameters import plot_hyperparameters
 from firepbt.report._fig_lineage import plot_lineage
 from firepbt.report._fig_scores import plot_best_score, plot_curves
 from firepbt.report._plotting import _require_matplotlib
 from firepbt.report._table import table_one
-from firepbt.store import Role, SegmentStatus, Store
+from firepbt.store import Role, SegmentStatus, Store, bulk_reading
 
 FIGURES: tuple[tuple[str, Callable[[Store, Path], Path], str], ...] = (
     (
@@ -62,6 +60,11 @@ FIGURES: tuple[tuple[str, Callable[[Store, Path], Path], str], ...] = (
     ),
 )
 
+# A long run's page stays small: its best member's schedule in at most this many rows (merged
+# where values stay close, then folded), and the last this many copies and hand-overs.
+SCHEDULE_ROWS = 40
+COPY_ROWS = 50
+
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1120px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
@@ -80,24 +83,25 @@ pre{background:#f7f7f7;padding:.8em;overflow:auto}
 """
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path | Store, out_dir: str | Path | None = None) -> Path:
     """Write the four figures and a self-contained ``report.html`` (needs matplotlib).
 
     Works on finished, running, killed and failed runs alike; a run without any score yet
     gets a page that says so.
 
     Args:
-        run_dir: The run's directory.
+        run_dir: The run's directory (or its open store).
         out_dir: Where to write (default ``<run_dir>/report/``).
 
     Returns:
         The page's path.
     """
     _require_matplotlib()
-    run_dir = Path(run_dir)
+    store = run_dir
+    run_dir = store.path.parent if isinstance(store, Store) else Path(store)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    with _opened(run_dir) as st:
+    with _opened(store) as st, reading(st), bulk_reading():
         run = _read(st)
         figures: list[tuple[str, str, str | None]] = []  # (name, caption, base64 png or error)
         if run.scored():
@@ -177,7 +181,7 @@ def _summary(run: _Run) -> list[str]:
     members = [m for m in run.members.values() if m.role is Role.MEMBER]
     evaluators = [m for m in run.members.values() if m.role is Role.EVALUATOR]
     statuses = Counter(m.status.value for m in members)
-    queued = sum(1 for s in st.segments() if s.status is SegmentStatus.QUEUED)
+    queued = st.segment_count(SegmentStatus.QUEUED)
     reached = [m.step for m in members]
     rows: list[tuple[str, Any]] = [
         ("strategy", run.strategy_name()),
@@ -220,10 +224,9 @@ def _summary(run: _Run) -> list[str]:
 def _best_section(run: _Run) -> list[str]:
     if run.best is None:
         return []
-    st = run.store
-    chain = [s for s in segment_chain(st, run.best) if s.end_step > s.start_step]
+    chain = [s for s in run.chain(run.best) if s.end_step > s.start_step]
     stretches = _stretches(chain)
-    _, varying = _varying(run.segments)
+    _, varying = run.varying
     names = sorted({k for s in stretches for k in s.hyperparameters})
     names = [k for k in names if k in varying] + [k for k in names if k not in varying]
     out = [
@@ -234,26 +237,38 @@ def _best_section(run: _Run) -> list[str]:
         *[f"<th>{_e(k)}</th>" for k in names],
         "</tr>",
     ]
-    for s in stretches:
+    entries = [ScheduleEntry(s.start, s.end, s.worker, s.hyperparameters) for s in stretches]
+    rows, note = fold_schedule(entries, SCHEDULE_ROWS)
+    for r in rows:
+        if r.folded:
+            out.append(
+                '<tr><td class="num">…</td><td class="num">…</td>'
+                f'<td colspan="{len(names) + 1}">{_e(r.folded)}</td></tr>'
+            )
+            continue
+        who = run.label(r.workers[0]) if len(r.workers) == 1 else f"{len(r.workers)} workers"
         cells = "".join(
-            f'<td class="num">{_e(_fmt(s.hyperparameters[k]))}</td>'
-            if k in s.hyperparameters
-            else "<td></td>"
-            for k in names
+            f'<td class="num">{_e(r.value(k))}</td>' if k in r.low else "<td></td>" for k in names
         )
         out.append(
-            f'<tr><td class="num">{s.start}</td><td class="num">{s.end}</td>'
-            f"<td>{_e(run.label(s.worker))}</td>{cells}</tr>"
+            f'<tr><td class="num">{r.start}</td><td class="num">{r.end}</td>'
+            f"<td>{_e(who)}</td>{cells}</tr>"
         )
     out.append("</table>")
-    copies = _copies(st, chain)
+    if note:
+        out.append(f'<p class="note">{_e(note)}; <code>firepbt status RUN_DIR --full</code> and '
+                   "<code>firepbt export</code> give every stretch.</p>")  # fmt: skip
+    copies = run.copies(run.best)
     if copies:
+        shown = copies[-COPY_ROWS:]
+        which = f"the last {len(shown)} of {len(copies)}" if len(shown) < len(copies) else ""
         out += [
-            f"<details><summary>copies of weights on this lineage ({len(copies)})</summary><table>",
-            "<tr><th>step</th><th>kind</th><th>from</th><th>to</th><th>changes</th>"
+            f"<details><summary>copies of weights on this lineage ({len(copies)})</summary>",
+            f"<p>{_e(which)}</p>" if which else "",
+            "<table><tr><th>step</th><th>kind</th><th>from</th><th>to</th><th>changes</th>"
             "<th>reason</th></tr>",
         ]
-        for c in copies:
+        for c in shown:
             out.append(
                 f'<tr><td class="num">{c.step}</td><td>{_e(c.kind)}</td>'
                 f"<td>{_e(run.label(c.parent))}</td><td>{_e(run.label(c.child))}</td>"
@@ -322,19 +337,22 @@ def _fire_section(run: _Run) -> list[str]:
     warning = summary.warning()
     if warning is not None:
         out.append(f'<p class="note">{_e(warning)}</p>')
-    if summary.handovers:
+    every = [(sp.name, h) for sp in summary.subpopulations for h in sp.handovers]
+    if every:
+        shown = sorted(every, key=lambda x: x[1].step)[-COPY_ROWS:]
+        if len(shown) < len(every):
+            out.append(f"<p>The last {len(shown)} of {len(every)} hand-overs:</p>")
         out += [
             "<table><tr><th>parents</th><th>step</th><th>evaluator</th><th>weights of</th>"
             "<th>target</th></tr>"
         ]
-        for sp in summary.subpopulations:
-            out += [
-                f'<tr><td>{_e(sp.name)}</td><td class="num">{h.step}</td>'
-                f"<td>{_e(run.label(h.evaluator))}</td>"
-                f"<td>{_e('–' if h.parent is None else run.label(h.parent))}</td>"
-                f"<td>{_e(run.label(h.target))}</td></tr>"
-                for h in sp.handovers
-            ]
+        out += [
+            f'<tr><td>{_e(name)}</td><td class="num">{h.step}</td>'
+            f"<td>{_e(run.label(h.evaluator))}</td>"
+            f"<td>{_e('–' if h.parent is None else run.label(h.parent))}</td>"
+            f"<td>{_e(run.label(h.target))}</td></tr>"
+            for name, h in shown
+        ]
         out.append("</table>")
     for sp in summary.subpopulations:
         ranks = " &gt; ".join(f"{r.member} ({r.fitness:.3g})" for r in sp.ranking)

@@ -10,8 +10,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from firepbt.report._data import _opened, _top
-from firepbt.store import Role, Store
+from firepbt.report._data import _opened, _read, _top
+from firepbt.store import Store
 
 
 def table_one(store: Store | str | Path) -> dict[str, Any]:
@@ -29,7 +29,6 @@ def table_one(store: Store | str | Path) -> dict[str, Any]:
         config = st.config()
         mode = "min" if config.get("mode") == "min" else "max"
         test_metric = config.get("test_metric")
-        members = {m.id: m for m in st.members()}
         out: dict[str, Any] = {
             "metric": str(config.get("metric") or "score"),
             "mode": mode,
@@ -43,15 +42,14 @@ def table_one(store: Store | str | Path) -> dict[str, Any]:
             "replay_count": 0,
             "replay_members": [],
         }
-        top = _top(
-            [(m, p) for m, p in st.points() if m in members and members[m].role is Role.MEMBER],
-            mode == "min",
-        )
+        run = _read(st)
+        top = _top(run.points, mode == "min")
         if top is not None:
-            m, p = top
-            out.update(top_validation=p.score, top_member=m, top_step=p.step)
-            if test_metric and test_metric in p.metrics:
-                out["matching_test"] = float(p.metrics[test_metric])
+            m, step, score, segment = top
+            out.update(top_validation=score, top_member=m, top_step=step)
+            at = [q for q in st.segment_points(segment) if q.step == step]
+            if test_metric and at and test_metric in at[0].metrics:
+                out["matching_test"] = float(at[0].metrics[test_metric])
         finals = _replay_finals(st.path, test_metric)
         if finals:
             values = [v for _, v in finals]

@@ -7,6 +7,7 @@ file concurrently (WAL mode).
 """
 
 from firepbt.errors import StoreError
+from firepbt.store._bulk import bulk_reading, decode_all
 from firepbt.store._rows import (
     SCHEMA_VERSION,
     STORE_FILE,
@@ -22,7 +23,9 @@ from firepbt.store._store import Store, as_stored, config_digest, pid_alive
 
 __all__ = [
     "as_stored",
+    "bulk_reading",
     "config_digest",
+    "decode_all",
     "pid_alive",
     "SCHEMA_VERSION",
     "STORE_FILE",

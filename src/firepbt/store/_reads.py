@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -15,6 +14,7 @@ from firepbt import storage
 from firepbt.checkpoints import CheckpointRef
 from firepbt.errors import StoreError
 from firepbt.segments import Point
+from firepbt.store._bulk import _score, decode_all
 from firepbt.store._rows import (
     DecisionRow,
     MemberRow,
@@ -25,14 +25,6 @@ from firepbt.store._rows import (
     SegmentStatus,
     real_path,
 )
-
-
-def _score(x: float | None) -> float:
-    return math.nan if x is None else float(x)  # SQLite stores NaN as NULL
-
-
-# A finite score in SQL (NaN is stored as NULL, which no comparison passes).
-_FINITE = "score BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
 
 _SEGMENT_COLUMNS = (
     "id, member, start_step, end_step, hyperparameters, source_segment, status, attempts"
@@ -53,11 +45,13 @@ def _decoder() -> Callable[[str], Any]:
     return decode
 
 
+_STATUS = {s.value: s for s in SegmentStatus}
+
+
 def _segment_rows(rows: list[tuple[Any, ...]]) -> list[SegmentRow]:
     decode = _decoder()
     return [
-        SegmentRow(i, m, a, b, decode(h), src, SegmentStatus(st), n)
-        for i, m, a, b, h, src, st, n in rows
+        SegmentRow(i, m, a, b, decode(h), src, _STATUS[st], n) for i, m, a, b, h, src, st, n in rows
     ]
 
 
@@ -113,38 +107,8 @@ class StoreReads:
         if member is not None:
             sql, args = sql + " WHERE member = ?", (member,)
         rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()
-        return [(m, Point(s, _score(q), json.loads(x))) for m, s, q, x in rows]
-
-    def scores(self, member: int | None = None) -> list[tuple[int, int, float, int]]:
-        """(member, step, score, segment) of every curve point (or ``member``'s), in the order
-        they were recorded: ``points`` without decoding each point's metrics."""
-        sql = "SELECT member, step, score, segment FROM points"
-        args: tuple[Any, ...] = ()
-        if member is not None:
-            sql, args = sql + " WHERE member = ?", (member,)
-        rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()
-        return [(m, s, _score(q), g) for m, s, q, g in rows]
-
-    def latest_points(self) -> dict[int, Point]:
-        """Each worker's last recorded point."""
-        rows = self._conn.execute(
-            "SELECT member, step, score, metrics FROM points WHERE rowid IN "
-            "(SELECT MAX(rowid) FROM points GROUP BY member)"
-        ).fetchall()
-        return {m: Point(s, _score(q), json.loads(x)) for m, s, q, x in rows}
-
-    def best_scores(self, minimise: bool) -> dict[int, float]:
-        """Each worker's best finite score."""
-        best = "MIN" if minimise else "MAX"
-        members = [m for (m,) in self._conn.execute("SELECT id FROM members").fetchall()]
-        out = {}
-        for m in members:  # each a seek in the (member, score) index
-            row = self._conn.execute(
-                f"SELECT {best}(score) FROM points WHERE member = ? AND {_FINITE}", (m,)
-            ).fetchone()
-            if row[0] is not None:
-                out[int(m)] = float(row[0])
-        return out
+        metrics = decode_all(x for *_, x in rows)
+        return [(m, Point(s, _score(q), x)) for (m, s, q, _), x in zip(rows, metrics, strict=True)]
 
     def points_at(self, member: int, step: int) -> list[Point]:
         """``member``'s points at ``step`` (more than one when it reached the step again)."""
@@ -172,10 +136,6 @@ class StoreReads:
         rows = self._conn.execute(sql + " ORDER BY id", [a for a in args if a is not None])
         return _segment_rows(rows.fetchall())
 
-    def segment_count(self, status: SegmentStatus) -> int:
-        row = self._conn.execute("SELECT COUNT(*) FROM segments WHERE status = ?", (status.value,))
-        return int(row.fetchone()[0])
-
     def last_done_segment(self, member: int, end_step: int | None = None) -> SegmentRow | None:
         """``member``'s latest finished segment (of those ending at ``end_step``)."""
         sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE member = ? AND status = ?"
@@ -189,13 +149,13 @@ class StoreReads:
         """``segment`` and the segments its weights came from, one source after another back to
         a fresh start, oldest first."""
         rows = self._conn.execute(
-            "WITH RECURSIVE chain(id, depth) AS (SELECT ?, 0 UNION ALL "
-            "SELECT s.source_segment, c.depth + 1 FROM segments s JOIN chain c ON s.id = c.id "
-            "WHERE s.source_segment IS NOT NULL) "
-            f"SELECT {', '.join('s.' + c for c in _SEGMENT_COLUMNS.split(', '))} "
-            "FROM chain c JOIN segments s ON s.id = c.id ORDER BY c.depth DESC",
+            f"WITH RECURSIVE chain({_SEGMENT_COLUMNS}) AS ("
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id = ? UNION ALL SELECT "
+            + ", ".join(f"s.{c}" for c in _SEGMENT_COLUMNS.split(", "))
+            + " FROM segments s JOIN chain c ON s.id = c.source_segment) SELECT * FROM chain",
             (segment,),
         ).fetchall()
+        rows.reverse()  # the query walks back from the newest: oldest first
         return _segment_rows(rows)
 
     def segment(self, segment_id: int) -> SegmentRow:
@@ -213,12 +173,14 @@ class StoreReads:
         return _segment_rows(rows)
 
     def decisions(
-        self, member: int | None = None, kinds: Iterable[str] | None = None
+        self, member: int | None = None, kinds: Iterable[str] | None = None, *, bare: bool = False
     ) -> list[DecisionRow]:
-        """Decisions by id: all, ``member``'s, and only those of ``kinds``."""
-        sql = (
-            "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, reason "
-            "FROM decisions"
+        """Decisions by id: all, ``member``'s, and only those of ``kinds``; ``bare``: without
+        their hyperparameters and changes (``None`` and ``[]``: not read)."""
+        sql = "SELECT id, member, step, kind, donor, source_step, " + (
+            "NULL, '[]', reason FROM decisions"
+            if bare
+            else "hyperparameters, changes, reason FROM decisions"
         )
         where: list[str] = []
         args: list[Any] = []
@@ -237,13 +199,21 @@ class StoreReads:
             for i, m, s, k, d, ss, h, ch, r in rows
         ]
 
-    def exploit_counts(self) -> dict[int, int]:
-        """Member → how many times it copied another member's weights."""
-        rows = self._conn.execute(
-            "SELECT member, COUNT(*) FROM decisions WHERE kind = 'exploit' AND donor != member "
-            "GROUP BY member"
-        ).fetchall()
-        return {int(m): int(n) for m, n in rows}
+    def decisions_by_id(self, ids: list[int]) -> list[DecisionRow]:
+        """The decisions with these ids, by id."""
+        out: list[DecisionRow] = []
+        for start in range(0, len(ids), 500):  # SQLite takes a bounded number of parameters
+            chunk = ids[start : start + 500]
+            rows = self._conn.execute(
+                "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, "
+                f"reason FROM decisions WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            out += [
+                DecisionRow(i, m, s, k, d, ss, json.loads(h) if h else None, json.loads(ch), r)
+                for i, m, s, k, d, ss, h, ch, r in rows
+            ]
+        return sorted(out, key=lambda d: d.id)
 
     def assignment_targets(self) -> dict[int, int]:
         """Decision id → target member of every FIRE assignment that recorded one (stores made
@@ -279,11 +249,6 @@ class StoreReads:
         out = [tuple(r) for r in rows]
         return out[::-1] if last is not None else out
 
-    def failure_counts(self) -> dict[int, int]:
-        """Worker → how many failures and warnings were recorded of it (-1: the run's own)."""
-        rows = self._conn.execute("SELECT member, COUNT(*) FROM failures GROUP BY member")
-        return {int(m): int(n) for m, n in rows.fetchall()}
-
     def live_checkpoints(self) -> list[tuple[str, int, int, str]]:
         """(path, member, step, sha256) of checkpoint files on disk and not deleted."""
         rows = self._conn.execute(
@@ -309,13 +274,6 @@ class StoreReads:
             (segment,),
         ).fetchone()
         return None if row is None else (real_path(self.root, row[0]), str(row[1]))
-
-    def worker_steps(self) -> int:
-        row = self._conn.execute(
-            "SELECT COALESCE(SUM(end_step - start_step), 0) FROM segments WHERE status = ?",
-            (SegmentStatus.DONE.value,),
-        ).fetchone()
-        return int(row[0])
 
     def replays(self) -> list[ReplayRow]:
         """Recorded replays, oldest first; none when the store never had one."""

@@ -51,11 +51,17 @@ CREATE TABLE IF NOT EXISTS events(
 INDEXES = """
 CREATE INDEX IF NOT EXISTS points_segment ON points(segment);
 CREATE INDEX IF NOT EXISTS points_score ON points(member, score);
-CREATE INDEX IF NOT EXISTS segments_member ON segments(member, status, start_step, end_step);
+CREATE INDEX IF NOT EXISTS points_latest ON points(member);
+CREATE INDEX IF NOT EXISTS segments_member ON segments(member, status);
+CREATE INDEX IF NOT EXISTS segments_steps ON segments(end_step - start_step)
+    WHERE status = 'done';
 CREATE INDEX IF NOT EXISTS decisions_kind ON decisions(kind, member, donor);
 CREATE INDEX IF NOT EXISTS checkpoints_segment ON checkpoints(segment);
 CREATE INDEX IF NOT EXISTS checkpoints_live ON checkpoints(path) WHERE deleted IS NULL;
 CREATE INDEX IF NOT EXISTS failures_member ON failures(member);
+CREATE INDEX IF NOT EXISTS decisions_fire ON decisions(
+    id, member, step, kind, donor, source_step, reason, target)
+    WHERE kind IN ('assign', 'handover', 'release');
 """
 
 # Checkpoints made held in a worker's memory (``written``: written out since); a row is kept for
