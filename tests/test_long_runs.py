@@ -159,13 +159,12 @@ def test_status_fits_a_terminal_and_full_prints_everything(
         store.close()
     assert f"★ {result.best_member} " in text
     assert "the 8 best members by latest score" in text and "(--full: all)" in text
-    assert f"{stretches} stretches, merged where values stay within 25%" in text
-    assert "rows folded" in text
+    assert f"{stretches} stretches, shown as " in text and " spans of " in text
     assert main(["status", str(long_run), "--full"]) == 0
     full = capsys.readouterr().out
     rows = [line for line in full.splitlines() if line.startswith("│")]
     assert len(rows) >= workers + stretches
-    assert "rows folded" not in full and "fitness ranking on the latest evaluator curves: " in full
+    assert " spans of " not in full and "fitness ranking on the latest evaluator curves: " in full
 
 
 def test_a_folded_schedule_covers_every_step_in_order() -> None:
@@ -179,7 +178,11 @@ def test_a_folded_schedule_covers_every_step_in_order() -> None:
     assert len(rows) <= SCHEDULE_ROWS and "200 stretches" in note
     assert rows[0].start == 0 and rows[-1].end == 2000
     assert all(a.end == b.start for a, b in zip(rows, rows[1:], strict=False))
-    assert sum(1 for r in rows if r.folded) == 1
+    for r in rows:  # each span's values: the range of those of its stretches
+        inside = [e for e in entries if r.start <= e.from_step < r.end]
+        assert r.low["lr"] == min(e.hyperparameters["lr"] for e in inside)
+        assert r.high["lr"] == max(e.hyperparameters["lr"] for e in inside)
+        assert r.workers == list(dict.fromkeys(e.member for e in inside))
     short = entries[:SCHEDULE_ROWS]
     rows, note = fold_schedule(short, SCHEDULE_ROWS)
     assert note == "" and [(r.start, r.end) for r in rows] == [

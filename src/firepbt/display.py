@@ -184,9 +184,6 @@ def schedule_table(
     for col in ("from step", "to step", "trained by", "hyperparameters"):
         table.add_column(col, justify="right" if "step" in col else "left")
     for r in rows:
-        if r.folded:
-            table.add_row("…", "…", "", _shown(r.folded))
-            continue
         if len(r.workers) == 1:
             (w,) = r.workers
             by = str(w) + (" (evaluator)" if roles.get(w) is Role.EVALUATOR else "")

@@ -109,8 +109,7 @@ FOLD_SHARE = 0.25
 @dataclass
 class FoldedRow:
     """A row of a folded schedule: consecutive stretches merged into one range of steps, the
-    workers that trained it and each hyperparameter's lowest and highest value; or, with
-    ``folded`` set, a row standing for the many rows left out there."""
+    workers that trained it and each hyperparameter's lowest and highest value."""
 
     start: int
     end: int
@@ -118,7 +117,6 @@ class FoldedRow:
     first: dict[str, Any]  # the values the row starts with
     low: dict[str, Any]
     high: dict[str, Any]
-    folded: str = ""
 
     @classmethod
     def of(cls, e: ScheduleEntry) -> FoldedRow:
@@ -160,8 +158,9 @@ def fold_schedule(entries: list[ScheduleEntry], rows: int | None) -> tuple[list[
     """A schedule in at most ``rows`` rows (every stretch, one per row, when ``rows`` is None
     or enough), and a note saying how it was folded ("" when it was not): consecutive
     stretches whose numeric hyperparameters stay within ``FOLD_SHARE`` of the first are merged
-    (each value shown as its range); if more than ``rows`` rows remain, the first three and
-    the last ones are kept, with one row saying how many are left out between them."""
+    (each value shown as its range); if more than ``rows`` rows remain, the steps are cut into
+    ``rows`` spans of equal length and each span shows the range of every value in it, so
+    that the schedule's shape (a decay, a warm-up) stays in view."""
     if rows is None or len(entries) <= rows:
         return [FoldedRow.of(e) for e in entries], ""
     out: list[FoldedRow] = []
@@ -170,13 +169,21 @@ def fold_schedule(entries: list[ScheduleEntry], rows: int | None) -> tuple[list[
             out[-1].add(e)
         else:
             out.append(FoldedRow.of(e))
-    note = f"{len(entries)} stretches, merged where values stay within {FOLD_SHARE:.0%}"
-    if len(out) > rows:
-        head, tail = out[:3], out[-(rows - 4) :]
-        middle = out[3 : len(out) - len(tail)]
-        folded = f"{len(middle)} rows folded (steps {middle[0].start}–{middle[-1].end})"
-        out = [*head, FoldedRow(middle[0].start, middle[-1].end, [], {}, {}, {}, folded), *tail]
-    return out, note
+    if len(out) <= rows:
+        return out, f"{len(entries)} stretches, merged where values stay within {FOLD_SHARE:.0%}"
+    start, end = entries[0].from_step, entries[-1].to_step
+    width = max(1, -(-(end - start) // rows))  # steps per span, rounded up
+    spans: dict[int, FoldedRow] = {}
+    for e in entries:
+        span = spans.get((e.from_step - start) // width)
+        if span is None:
+            spans[(e.from_step - start) // width] = FoldedRow.of(e)
+        elif e.hyperparameters.keys() == span.low.keys():
+            span.add(e)
+        else:  # other names: the span shows what it started with
+            span.end = e.to_step
+    note = f"{len(entries)} stretches, shown as {len(spans)} spans of {width} steps"
+    return [spans[k] for k in sorted(spans)], note
 
 
 def _is_number(v: object) -> bool:

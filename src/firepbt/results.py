@@ -14,11 +14,13 @@ from firepbt.checkpoints import member_state, read_checkpoint
 from firepbt.decisions import Mode
 from firepbt.errors import ConfigError, WarningKind
 from firepbt.fire.summary import no_handover_warning
-from firepbt.lineage import ScheduleEntry, schedule
+from firepbt.lineage import ScheduleEntry, fold_schedule, schedule
 from firepbt.space import Hyperparameters
 from firepbt.store import MemberStatus, Role, Store
 from firepbt.text import printable
 from firepbt.trainable import Trainable
+
+DESCRIBE_ROWS = 12  # stretches of a schedule that ``RunResult.describe`` prints unfolded
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,12 @@ class RunResult:
         t.load(member_state(read_checkpoint(*self.checkpoint)).state)
         return t
 
-    def describe(self) -> str:
+    def describe(self, full: bool = False) -> str:
         """Summarise the result for a terminal.
+
+        Args:
+            full: Print every stretch of a long schedule (by default one of more than
+                ``DESCRIBE_ROWS`` stretches is folded, as ``firepbt status`` folds it).
 
         Returns:
             The best member, its score, step, metrics and hyperparameters, its schedule one
@@ -96,11 +102,12 @@ class RunResult:
             f"hyperparameters: {_fmt_h(self.hyperparameters)}",
             "schedule:",
         ]
-        lines += [
-            f"  steps {e.from_step:>6}–{e.to_step:<6} {_fmt_h(e.hyperparameters)}"
-            f"  (member {e.member})"
-            for e in self.schedule
-        ]
+        rows, note = fold_schedule(self.schedule, None if full else DESCRIBE_ROWS)
+        for r in rows:
+            who = f"member {r.workers[0]}" if len(r.workers) == 1 else f"{len(r.workers)} workers"
+            lines.append(f"  steps {r.start:>6}–{r.end:<6} {r.text()}  ({who})")
+        if note:
+            lines.append(f"  ({note}; RunResult.schedule holds every one)")
         lines.append(
             f"{self.worker_steps} worker-steps in {self.wall_seconds:.1f} s; "
             f"run directory {self.run_dir}"

@@ -81,8 +81,8 @@ def _lane_order(run: _Run, workers: Sequence[int]) -> list[int]:
     return sorted(set(workers), key=lambda w: (-rank(w)[0], rank(w)[1]))
 
 
-# A lineage with more copies than this is drawn in two panels: the whole lineage with its copies
-# faint, and the last ``ARROWS`` copies drawn in full.
+# A lineage with more copies than this is drawn as an overview (who trained it when, how often it
+# was copied) over the last ``ARROWS`` copies drawn in full.
 ARROWS = 40
 HEIGHT = 0.56  # a bar's height in a lane
 
@@ -101,34 +101,105 @@ def _draw_lineage(run: _Run, target: int, chain: Sequence[SegmentRow], path: str
         _annotate_stretches(fig, ax, stretches, {w: i for i, w in enumerate(lanes)}, annotate)
         _save(fig, path)
         return
-    # A long lineage: the overview, then the last ARROWS copies in full below it.
+    # A long lineage: an overview of who trained it when and how often it was copied, then the
+    # last ARROWS copies in full.
     start = copies[-ARROWS].step
     start -= max(1, (run.total_steps - start) // 20)
     recent = [replace(s, start=max(s.start, start)) for s in stretches if s.end > start]
     lanes = _lane_order(run, [s.worker for s in stretches])
     recent_lanes = _lane_order(run, [s.worker for s in recent])
-    fig = _figure(10, max(5.0, 2.5 + 0.3 * len(lanes) + 0.36 * len(recent_lanes)))
-    top, bottom = fig.subplots(
-        2, 1, gridspec_kw={"height_ratios": [max(2, len(lanes)), max(2, len(recent_lanes))]}
+    fig = _figure(10, max(6.0, 3.2 + 0.3 * len(lanes) + 0.36 * len(recent_lanes)))
+    top, strip, bottom = fig.subplots(
+        3,
+        1,
+        gridspec_kw={
+            "height_ratios": [max(2, len(lanes)), 1.6, max(2, len(recent_lanes))],
+        },
     )
-    _draw_lanes(top, run, stretches, copies, lanes, 0, run.total_steps, faint=True)
-    top.axvspan(start, run.total_steps, color="0.5", alpha=0.08, lw=0)
     counts = Counter(c.kind for c in copies)
+    _draw_overview(top, strip, run, stretches, copies, lanes)
+    top.axvspan(start, run.total_steps, color="0.5", alpha=0.12, lw=0)
     top.set_title(
         _plain(
-            f"{_title(run, target)}\n{len(copies)} copies of weights on this lineage ("
+            f"{_title(run, target)}\nshare of each span of steps trained on each worker; "
+            f"{len(copies)} copies ("
             + ", ".join(f"{n} {COPY_NOUNS[k]}" for k, n in sorted(counts.items()))
-            + "), drawn faint; hand-overs in full"
+            + ")"
         )
     )
     _draw_lanes(bottom, run, recent, copies[-ARROWS:], recent_lanes, start, run.total_steps)
     bottom.set_title(
-        _plain(f"the last {ARROWS} copies, from step {start} (the shaded span above)"),
-        fontsize=10,
+        _plain(f"the last {ARROWS} copies, from step {start} (shaded above)"), fontsize=10
     )
     _finish(fig, run, lanes, set(counts), annotate)
     _annotate_stretches(fig, bottom, recent, {w: i for i, w in enumerate(recent_lanes)}, annotate)
     _save(fig, path)
+
+
+SPANS = 200  # columns of a long lineage's overview
+
+
+def _draw_overview(
+    ax: Axes,
+    strip: Axes,
+    run: _Run,
+    stretches: Sequence[_Stretch],
+    copies: Sequence[_Copy],
+    lanes: Sequence[int],
+) -> None:
+    """A long lineage at a glance: one lane per worker and one column per span of steps,
+    shaded by the share of the span's steps that the worker trained (the lineage is on one
+    worker at a time); hand-overs marked; below, the copies of weights per span, by kind."""
+    import numpy as np
+
+    total = run.total_steps
+    width = total / SPANS
+    lane_of = {w: i for i, w in enumerate(lanes)}
+    share = np.zeros((len(lanes), SPANS))
+    for s in stretches:
+        a, b = s.start / width, s.end / width
+        for k in range(int(a), min(SPANS, int(np.ceil(b)))):
+            share[lane_of[s.worker], k] += min(b, k + 1) - max(a, k)
+    ax.imshow(
+        share,
+        aspect="auto",
+        cmap="Greys",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(0, total, len(lanes) - 0.5, -0.5),
+    )
+    handovers = [c for c in copies if c.kind == "handover"]
+    if handovers:
+        ax.scatter(
+            [c.step for c in handovers],
+            [lane_of[c.child] for c in handovers],
+            marker="v",
+            s=28,
+            color=COPY_COLOURS["handover"],
+            zorder=3,
+        )
+    ax.set_yticks(range(len(lanes)), [_plain(run.label(w)) for w in lanes])
+    for tick, w in zip(ax.get_yticklabels(), lanes, strict=True):
+        tick.set_color(run.colour(w) if run.is_member(w) else "0.3")
+        if len(lanes) > 16:
+            tick.set_fontsize(7)
+    ax.set_xlim(0, total)
+    ax.tick_params(labelbottom=False)
+    ax.grid(visible=False)
+    bottom = np.zeros(SPANS)
+    edges = np.linspace(0, total, SPANS + 1)
+    for kind in COPY_COLOURS:
+        mine = [c.step for c in copies if c.kind == kind]
+        if mine:
+            n, _ = np.histogram(mine, bins=edges)
+            strip.bar(edges[:-1], n, width=width, bottom=bottom, align="edge",
+                      color=COPY_COLOURS[kind], lw=0)  # fmt: skip
+            bottom += n
+    strip.set_xlim(0, total)
+    strip.set_ylabel("copies", fontsize=8)
+    strip.tick_params(labelsize=7)
+    strip.set_xlabel("step")
 
 
 def _title(run: _Run, target: int) -> str:
@@ -147,54 +218,26 @@ def _draw_lanes(
     lanes: Sequence[int],
     start: float,
     end: float,
-    *,
-    faint: bool = False,
 ) -> None:
-    """One lane per worker with a bar per stretch of training and an arrow per copy; ``faint``:
-    each lane's bars drawn at once and the copies as faint lines, hand-overs in full."""
-    from matplotlib.collections import LineCollection
+    """One lane per worker with a bar per stretch of training and an arrow per copy."""
 
     lane_of = {w: i for i, w in enumerate(lanes)}
-    if faint:
-        for w in lanes:
-            bars = [(s.start, s.end - s.start) for s in stretches if s.worker == w]
-            ax.broken_barh(
-                bars, (lane_of[w] - HEIGHT / 2, HEIGHT), color=run.colour(w), alpha=0.85, lw=0
-            )
-        for kind in COPY_COLOURS:
-            mine = [c for c in copies if c.kind == kind]
-            if not mine:
-                continue
-            lines = [[(c.step, lane_of[c.parent]), (c.step, lane_of[c.child])] for c in mine]
-            full = kind == "handover"
-            ax.add_collection(
-                LineCollection(
-                    lines,
-                    colors=COPY_COLOURS[kind],
-                    linewidths=1.4 if full else 0.6,
-                    alpha=1.0 if full else 0.25,
-                    zorder=3,
-                )  # fmt: skip
-            )
-    else:
-        for s in stretches:
-            ax.barh(
-                lane_of[s.worker],
-                s.end - max(s.start, start),
-                left=max(s.start, start),
-                height=HEIGHT,
-                color=run.colour(s.worker),
-                alpha=0.85,
-                edgecolor="white",
-                linewidth=1.2,
-            )
-        for c in copies:
-            _arrow(ax, c, lane_of)
+    for s in stretches:
+        ax.barh(
+            lane_of[s.worker],
+            s.end - max(s.start, start),
+            left=max(s.start, start),
+            height=HEIGHT,
+            color=run.colour(s.worker),
+            alpha=0.85,
+            edgecolor="white",
+            linewidth=1.2,
+        )
+    for c in copies:
+        _arrow(ax, c, lane_of)
     ax.set_yticks(range(len(lanes)), [_plain(run.label(w)) for w in lanes])
     for tick, w in zip(ax.get_yticklabels(), lanes, strict=True):
         tick.set_color(run.colour(w) if run.is_member(w) else "0.3")
-        if faint and len(lanes) > 16:
-            tick.set_fontsize(7)
     ax.set_ylim(len(lanes) - 0.4, -0.6)
     ax.set_xlim(start, end)
     ax.set_xlabel("step")

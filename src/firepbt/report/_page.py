@@ -60,8 +60,8 @@ FIGURES: tuple[tuple[str, Callable[[Store, Path], Path], str], ...] = (
     ),
 )
 
-# A long run's page stays small: its best member's schedule in at most this many rows (merged
-# where values stay close, then folded), and the last this many copies and hand-overs.
+# A long run's page stays small: its best member's schedule in at most this many rows
+# (lineage.fold_schedule), and the last this many copies and hand-overs.
 SCHEDULE_ROWS = 40
 COPY_ROWS = 50
 
@@ -240,12 +240,6 @@ def _best_section(run: _Run) -> list[str]:
     entries = [ScheduleEntry(s.start, s.end, s.worker, s.hyperparameters) for s in stretches]
     rows, note = fold_schedule(entries, SCHEDULE_ROWS)
     for r in rows:
-        if r.folded:
-            out.append(
-                '<tr><td class="num">…</td><td class="num">…</td>'
-                f'<td colspan="{len(names) + 1}">{_e(r.folded)}</td></tr>'
-            )
-            continue
         who = run.label(r.workers[0]) if len(r.workers) == 1 else f"{len(r.workers)} workers"
         cells = "".join(
             f'<td class="num">{_e(r.value(k))}</td>' if k in r.low else "<td></td>" for k in names
