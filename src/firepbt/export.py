@@ -253,36 +253,31 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
             }
             for m in store.members()
         ),
+        # The big tables are written from the rows SQLite holds, their JSON texts spliced in
+        # as stored (the same text json.dumps gives of them), not decoded and encoded again.
         "points": (
-            {"member": member, "step": p.step, "score": p.score, "metrics": p.metrics}
-            for member, p in store.points()
+            f'{{"member": {m}, "step": {step}, "score": {_number(score)}, '
+            f'"metrics": {_spliced(metrics)}}}'
+            for m, step, score, metrics in store.raw(
+                "points", ("member", "step", "score", "metrics")
+            )
         ),
         "decisions": (
-            {
-                "id": d.id,
-                "member": d.member,
-                "step": d.step,
-                "kind": d.kind,
-                "donor": d.donor,
-                "source_step": d.source_step,
-                "reason": d.reason,
-                "changes": d.changes,
-                "hyperparameters": d.hyperparameters,
-            }
-            for d in store.decisions()
+            f'{{"id": {i}, "member": {m}, "step": {step}, "kind": {_strict(kind)}, '
+            f'"donor": {_number(donor)}, "source_step": {_number(source)}, '
+            f'"reason": {_strict(reason)}, "changes": {_spliced(changes)}, '
+            f'"hyperparameters": {_spliced(h)}}}'
+            for i, m, step, kind, donor, source, reason, changes, h in store.raw(
+                "decisions", (*DECISION_COLUMNS, "hyperparameters")
+            )
         ),
         "segments": (
-            {
-                "id": s.id,
-                "member": s.member,
-                "start_step": s.start_step,
-                "end_step": s.end_step,
-                "source_segment": s.source_segment,
-                "status": s.status.value,
-                "attempts": s.attempts,
-                "hyperparameters": s.hyperparameters,
-            }
-            for s in store.segments()
+            f'{{"id": {i}, "member": {m}, "start_step": {a}, "end_step": {b}, '
+            f'"source_segment": {_number(src)}, "status": {_strict(status)}, '
+            f'"attempts": {attempts}, "hyperparameters": {_spliced(h)}}}'
+            for i, m, a, b, src, status, attempts, h in store.raw(
+                "segments", (*SEGMENT_COLUMNS, "hyperparameters")
+            )
         ),
         "lineage": (
             {"child": c, "child_step": cs, "parent": p, "parent_step": ps}
@@ -305,12 +300,30 @@ def _export_json(store: Store, run_dir: Path, out_dir: Path) -> Path:
             if isinstance(value, Iterator):
                 f.write("[")
                 for n, row in enumerate(value):
-                    f.write(("," if n else "") + "\n    " + _strict(row))
+                    text = row if isinstance(row, str) else _strict(row)
+                    f.write(("," if n else "") + "\n    " + text)
                 f.write("\n  ]")
             else:
                 f.write(_strict(value, indent=2).replace("\n", "\n  "))
         f.write("\n}\n")
     return path
+
+
+def _number(x: float | int | None) -> str:
+    """A number (or None) as strict JSON: NaN and infinities as null."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "null"
+    return repr(x)
+
+
+def _spliced(text: str | None) -> str:
+    """A JSON text from the store as strict JSON: as it is, unless it holds NaN or an
+    infinity (Python's JSON writes them as NaN and Infinity), which become null."""
+    if text is None:
+        return "null"
+    if "NaN" in text or "Infinity" in text:
+        return _strict(json.loads(text))
+    return text
 
 
 def _strict(x: Any, indent: int | None = None) -> str:
