@@ -112,10 +112,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--baseline", type=Path, help="another checkout to time side by side")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--readers", default=",".join(READERS), help="which readers, comma-separated"
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "readers-scale")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "readers_scale.md")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
+    readers = [r for r in args.readers.split(",") if r]
+    unknown = sorted(set(readers) - set(READERS))
+    if unknown:
+        parser.error(f"no reader {unknown}; choose from {list(READERS)}")
     args.cache.mkdir(parents=True, exist_ok=True)
     sources = [("this", SRC)] + ([("baseline", args.baseline / "src")] if args.baseline else [])
     rows = []
@@ -131,7 +138,7 @@ def main() -> None:
                 seconds, _ = _time(src, "open", run_dir, args.timeout)
                 rows.append((points, "first open", name, seconds, "adds the indexes"))
                 print(f"  {name:8} {'first open':12} {_cell(seconds, args.timeout):>8} s")
-            for reader in READERS:
+            for reader in readers:
                 seconds, out = _time(src, reader, run_dir, args.timeout)
                 note = ""
                 if reader == "status" and seconds is not None:
