@@ -147,8 +147,7 @@ def _report(args: argparse.Namespace) -> int:
     store = Store.open(args.run_dir)
     try:
         with reading(store), bulk_reading():  # the page and the lines below read it once
-            out = args.out if args.out is not None else Path(args.run_dir) / "report"
-            print(write_report(store, out))
+            print(write_report(store, args.out))
             print(printable(table_one_text(table_one(store))))
     finally:
         store.close()

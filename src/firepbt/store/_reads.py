@@ -172,26 +172,14 @@ class StoreReads:
         ).fetchall()
         return _segment_rows(rows)
 
-    def decisions(
-        self, member: int | None = None, kinds: Iterable[str] | None = None, *, bare: bool = False
-    ) -> list[DecisionRow]:
-        """Decisions by id: all, ``member``'s, and only those of ``kinds``; ``bare``: without
-        their hyperparameters and changes (``None`` and ``[]``: not read)."""
-        sql = "SELECT id, member, step, kind, donor, source_step, " + (
-            "NULL, '[]', reason FROM decisions"
-            if bare
-            else "hyperparameters, changes, reason FROM decisions"
+    def decisions(self, member: int | None = None) -> list[DecisionRow]:
+        sql = (
+            "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, reason "
+            "FROM decisions"
         )
-        where: list[str] = []
-        args: list[Any] = []
+        args: tuple[Any, ...] = ()
         if member is not None:
-            where, args = ["member = ?"], [member]
-        if kinds is not None:
-            kinds = list(kinds)
-            where.append(f"kind IN ({','.join('?' * len(kinds))})")
-            args += kinds
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+            sql, args = sql + " WHERE member = ?", (member,)
         rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
         decode = _decoder()
         return [
@@ -214,14 +202,6 @@ class StoreReads:
                 for i, m, s, k, d, ss, h, ch, r in rows
             ]
         return sorted(out, key=lambda d: d.id)
-
-    def assignment_targets(self) -> dict[int, int]:
-        """Decision id → target member of every FIRE assignment that recorded one (stores made
-        before targets were recorded name them only in the assignment's reason)."""
-        rows = self._conn.execute(
-            "SELECT id, target FROM decisions WHERE kind = 'assign' AND target IS NOT NULL"
-        ).fetchall()
-        return {int(i): int(t) for i, t in rows}
 
     def lineage(self) -> list[tuple[int, int, int, int]]:
         """(child, child_step, parent, parent_step) edges in the order they happened."""
