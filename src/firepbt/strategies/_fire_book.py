@@ -128,7 +128,10 @@ class FireBook(FireEvaluators):
         }
         best = max(donors, key=lambda m: (donors[m], -m)) if donors else None
         record = self._replacements.take(member, best)
-        return [] if record is None else self._apply_exploit(member, record, self._pop.snapshot())
+        if record is None:
+            return []
+        with self._pop.round() as view:
+            return self._apply_exploit(member, record, view)
 
     def done(self) -> bool:
         return all(s.finished or not s.alive for s in self._pop.members.values())

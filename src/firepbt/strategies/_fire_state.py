@@ -14,8 +14,8 @@ import numpy as np
 from firepbt.errors import FireSettingsWarning, PopulationConfigError
 from firepbt.exploit import ExploitPolicy, Truncation, recent_score
 from firepbt.explore import ExplorePolicy, Perturb
-from firepbt.fire import curves
 from firepbt.fire.evaluation import CurveCache, Point
+from firepbt.fire.fitness import FitnessCache
 from firepbt.fire.settings import (
     DEFAULT_P_STAT,
     DEFAULT_PERTURB_FACTORS,
@@ -164,6 +164,7 @@ class FireState(Strategy):
         self.retarget = retarget
         self._last_curve: dict[int, list[Point]] = {}
         self._fits = CurveCache()
+        self._fitness = FitnessCache()  # pairwise comparisons kept until a curve changes
         self._clock = 0
         self._waiting: set[int] = set()
         problems = settings_problems(
@@ -202,7 +203,7 @@ class FireState(Strategy):
                 assessed[m] = self._fits.fit((1, e), self._ev[e].curve)
             elif self.keep_curves and len(self._last_curve.get(m, ())) >= 2:
                 assessed[m] = self._fits.fit((2, m), self._last_curve[m])
-        return curves.fitness(assessed) if len(assessed) >= 2 else {}
+        return self._fitness(assessed) if len(assessed) >= 2 else {}
 
     def warming_up(self, subpopulation: int) -> bool:
         """Whether a parent sub-population is still in its greedy warm-up: none of its live
