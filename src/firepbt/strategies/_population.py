@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 
 import numpy as np
 
@@ -144,7 +143,14 @@ class Population:
         """``member``'s state, about to change: a round in progress keeps a copy of it first."""
         state = self.members[member]
         if self._before is not None and member not in self._before:
-            self._before[member] = replace(state)
+            self._before[member] = MemberState(
+                state.hyperparameters,
+                state.step,
+                state.weights,
+                state.scores,
+                state.alive,
+                state.finished,
+            )
         return state
 
     def _end(self, member: int) -> None:
