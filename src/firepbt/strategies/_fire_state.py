@@ -153,6 +153,7 @@ class FireState(Strategy):
         self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)
         self.evaluator_ids = list(range(population, population + n_evaluators))
         self._ev: dict[int, EvaluatorState] = {}
+        self._all: dict[int, MemberState] | None = None  # members and evaluators (``members``)
         self._curve: dict[int, list[Point]] = {}  # member -> curve since it last copied weights
         self._touched: dict[int, int] = {}  # member -> round it was last evaluated or lost
         self._evaluator_of: dict[int, int] = {}  # parent member -> its evaluator
@@ -181,7 +182,11 @@ class FireState(Strategy):
 
     @property
     def members(self) -> dict[int, MemberState]:
-        return {**self._pop.members, **{e: ev.state for e, ev in self._ev.items()}}
+        # Built once the population and its evaluators exist (their states are changed in place,
+        # never replaced): the loop reads it at every segment.
+        if self._all is None or len(self._all) != len(self._pop.members) + len(self._ev):
+            self._all = {**self._pop.members, **{e: ev.state for e, ev in self._ev.items()}}
+        return self._all
 
     def subpopulation(self, member: int) -> int:
         """0 for P1 (greedy), i for P(i+1)."""
