@@ -202,8 +202,7 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
         a.smoothed[0] - b.smoothed.max(), a.smoothed[0] - b.smoothed.min(), n_deltas
     )
     deltas = np.concatenate([raw, smooth])
-    a_slopes = _pchip.slopes(a.smoothed)  # a shift by δ leaves slopes unchanged
-    b_slopes = _pchip.slopes(b.smoothed)
+    a_slopes, b_slopes = a.slopes, b.slopes  # a shift by δ leaves slopes unchanged
     shifted = a.smoothed[None, :] - deltas[:, None]  # one row per δ
     tols = np.maximum(_reach_tol(a, b), _REACH_RTOL * np.abs(shifted).max(axis=1))
     leads = shifted[:, 0] >= b.smoothed[0]  # a's shifted start is the higher: b must reach it
@@ -313,7 +312,7 @@ def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
         raise ValueError(f"n_deltas must be an integer >= 2, got {n_deltas!r}")
     ov = overlap(a, b)
     if ov is not None:
-        return _section_diff(a.values, a.smoothed, b, ov)
+        return _section_diff(a.values, a.smoothed, b, ov, (a.slopes, b.slopes))
     a_above, b_above = _strictly_above(a, b), _strictly_above(b, a)
     if a_above and not b_above:
         return _penalised_score(a, b, int(n_deltas))
@@ -348,7 +347,7 @@ def binom_test(
     ov = overlap(a, b)
     if ov is None:
         return 1.0, None
-    sa, sb = _sections(a.values, a.smoothed, b.values, b.smoothed, ov)
+    sa, sb = _sections(a.values, a.smoothed, b.values, b.smoothed, ov, (a.slopes, b.slopes))
     # Both read the points at offsets 0, thin, 2·thin, …; levels compare them past the start
     # pair, increments compare the gains between consecutive ones.
     ta, tb = sa[::thin], sb[::thin]

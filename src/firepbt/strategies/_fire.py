@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from firepbt.decisions import Decision
 from firepbt.exploit import ExploitRecord
 from firepbt.fire.evaluation import Ending, Outcome
+from firepbt.scoreboard import ScoreBoard
 from firepbt.strategies._base import MemberState
 from firepbt.strategies._fire_book import FireBook
 
@@ -161,9 +162,10 @@ class FirePBT(FireBook):
         # 2. Evolution inside each sub-population, on the fitness taken before anyone moved; a
         #    member that has just taken an evaluator's weights is not exploited this round.
         exploits: dict[int, ExploitRecord] = {}
+        boards: dict[tuple[int, bool], ScoreBoard] = {}  # ranked once for the round
         for i in range(self.subpopulations):
             for m in sorted((live_members & set(self._live(i))) - handed):
-                record = self._evolve(m, fits[i], view)
+                record = self._evolve(m, fits[i], view, boards)
                 if record is not None:
                     exploits[m] = record
         losers_links: list[Decision] = []
