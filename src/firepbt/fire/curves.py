@@ -211,51 +211,35 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
     a_top = np.maximum.accumulate(a.values)
     b_top = np.maximum.accumulate(b.values)
     last_a, last_b = a.smoothed.size - 1, b.smoothed.size - 1
-    # Where each δ's overlap starts and how long it is (rows without one are left out); the
-    # section at a whole start is a prefix, read off the running maximum.
-    rows: list[int] = []
-    lengths: list[int] = []
-    tops_a: list[float] = []
-    tops_b: list[float] = []
-    in_a: dict[int, float] = {}  # row -> a's fractional start (b leads)
-    in_b: dict[int, float] = {}  # row -> b's fractional start (a leads)
-    for d, delta in enumerate(deltas):
-        hits = reach_b[d] if leads[d] else reach_a[d]
-        j = int(hits.argmax())
-        if not hits[j]:
-            continue  # never reached: no overlap
-        if leads[d]:
-            start = 0.0 if j == 0 else _pchip.refine(b.smoothed, j, float(shifted[d, 0]))
-            n = int(math.floor(min(last_a, last_b - start) + 1e-9)) + 1
-            tops_a.append(a_top[n - 1] - delta)
-            tops_b.append(b_top[n - 1])
-            if j > 0:
-                in_b[len(rows)] = start
-        else:
-            start = 0.0 if j == 0 else _pchip.refine(shifted[d], j, float(b.smoothed[0]))
-            n = int(math.floor(min(last_a - start, last_b) + 1e-9)) + 1
-            tops_a.append(a_top[n - 1] - delta)
-            tops_b.append(b_top[n - 1])
-            if j > 0:
-                in_a[len(rows)] = start
-        rows.append(d)
-        lengths.append(n)
-    if not rows:
-        return 0.0
-    top_a, top_b, length = np.array(tops_a), np.array(tops_b), np.array(lengths)
-    if in_a:
-        at = np.fromiter(in_a, dtype=int)
-        d_at = np.asarray(rows)[at]
-        values = a.values[None, :] - deltas[d_at, None]
-        top_a[at] = _section_tops(
-            values, shifted[d_at], a_slopes, np.array([*in_a.values()]), length[at]
-        )
-    if in_b:
-        at = np.fromiter(in_b, dtype=int)
+    # The first point of the curve that must reach the other's start, per δ (none: no overlap).
+    every = np.arange(deltas.size)
+    first_b, first_a = reach_b.argmax(axis=1), reach_a.argmax(axis=1)
+    first = np.where(leads, first_b, first_a)
+    found = np.where(leads, reach_b[every, first_b], reach_a[every, first_a])
+    start = np.zeros(deltas.size)  # where the overlap starts on the curve that must reach
+    b_reaches = leads & found & (first > 0)
+    for d in np.flatnonzero(b_reaches):
+        start[d] = _pchip.refine(b.smoothed, int(first[d]), float(shifted[d, 0]))
+    a_reaches = ~leads & found & (first > 0)
+    for d in np.flatnonzero(a_reaches):
+        start[d] = _pchip.refine(shifted[d], int(first[d]), float(b.smoothed[0]))
+    room = np.where(leads, np.minimum(last_a, last_b - start), np.minimum(last_a - start, last_b))
+    length = (np.floor(room + 1e-9).astype(int) + 1)[found]
+    # A section at a whole start is a prefix: its top is read off the running maximum.
+    top_a = a_top[length - 1] - deltas[found]
+    top_b = b_top[length - 1]
+    at = np.flatnonzero(a_reaches[found])
+    if at.size:
+        rows = every[found][at]
+        values = a.values[None, :] - deltas[rows, None]
+        top_a[at] = _section_tops(values, shifted[rows], a_slopes, start[rows], length[at])
+    at = np.flatnonzero(b_reaches[found])
+    if at.size:
+        rows = every[found][at]
         top_b[at] = _section_tops(
-            b.values[None, :], b.smoothed[None, :], b_slopes, np.array([*in_b.values()]), length[at]
+            b.values[None, :], b.smoothed[None, :], b_slopes, start[rows], length[at]
         )
-    return max(0.0, float((top_a - top_b).max()))
+    return max(0.0, float((top_a - top_b).max())) if found.any() else 0.0
 
 
 def _section_tops(
