@@ -607,3 +607,17 @@ def test_penalised_search_is_the_one_delta_at_a_time_search_to_the_bit() -> None
         searched += 1
         positive += want > 0
     assert searched > 200 and positive > 50  # the search found overlaps, not only zeros
+
+
+def test_slopes_of_many_rows_are_each_rows_slopes_and_slope_at_to_the_bit() -> None:
+    from firepbt.fire import _pchip
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 4, 11):
+        ys = np.cumsum(rng.normal(0.2, 1.0, size=(50, n)), axis=1)
+        ys[::5] = np.round(ys[::5])  # flat stretches and ties
+        together = _pchip.slopes(ys)
+        for y, row in zip(ys, together, strict=True):
+            assert [x.hex() for x in row] == [x.hex() for x in _pchip.slopes(y)]
+            if n >= 2:
+                assert [x.hex() for x in row] == [_pchip.slope_at(y, k).hex() for k in range(n)]

@@ -11,23 +11,25 @@ FloatArray = npt.NDArray[np.float64]
 
 def slopes(y: FloatArray) -> FloatArray:
     """Shape-preserving (PCHIP, Fritsch-Carlson) derivatives of ``y`` at unit spacing: the
-    piecewise cubic through the points with them never overshoots its neighbours."""
-    if y.size < 2:
+    piecewise cubic through the points with them never overshoots its neighbours. ``y`` is one
+    curve, or one curve per row (the same arithmetic, row by row)."""
+    n = y.shape[-1]
+    if n < 2:
         return np.zeros_like(y)
-    d = np.diff(y)
-    if y.size == 2:
-        return np.array([d[0], d[0]], dtype=np.float64)
+    d = np.diff(y, axis=-1)
+    if n == 2:
+        return np.stack([d[..., 0], d[..., 0]], axis=-1).astype(np.float64)
     m = np.zeros_like(y)
+    before, after = d[..., :-1], d[..., 1:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        inner = np.where(d[:-1] * d[1:] > 0, 2.0 * d[:-1] * d[1:] / (d[:-1] + d[1:]), 0.0)
-    m[1:-1] = inner
-    for end, (d0, d1) in ((0, (d[0], d[1])), (-1, (d[-1], d[-2]))):
+        inner = np.where(before * after > 0, 2.0 * before * after / (before + after), 0.0)
+    m[..., 1:-1] = inner
+    for end, d0, d1 in ((0, d[..., 0], d[..., 1]), (-1, d[..., -1], d[..., -2])):
         slope = (3.0 * d0 - d1) / 2.0
-        if np.sign(slope) != np.sign(d0):
-            slope = 0.0
-        elif np.sign(d0) != np.sign(d1) and abs(slope) > 3.0 * abs(d0):
-            slope = 3.0 * d0
-        m[end] = slope
+        overshoots = (np.sign(d0) != np.sign(d1)) & (np.abs(slope) > 3.0 * np.abs(d0))
+        m[..., end] = np.where(
+            np.sign(slope) != np.sign(d0), 0.0, np.where(overshoots, 3.0 * d0, slope)
+        )
     return m
 
 
@@ -81,11 +83,15 @@ def crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
     return 0.0 if j == 0 else refine(smoothed, j, level)
 
 
-def refine(smoothed: FloatArray, j: int, level: float) -> float:
+def refine(smoothed: FloatArray, j: int, level: float, known: FloatArray | None = None) -> float:
     """Where ``smoothed`` crosses ``level`` between points ``j - 1`` (below) and ``j`` (at or
-    above, within the tolerance), as a fractional index."""
+    above, within the tolerance), as a fractional index. ``known``: ``slopes(smoothed)``, when
+    the caller has them (``slope_at`` gives the same numbers)."""
     y0, y1 = float(smoothed[j - 1]), float(smoothed[j])
-    m0, m1 = slope_at(smoothed, j - 1), slope_at(smoothed, j)
+    if known is None:
+        m0, m1 = slope_at(smoothed, j - 1), slope_at(smoothed, j)
+    else:
+        m0, m1 = float(known[j - 1]), float(known[j])
     target = min(level, y1)  # reached within tol at j: the crossing is j
     # y0 < target <= y1, and the shape-preserving cubic does not fall on [0, 1]: its one crossing
     # by safeguarded Newton from the straight-line guess, within a bracket lo < root <= hi.

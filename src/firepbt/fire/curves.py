@@ -219,10 +219,13 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
     start = np.zeros(deltas.size)  # where the overlap starts on the curve that must reach
     b_reaches = leads & found & (first > 0)
     for d in np.flatnonzero(b_reaches):
-        start[d] = _pchip.refine(b.smoothed, int(first[d]), float(shifted[d, 0]))
+        start[d] = _pchip.refine(b.smoothed, int(first[d]), float(shifted[d, 0]), b_slopes)
     a_reaches = ~leads & found & (first > 0)
-    for d in np.flatnonzero(a_reaches):
-        start[d] = _pchip.refine(shifted[d], int(first[d]), float(b.smoothed[0]))
+    if a_reaches.any():
+        shifted_slopes = _pchip.slopes(shifted)  # a shifted curve's own (rounding differs)
+        for d in np.flatnonzero(a_reaches):
+            level = float(b.smoothed[0])
+            start[d] = _pchip.refine(shifted[d], int(first[d]), level, shifted_slopes[d])
     room = np.where(leads, np.minimum(last_a, last_b - start), np.minimum(last_a - start, last_b))
     length = (np.floor(room + 1e-9).astype(int) + 1)[found]
     # A section at a whole start is a prefix: its top is read off the running maximum.
