@@ -277,8 +277,8 @@ class Runner:
     ) -> None:
         recorded = self.recorded.segment(member, start, end)
         if recorded is None:
-            prior = (source.segment, source.path) if source else (None, None)
-            seg_id = self.store.add_segment(member, start, end, h, *prior)
+            source_segment = source.segment if source else None
+            seg_id = self.store.add_segment(member, start, end, h, source_segment)
         else:
             seg_id = recorded.id
         name = f"step-{end:08d}-seg-{seg_id}.ckpt"
