@@ -358,6 +358,8 @@ class Fixed(Distribution):
         return self.value
 
     def validate(self, value: Any) -> Any:
+        if value is self.value and value == value:  # carried along unchanged (NaN never is)
+            return self.value
         try:
             same = data(self.name, value) == self.value
         except SpaceError:

@@ -169,6 +169,7 @@ class Space(Mapping[str, Distribution]):
             else:
                 d.name = name
             self._dists[name] = d
+        self._tunable = [k for k, d in self._dists.items() if not isinstance(d, Fixed)]
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> Space:
@@ -191,7 +192,7 @@ class Space(Mapping[str, Distribution]):
 
     def tunable(self) -> list[str]:
         """Names of the hyperparameters that can move (not ``Fixed``)."""
-        return [k for k, d in self._dists.items() if not isinstance(d, Fixed)]
+        return list(self._tunable)
 
     def validate(self, h: Mapping[str, Any]) -> Hyperparameters:
         """Check a full set of hyperparameters: every key known, none missing, each in range.
@@ -207,6 +208,8 @@ class Space(Mapping[str, Distribution]):
             firepbt.SpaceError: A key is unknown or missing, or a value is out of its range, not
                 one of its choice's options, or not its fixed value.
         """
+        if h.keys() == self._dists.keys():  # the usual case, without building sets
+            return {k: d.validate(h[k]) for k, d in self._dists.items()}
         unknown = sorted(set(h) - set(self._dists))
         if unknown:
             raise SpaceError(

@@ -546,3 +546,78 @@ def test_binomial_tail_is_scipys_one_sided_binomial_test() -> None:
             expected = binomtest(k, n, 0.5, alternative="greater").pvalue if n else 1.0
             assert binomial_tail(k, n) == pytest.approx(expected, rel=1e-12, abs=0), (k, n)
     assert binomial_tail(0, 10) == 1.0 and binomial_tail(10, 10) == 2.0**-10
+
+
+# ---------------------------------------------------------------------------------------------
+# The penalised-δ search, all δ at once, against one δ at a time
+# ---------------------------------------------------------------------------------------------
+
+
+def _penalised_one_delta_at_a_time(a: Curve, b: Curve, n_deltas: int) -> float:
+    """The search as it was written before it took every δ at once (the reference)."""
+    from firepbt.fire import _pchip, curves
+
+    raw_grid = np.linspace(
+        a.values.min() - b.values.max(), a.values.min() - b.values.min(), n_deltas
+    )
+    smooth_grid = np.linspace(
+        a.smoothed[0] - b.smoothed.max(), a.smoothed[0] - b.smoothed.min(), n_deltas
+    )
+    tol = curves._reach_tol(a, b)
+    slopes = (_pchip.slopes(a.smoothed), _pchip.slopes(b.smoothed))
+    best = 0.0
+    for delta in np.concatenate([raw_grid, smooth_grid]):
+        shifted = a.smoothed - delta
+        reach = max(tol, curves._REACH_RTOL * float(np.abs(shifted).max()))
+        ov = curves._overlap(shifted, b.smoothed, reach)
+        if ov is None:
+            continue
+        score = curves._section_diff(a.values - delta, shifted, b, ov, slopes)
+        if score > best:
+            best = score
+    return best
+
+
+def test_penalised_search_is_the_one_delta_at_a_time_search_to_the_bit() -> None:
+    from firepbt.fire import curves
+
+    rng = np.random.default_rng(7)
+    searched = positive = 0
+    for _ in range(600):
+        n_a, n_b = (int(k) for k in rng.integers(2, 30, size=2))
+        shape = rng.choice(["noisy", "smooth", "flat", "steps"])
+        curves_ = []
+        for n in (n_a, n_b):
+            x = np.arange(float(n))
+            y = saturating(x, rng.normal(), rng.exponential(1.0), rng.exponential(5.0) + 0.5)
+            if shape == "flat":
+                y = np.full(n, rng.normal())
+            if shape == "steps":
+                y = np.round(y, 1)
+            noise = rng.normal(0.0, 0.05, n) if shape == "noisy" else np.zeros(n)
+            curves_.append(Curve(x, y + noise, y))
+        a, b = curves_
+        a = Curve(a.steps, a.values + 3.0 * rng.random(), a.smoothed + 3.0 * rng.random())
+        if not curves._strictly_above(a, b):
+            continue
+        n_deltas = int(rng.integers(2, 20))
+        want = _penalised_one_delta_at_a_time(a, b, n_deltas)
+        got = curves._penalised_score(a, b, n_deltas)
+        assert got.hex() == want.hex()
+        searched += 1
+        positive += want > 0
+    assert searched > 200 and positive > 50  # the search found overlaps, not only zeros
+
+
+def test_slopes_of_many_rows_are_each_rows_slopes_and_slope_at_to_the_bit() -> None:
+    from firepbt.fire import _pchip
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 4, 11):
+        ys = np.cumsum(rng.normal(0.2, 1.0, size=(50, n)), axis=1)
+        ys[::5] = np.round(ys[::5])  # flat stretches and ties
+        together = _pchip.slopes(ys)
+        for y, row in zip(ys, together, strict=True):
+            assert [x.hex() for x in row] == [x.hex() for x in _pchip.slopes(y)]
+            if n >= 2:
+                assert [x.hex() for x in row] == [_pchip.slope_at(y, k).hex() for k in range(n)]

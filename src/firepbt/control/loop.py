@@ -246,6 +246,16 @@ class Runner:
     # -- decisions -> segments --------------------------------------------------------------
 
     def _apply(self, decisions: list[Decision]) -> None:
+        # Decisions taken together read the population as it was when they were taken: a donor
+        # that copies someone itself in the same round still gives the weights it had then, so
+        # every source is held until the whole batch is applied.
+        sources = [
+            self.ledger.latest(d.source.member, d.source.step)
+            for d in decisions
+            if isinstance(d, (Exploit, Assign, Handover))
+        ]
+        for source in sources:
+            self.ledger.need(source)
         for d in decisions:
             if self.recorded.decision(d) is None:
                 self.store.record_decision(d)
@@ -271,6 +281,8 @@ class Runner:
                 self._delete(self.ledger.drop_current(d.member))
             elif isinstance(d, Finish):
                 self._delete(self.ledger.finished(d.member))
+        for source in sources:
+            self._delete(self.ledger.release(source))
 
     def _enqueue(
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None

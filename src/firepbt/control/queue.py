@@ -9,6 +9,7 @@ nothing written out go first, at most ``DEFER_LIMIT`` times.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from enum import Enum
 
@@ -38,6 +39,12 @@ class SegmentQueue:
         self._queue: deque[Segment] = deque()
         self._deferred: dict[int, int] = {}  # queued segment id -> fill rounds it waited in
         self._passed_over: set[int] = set()  # ids passed over in this fill round
+        # Queued segments that may go on from their own member's weights held in a worker's
+        # memory, per holder, in queue order ((position, counter, segment)): ``next`` looks at
+        # the idle holders' first ones instead of scanning the whole queue.
+        self._own: dict[str, list[tuple[int, int, Segment]]] = {}
+        self._position: dict[int, int] = {}  # id() of such a segment -> its position
+        self._back = self._front = 0  # positions: appended ones count up, put first count down
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -47,17 +54,59 @@ class SegmentQueue:
 
     def append(self, segment: Segment) -> None:
         self._queue.append(segment)
+        self._back += 1
+        self._index(segment, self._back)
 
     def appendleft(self, segment: Segment) -> None:
         self._queue.appendleft(segment)
+        self._front -= 1
+        self._index(segment, self._front)
 
     def take(self, seg_id: int) -> Segment | None:
         """Remove and return the queued segment ``seg_id`` (None: not queued)."""
         for segment in self._queue:
             if segment.id == seg_id:
-                self._queue.remove(segment)
+                self._remove(segment)
                 return segment
         return None
+
+    def _index(self, segment: Segment, position: int) -> None:
+        source = segment.source
+        if (
+            source is not None
+            and source.holder
+            and source.member == segment.member
+            and not segment.isolated
+            and not segment.repair
+        ):
+            self._position[id(segment)] = position
+            bisect.insort(self._own.setdefault(source.holder, []), (position, id(segment), segment))
+
+    def _remove(self, segment: Segment) -> None:
+        for i, queued in enumerate(self._queue):  # by identity: comparing segments is slow
+            if queued is segment:
+                del self._queue[i]
+                break
+        position = self._position.pop(id(segment), None)
+        if position is not None:
+            assert segment.source is not None
+            entries = self._own[segment.source.holder]
+            del entries[bisect.bisect_left(entries, (position, id(segment)))]
+
+    def _first_in_memory(self) -> Segment | None:
+        """The first queued segment that continues a member on the idle worker holding it."""
+        found: tuple[int, Segment] | None = None
+        for holder, entries in self._own.items():
+            if not entries or not self.executor.idle(holder):
+                continue
+            for position, _, segment in entries:
+                if found is not None and position > found[0]:
+                    break
+                assert segment.source is not None
+                if segment.source.path not in self.ledger.repair_tried:
+                    found = (position, segment)
+                    break
+        return None if found is None else found[1]
 
     def next(self) -> Segment:
         """The first queued segment that continues a member on the idle worker holding it in
@@ -67,9 +116,7 @@ class SegmentQueue:
         A segment that must run alone is taken only when it is first."""
         chosen = self._queue[0]
         if not chosen.isolated:
-            in_memory = next(
-                (s for s in self._queue if not s.isolated and self.continues_in_memory(s)), None
-            )
+            in_memory = self._first_in_memory()
             if in_memory is not None:
                 chosen = in_memory
             else:
@@ -89,7 +136,7 @@ class SegmentQueue:
                     if ahead is chosen:
                         break
                     self._passed_over.add(ahead.id)
-        self._queue.remove(chosen)
+        self._remove(chosen)
         self._deferred.pop(chosen.id, None)
         self._passed_over.discard(chosen.id)
         return chosen

@@ -68,18 +68,18 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
+from firepbt.fire import _pchip
 from firepbt.fire.smoothing import Curve, fit_curve
 
 __all__ = ["Curve", "Overlap", "best_score_diff", "binom_test", "fit_curve", "fitness", "overlap"]
 
 K = TypeVar("K", bound=Hashable)
 
-FloatArray = npt.NDArray[np.float64]
+FloatArray = _pchip.FloatArray
 
 _REACH_RTOL = 1e-9
 
@@ -100,106 +100,10 @@ def _reach_tol(a: Curve, b: Curve) -> float:
     return _REACH_RTOL * scale
 
 
-def _slopes(y: FloatArray) -> FloatArray:
-    """Shape-preserving (PCHIP, Fritsch-Carlson) derivatives of ``y`` at unit spacing: the
-    piecewise cubic through the points with them never overshoots its neighbours."""
-    if y.size < 2:
-        return np.zeros_like(y)
-    d = np.diff(y)
-    if y.size == 2:
-        return np.array([d[0], d[0]], dtype=np.float64)
-    m = np.zeros_like(y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inner = np.where(d[:-1] * d[1:] > 0, 2.0 * d[:-1] * d[1:] / (d[:-1] + d[1:]), 0.0)
-    m[1:-1] = inner
-    for end, (d0, d1) in ((0, (d[0], d[1])), (-1, (d[-1], d[-2]))):
-        slope = (3.0 * d0 - d1) / 2.0
-        if np.sign(slope) != np.sign(d0):
-            slope = 0.0
-        elif np.sign(d0) != np.sign(d1) and abs(slope) > 3.0 * abs(d0):
-            slope = 3.0 * d0
-        m[end] = slope
-    return m
-
-
-def _hermite(y: FloatArray, m: FloatArray, lo: npt.NDArray[np.int_], t: float) -> FloatArray:
-    """The cubic Hermite curve through ``y`` with slopes ``m``, at ``lo + t`` (``0 <= t <= 1``)."""
-    hi = np.minimum(lo + 1, y.size - 1)
-    t2, t3 = t * t, t * t * t
-    return np.asarray(
-        (2 * t3 - 3 * t2 + 1) * y[lo]
-        + (t3 - 2 * t2 + t) * m[lo]
-        + (-2 * t3 + 3 * t2) * y[hi]
-        + (t3 - t2) * m[hi],
-        dtype=np.float64,
-    )
-
-
-def _sign(x: float) -> int:
-    return (x > 0) - (x < 0)
-
-
-def _slope_at(y: FloatArray, k: int) -> float:
-    """The derivative :func:`_slopes` gives at index ``k`` alone (scalar arithmetic: the
-    crossing search needs two of them per comparison)."""
-    n = y.size
-    if n < 2:
-        return 0.0
-    if n == 2:
-        return float(y[1] - y[0])
-    if 0 < k < n - 1:
-        d0, d1 = float(y[k] - y[k - 1]), float(y[k + 1] - y[k])
-        return 2.0 * d0 * d1 / (d0 + d1) if d0 * d1 > 0 else 0.0
-    if k == 0:
-        d0, d1 = float(y[1] - y[0]), float(y[2] - y[1])
-    else:
-        d0, d1 = float(y[-1] - y[-2]), float(y[-2] - y[-3])
-    slope = (3.0 * d0 - d1) / 2.0
-    if _sign(slope) != _sign(d0):
-        return 0.0
-    if _sign(d0) != _sign(d1) and abs(slope) > 3.0 * abs(d0):
-        return 3.0 * d0
-    return slope
-
-
-def _crossing(smoothed: FloatArray, level: float, tol: float) -> float | None:
-    """The fractional index where ``smoothed``, read as the shape-preserving cubic through its
-    points, first reaches ``level`` (up to ``tol``); ``None`` if it never does."""
-    reached = np.flatnonzero(smoothed >= level - tol)
-    if reached.size == 0:
-        return None
-    j = int(reached[0])
-    if j == 0:
-        return 0.0
-    y0, y1 = float(smoothed[j - 1]), float(smoothed[j])
-    m0, m1 = _slope_at(smoothed, j - 1), _slope_at(smoothed, j)
-    target = min(level, y1)  # reached within tol at j: the crossing is j
-    # y0 < target <= y1, and the shape-preserving cubic does not fall on [0, 1]: its one crossing
-    # by safeguarded Newton from the straight-line guess, within a bracket lo < root <= hi.
-    a3 = 2 * y0 + m0 - 2 * y1 + m1  # value(t) = a3 t³ + a2 t² + m0 t + y0
-    a2 = -3 * y0 - 2 * m0 + 3 * y1 - m1
-    lo, hi = 0.0, 1.0
-    t = (target - y0) / (y1 - y0)
-    for _ in range(60):
-        miss = ((a3 * t + a2) * t + m0) * t + y0 - target
-        if miss >= 0:
-            hi = t
-        else:
-            lo = t
-        if hi - lo < 1e-12 or miss == 0:
-            break
-        slope = (3 * a3 * t + 2 * a2) * t + m0
-        step = t - miss / slope if slope > 0 else -1.0
-        if abs(step - t) < 1e-13:  # converged
-            break
-        t = step if lo < step < hi else 0.5 * (lo + hi)
-    return j - 1 + (1.0 if t > 1.0 - 1e-9 else t)  # a crossing at a point is that point
-
-
 def _overlap(a_smoothed: FloatArray, b_smoothed: FloatArray, tol: float) -> Overlap | None:
     a_leads = bool(a_smoothed[0] >= b_smoothed[0])
     lead, other = (a_smoothed, b_smoothed) if a_leads else (b_smoothed, a_smoothed)
-    crossing = _crossing(other, float(lead[0]), tol)
+    crossing = _pchip.crossing(other, float(lead[0]), tol)
     if crossing is None:
         return None
     start_a, start_b = (0.0, crossing) if a_leads else (crossing, 0.0)
@@ -248,7 +152,7 @@ def section(
         return np.asarray(values[lo], dtype=np.float64)
     nearest = np.minimum(lo + 1, values.size - 1) if t >= 0.5 else lo
     residual = values - smoothed
-    shape = _hermite(smoothed, _slopes(smoothed) if slopes is None else slopes, lo, t)
+    shape = _pchip.hermite(smoothed, _pchip.slopes(smoothed) if slopes is None else slopes, lo, t)
     return np.asarray(shape + residual[nearest], dtype=np.float64)
 
 
@@ -286,23 +190,88 @@ def _strictly_above(a: Curve, b: Curve) -> bool:
 
 
 def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
-    """Best positive ``best_score_diff(penalised_δ(a), b)`` over the δ grid, else 0 (a above b)."""
+    """Best positive ``best_score_diff(penalised_δ(a), b)`` over the δ grid, else 0 (a above b).
+
+    Every δ's shifted curve, tolerance and first reaching point are computed at once (one row per
+    δ); the section at a whole start is a prefix, whose maximum is read off a running maximum
+    (``max(x_i - δ)`` is ``max(x_i) - δ`` exactly: rounding is monotonic). Each number is made by
+    the same floating-point operations as one δ at a time, so the result is the same to the bit
+    (``tests/fire/test_curves.py`` compares both on random curves)."""
     raw = np.linspace(a.values.min() - b.values.max(), a.values.min() - b.values.min(), n_deltas)
     smooth = np.linspace(
         a.smoothed[0] - b.smoothed.max(), a.smoothed[0] - b.smoothed.min(), n_deltas
     )
-    tol = _reach_tol(a, b)
-    slopes = (_slopes(a.smoothed), _slopes(b.smoothed))  # a shift by δ leaves slopes unchanged
-    best = 0.0
-    for delta in np.concatenate([raw, smooth]):
-        shifted = a.smoothed - delta
-        ov = _overlap(shifted, b.smoothed, max(tol, _REACH_RTOL * float(np.abs(shifted).max())))
-        if ov is None:
-            continue
-        score = _section_diff(a.values - delta, shifted, b, ov, slopes)
-        if score > best:
-            best = score
-    return best
+    deltas = np.concatenate([raw, smooth])
+    a_slopes, b_slopes = a.slopes, b.slopes  # a shift by δ leaves slopes unchanged
+    shifted = a.smoothed[None, :] - deltas[:, None]  # one row per δ
+    tols = np.maximum(_reach_tol(a, b), _REACH_RTOL * np.abs(shifted).max(axis=1))
+    leads = shifted[:, 0] >= b.smoothed[0]  # a's shifted start is the higher: b must reach it
+    reach_b = b.smoothed[None, :] >= (shifted[:, 0] - tols)[:, None]
+    reach_a = shifted >= (b.smoothed[0] - tols)[:, None]
+    a_top = np.maximum.accumulate(a.values)
+    b_top = np.maximum.accumulate(b.values)
+    last_a, last_b = a.smoothed.size - 1, b.smoothed.size - 1
+    # The first point of the curve that must reach the other's start, per δ (none: no overlap).
+    every = np.arange(deltas.size)
+    first_b, first_a = reach_b.argmax(axis=1), reach_a.argmax(axis=1)
+    first = np.where(leads, first_b, first_a)
+    found = np.where(leads, reach_b[every, first_b], reach_a[every, first_a])
+    start = np.zeros(deltas.size)  # where the overlap starts on the curve that must reach
+    b_reaches = leads & found & (first > 0)
+    for d in np.flatnonzero(b_reaches):
+        start[d] = _pchip.refine(b.smoothed, int(first[d]), float(shifted[d, 0]), b_slopes)
+    a_reaches = ~leads & found & (first > 0)
+    if a_reaches.any():
+        shifted_slopes = _pchip.slopes(shifted)  # a shifted curve's own (rounding differs)
+        for d in np.flatnonzero(a_reaches):
+            level = float(b.smoothed[0])
+            start[d] = _pchip.refine(shifted[d], int(first[d]), level, shifted_slopes[d])
+    room = np.where(leads, np.minimum(last_a, last_b - start), np.minimum(last_a - start, last_b))
+    length = (np.floor(room + 1e-9).astype(int) + 1)[found]
+    # A section at a whole start is a prefix: its top is read off the running maximum.
+    top_a = a_top[length - 1] - deltas[found]
+    top_b = b_top[length - 1]
+    at = np.flatnonzero(a_reaches[found])
+    if at.size:
+        rows = every[found][at]
+        values = a.values[None, :] - deltas[rows, None]
+        top_a[at] = _section_tops(values, shifted[rows], a_slopes, start[rows], length[at])
+    at = np.flatnonzero(b_reaches[found])
+    if at.size:
+        rows = every[found][at]
+        top_b[at] = _section_tops(
+            b.values[None, :], b.smoothed[None, :], b_slopes, start[rows], length[at]
+        )
+    return max(0.0, float((top_a - top_b).max())) if found.any() else 0.0
+
+
+def _section_tops(
+    values: FloatArray, smoothed: FloatArray, slopes: FloatArray, starts: FloatArray, lengths: Any
+) -> FloatArray:
+    """``section(values[r], smoothed[r], starts[r], lengths[r], slopes).max()`` for each row r
+    (one row of ``values`` and ``smoothed`` each, or one row for all), by the same
+    floating-point operations as :func:`section` and ``_pchip.hermite``."""
+    size = values.shape[1]
+    count = starts.size
+    values = np.broadcast_to(values, (count, size))
+    smoothed = np.broadcast_to(smoothed, (count, size))
+    offsets = starts[:, None] + np.arange(int(lengths.max()), dtype=np.float64)[None, :]
+    lo = np.minimum(np.floor(offsets + 1e-9).astype(int), size - 1)
+    hi = np.minimum(lo + 1, size - 1)
+    t = np.clip(offsets[:, 0] - lo[:, 0], 0.0, 1.0)[:, None]
+    every = np.arange(count)[:, None]
+    t2, t3 = t * t, t * t * t
+    shape = (
+        (2 * t3 - 3 * t2 + 1) * smoothed[every, lo]
+        + (t3 - 2 * t2 + t) * slopes[lo]
+        + (-2 * t3 + 3 * t2) * smoothed[every, hi]
+        + (t3 - t2) * slopes[hi]
+    )
+    nearest = np.where(t >= 0.5, hi, lo)
+    between = shape + (values - smoothed)[every, nearest]
+    read = np.where(t < 1e-9, values[every, lo], between)
+    inside = np.arange(read.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return np.asarray(np.where(inside, read, -np.inf).max(axis=1), dtype=np.float64)
 
 
 def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
@@ -330,7 +299,7 @@ def best_score_diff(a: Curve, b: Curve, n_deltas: int = 16) -> float:
         raise ValueError(f"n_deltas must be an integer >= 2, got {n_deltas!r}")
     ov = overlap(a, b)
     if ov is not None:
-        return _section_diff(a.values, a.smoothed, b, ov)
+        return _section_diff(a.values, a.smoothed, b, ov, (a.slopes, b.slopes))
     a_above, b_above = _strictly_above(a, b), _strictly_above(b, a)
     if a_above and not b_above:
         return _penalised_score(a, b, int(n_deltas))
@@ -365,7 +334,7 @@ def binom_test(
     ov = overlap(a, b)
     if ov is None:
         return 1.0, None
-    sa, sb = _sections(a.values, a.smoothed, b.values, b.smoothed, ov)
+    sa, sb = _sections(a.values, a.smoothed, b.values, b.smoothed, ov, (a.slopes, b.slopes))
     # Both read the points at offsets 0, thin, 2·thin, …; levels compare them past the start
     # pair, increments compare the gains between consecutive ones.
     ta, tb = sa[::thin], sb[::thin]

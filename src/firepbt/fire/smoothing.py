@@ -18,12 +18,12 @@ or treat the member as the worst / exempt it).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from firepbt.fire import _gp
+from firepbt.fire import _gp, _pchip
 
 __all__ = ["Curve", "fit_curve"]
 
@@ -71,6 +71,9 @@ class Curve:
     steps: FloatArray
     values: FloatArray
     smoothed: FloatArray
+    # the shape-preserving cubic's slopes at the smoothed points, computed once per curve: every
+    # comparison with another curve reads them
+    slopes: FloatArray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         steps = _as_vector("steps", self.steps)
@@ -86,7 +89,13 @@ class Curve:
             raise ValueError(
                 "Curve values and smoothed must be finite; use fit_curve() on raw data with NaN/inf"
             )
-        for name, arr in (("steps", steps), ("values", values), ("smoothed", smoothed)):
+        slopes = _pchip.slopes(smoothed)
+        for name, arr in (
+            ("steps", steps),
+            ("values", values),
+            ("smoothed", smoothed),
+            ("slopes", slopes),
+        ):
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
 

@@ -16,9 +16,13 @@ when it is ready (an evaluator that succeeds keeps its weights until its target 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from firepbt.decisions import Decision
 from firepbt.exploit import ExploitRecord
 from firepbt.fire.evaluation import Ending, Outcome
+from firepbt.scoreboard import ScoreBoard
+from firepbt.strategies._base import MemberState
 from firepbt.strategies._fire_book import FireBook
 
 RUN_OVER = Ending.RUN_OVER.reason("the step budget is spent")
@@ -104,8 +108,11 @@ class FirePBT(FireBook):
     # -- synchronous rounds -------------------------------------------------------------------
 
     def _release_barrier(self) -> list[Decision]:
-        live_members = {m for m, s in self._pop.members.items() if s.alive and not s.finished}
+        training = self._pop.training
         active = {e for e, ev in self._ev.items() if ev.parent is not None}
+        if len(self._waiting) < len(training) + len(active):
+            return []  # someone is not at the barrier yet: no need to find out whom
+        live_members = set(training)
         if not (live_members | active) <= self._waiting or not (live_members | active):
             return []
         self._waiting.clear()
@@ -117,7 +124,14 @@ class FirePBT(FireBook):
             for e in sorted(active):
                 decisions += self._stop(e, RUN_OVER)
             return decisions
-        view = self._pop.snapshot()
+        with self._pop.round() as view:
+            return decisions + self._round(live_members, active, view)
+
+    def _round(
+        self, live_members: set[int], active: set[int], view: Mapping[int, MemberState]
+    ) -> list[Decision]:
+        """Decide for everyone at the barrier, on one view of the population."""
+        decisions: list[Decision] = []
         fits = [self.fitness(i) for i in range(self.subpopulations)]  # before anyone moves
         # 1. Evaluators are judged first, so that one that has just succeeded hands its weights
         #    over before an evolution event of its parent or target could stop it.
@@ -148,9 +162,10 @@ class FirePBT(FireBook):
         # 2. Evolution inside each sub-population, on the fitness taken before anyone moved; a
         #    member that has just taken an evaluator's weights is not exploited this round.
         exploits: dict[int, ExploitRecord] = {}
+        boards: dict[tuple[int, bool], ScoreBoard] = {}  # ranked once for the round
         for i in range(self.subpopulations):
             for m in sorted((live_members & set(self._live(i))) - handed):
-                record = self._evolve(m, fits[i], view)
+                record = self._evolve(m, fits[i], view, boards)
                 if record is not None:
                     exploits[m] = record
         losers_links: list[Decision] = []
@@ -200,12 +215,12 @@ class FirePBT(FireBook):
                 why = f"member {worker} took evaluator {e}'s weights first"
                 decisions += self._stop(other, Ending.SUPERSEDED.reason(why))
         else:
-            view = self._pop.snapshot()
-            record = self._evolve(worker, self.fitness(self.subpopulation(worker)), view)
-            if record is not None:
-                decisions += self._apply_exploit(worker, record, view)
-            else:
-                decisions.append(self._pop.continue_or_finish(worker))
+            with self._pop.round() as view:
+                record = self._evolve(worker, self.fitness(self.subpopulation(worker)), view)
+                if record is not None:
+                    decisions += self._apply_exploit(worker, record, view)
+                else:
+                    decisions.append(self._pop.continue_or_finish(worker))
         if self.done():
             for e in sorted(self._ev):
                 if not self._ev[e].busy:

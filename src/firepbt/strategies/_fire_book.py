@@ -11,10 +11,11 @@ from firepbt.decisions import Decision, Weights
 from firepbt.exploit import ExploitRecord, select_donor
 from firepbt.fire import smoothing
 from firepbt.fire.evaluation import CurveWork, Ending, FittedCurve, Point, extend
+from firepbt.scoreboard import ScoreBoard
 from firepbt.strategies._base import MemberState
 from firepbt.strategies._fire_evaluators import FireEvaluators
 from firepbt.strategies._fire_state import EvaluatorState
-from firepbt.strategies._population import Synchrony
+from firepbt.strategies._population import NotBehind, Synchrony
 
 # The longest curve whose fit is left to the worker that extends it (its points travel with the
 # segment); a longer one (a member that has not copied weights for thousands of evaluations) is
@@ -128,7 +129,10 @@ class FireBook(FireEvaluators):
         }
         best = max(donors, key=lambda m: (donors[m], -m)) if donors else None
         record = self._replacements.take(member, best)
-        return [] if record is None else self._apply_exploit(member, record, self._pop.snapshot())
+        if record is None:
+            return []
+        with self._pop.round() as view:
+            return self._apply_exploit(member, record, view)
 
     def done(self) -> bool:
         return all(s.finished or not s.alive for s in self._pop.members.values())
@@ -136,19 +140,33 @@ class FireBook(FireEvaluators):
     # -- evolution inside a sub-population ----------------------------------------------------
 
     def _evolve(
-        self, member: int, fit: Mapping[int, float], view: Mapping[int, MemberState]
+        self,
+        member: int,
+        fit: Mapping[int, float],
+        view: Mapping[int, MemberState],
+        boards: dict[tuple[int, bool], ScoreBoard] | None = None,
     ) -> ExploitRecord | None:
+        """``boards``: the score boards of the sub-populations, kept for a round's decisions
+        (all taken on ``fit`` and ``view``), so that each is ranked once."""
         state = self._pop.members[member]
         if state.step >= self._pop.total_steps or state.step < self.burn_in:
             return None
         i = self.subpopulation(member)
-        if i == 0 or state.step < self.warmup:  # greedy: the policy ranks the raw scores itself
-            peers = fit if i == 0 else [m for m in self._live(i) if view[m].scores]
-            history = {m: view[m].scores for m in peers}
-        else:
-            history = {m: [f] for m, f in fit.items()}
+        greedy = i == 0 or state.step < self.warmup  # the policy ranks the raw scores itself
+        history = None if boards is None else boards.get((i, greedy))
+        if history is None:
+            history = ScoreBoard()
+            if greedy:
+                peers = fit if i == 0 else [m for m in self._live(i) if view[m].scores]
+                for m in peers:
+                    history.set(m, view[m].scores)
+            else:
+                for m, f in fit.items():
+                    history.set(m, [f])
+            if boards is not None:
+                boards[i, greedy] = history
         # never rewind to a donor's older weights (see PBT._decide)
-        donors = {m for m in history if view[m].weights.step >= state.step}
+        donors = NotBehind(view, history, state.step)
         return select_donor(self.exploit, member, history, self.rng, donors)
 
     def _apply_exploit(

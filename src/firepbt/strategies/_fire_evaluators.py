@@ -48,7 +48,7 @@ class FireEvaluators(FireState):
         """The target takes the evaluator's weights and keeps its own hyperparameters."""
         ev = self._ev[e]
         assert ev.target is not None
-        child = self._pop.members[ev.target]
+        child = self._pop.changing(ev.target)
         last = ev.curve[-1][1]
         decision = Handover(
             member=ev.target,
@@ -63,7 +63,7 @@ class FireEvaluators(FireState):
         child.weights = Weights(
             ev.state.weights.member, ev.state.weights.step, child.hyperparameters
         )
-        child.scores = [*child.scores, last]
+        self._pop.set_scores(ev.target, [*child.scores, last])
         self._curve[ev.target] = [(child.step, last)]
         return [
             decision,

@@ -14,8 +14,8 @@ import numpy as np
 from firepbt.errors import FireSettingsWarning, PopulationConfigError
 from firepbt.exploit import ExploitPolicy, Truncation, recent_score
 from firepbt.explore import ExplorePolicy, Perturb
-from firepbt.fire import curves
 from firepbt.fire.evaluation import CurveCache, Point
+from firepbt.fire.fitness import FitnessCache
 from firepbt.fire.settings import (
     DEFAULT_P_STAT,
     DEFAULT_PERTURB_FACTORS,
@@ -153,6 +153,7 @@ class FireState(Strategy):
         self._initial = starting_hyperparameters(space, population, rng, initial_hyperparameters)
         self.evaluator_ids = list(range(population, population + n_evaluators))
         self._ev: dict[int, EvaluatorState] = {}
+        self._all: dict[int, MemberState] | None = None  # members and evaluators (``members``)
         self._curve: dict[int, list[Point]] = {}  # member -> curve since it last copied weights
         self._touched: dict[int, int] = {}  # member -> round it was last evaluated or lost
         self._evaluator_of: dict[int, int] = {}  # parent member -> its evaluator
@@ -164,6 +165,7 @@ class FireState(Strategy):
         self.retarget = retarget
         self._last_curve: dict[int, list[Point]] = {}
         self._fits = CurveCache()
+        self._fitness = FitnessCache()  # pairwise comparisons kept until a curve changes
         self._clock = 0
         self._waiting: set[int] = set()
         problems = settings_problems(
@@ -180,7 +182,11 @@ class FireState(Strategy):
 
     @property
     def members(self) -> dict[int, MemberState]:
-        return {**self._pop.members, **{e: ev.state for e, ev in self._ev.items()}}
+        # Built once the population and its evaluators exist (their states are changed in place,
+        # never replaced): the loop reads it at every segment.
+        if self._all is None or len(self._all) != len(self._pop.members) + len(self._ev):
+            self._all = {**self._pop.members, **{e: ev.state for e, ev in self._ev.items()}}
+        return self._all
 
     def subpopulation(self, member: int) -> int:
         """0 for P1 (greedy), i for P(i+1)."""
@@ -202,7 +208,7 @@ class FireState(Strategy):
                 assessed[m] = self._fits.fit((1, e), self._ev[e].curve)
             elif self.keep_curves and len(self._last_curve.get(m, ())) >= 2:
                 assessed[m] = self._fits.fit((2, m), self._last_curve[m])
-        return curves.fitness(assessed) if len(assessed) >= 2 else {}
+        return self._fitness(assessed) if len(assessed) >= 2 else {}
 
     def warming_up(self, subpopulation: int) -> bool:
         """Whether a parent sub-population is still in its greedy warm-up: none of its live

@@ -12,6 +12,7 @@ from firepbt.explore import ExplorePolicy
 from firepbt.space import Space
 from firepbt.strategies._base import MemberState, Strategy
 from firepbt.strategies._population import (
+    NotBehind,
     Population,
     Replacements,
     Synchrony,
@@ -106,7 +107,7 @@ class PBT(Strategy):
     def ready(self, member: int, step: int) -> list[Decision]:
         self._population.arrive(member, step)
         if self.synchrony is Synchrony.ASYNC:
-            return self._decide(member, dict(self.members))
+            return self._decide(member, self.members)
         self._waiting.add(member)
         return self._release()
 
@@ -116,11 +117,9 @@ class PBT(Strategy):
         self._waiting.discard(member)
         record = self._replacements.take(member, self._best_other(member))
         if record is not None:
-            view = self._population.snapshot()
+            donor = self.members[record.donor]
             return [
-                self._population.exploit(
-                    member, record, view[record.donor], self.explore, self.space, self.rng
-                )
+                self._population.exploit(member, record, donor, self.explore, self.space, self.rng)
             ]
         self._population.fail(member)
         return self._release() if self.synchrony is Synchrony.SYNC else []
@@ -136,24 +135,32 @@ class PBT(Strategy):
     def _release(self) -> list[Decision]:
         """Sync mode: once every live member waits at the barrier, decide for all of them on one
         snapshot (so a donor's weights and hyperparameters are those it had at the barrier)."""
-        live = {m for m, s in self.members.items() if s.alive and not s.finished}
-        if not live or not live <= self._waiting:
+        pop = self._population
+        live = pop.training  # waiting members are live: one that fails leaves the barrier
+        if not live or len(self._waiting) < len(live) or not live <= self._waiting:
             return []
-        snapshot = self._population.snapshot()
         self._waiting.clear()
-        return [d for m in sorted(live) for d in self._decide(m, snapshot)]
+        with pop.round() as view:
+            lowest = min((view[m].weights.step for m in pop.board), default=0)
+            return [d for m in sorted(live) for d in self._decide(m, view, lowest)]
 
-    def _decide(self, member: int, view: Mapping[int, MemberState]) -> list[Decision]:
+    def _decide(
+        self, member: int, view: Mapping[int, MemberState], lowest: int | None = None
+    ) -> list[Decision]:
+        """``lowest``: the step of the least advanced live member's weights, when known."""
         pop = self._population
         state = self.members[member]
         if state.step >= pop.total_steps or state.step < self.burn_in:
             return [pop.continue_or_finish(member)]
-        scores = {m: s.scores for m, s in view.items() if s.alive}
         # Never rewind: in async mode a member whose saved weights are behind this member's (it
         # has just copied someone) is ranked but not copied, or members could copy each other's
         # past forever without making progress; the donor is drawn among the others.
-        donors = {m for m in scores if view[m].weights.step >= state.step}
-        record = select_donor(self.exploit, member, scores, self.rng, donors)
+        donors = (
+            None
+            if lowest is not None and lowest >= state.step
+            else NotBehind(view, pop.board, state.step)
+        )
+        record = select_donor(self.exploit, member, pop.board, self.rng, donors)
         if record is None:
             return [pop.continue_or_finish(member)]
         decision = pop.exploit(

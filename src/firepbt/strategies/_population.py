@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from firepbt.decisions import Continue, Decision, Exploit, Finish, Start, Weight
 from firepbt.errors import PopulationConfigError, SpaceError
 from firepbt.exploit import ExploitPolicy, ExploitRecord, Truncation
 from firepbt.explore import ExplorePolicy, Perturb, Resample, chain, explore_within
+from firepbt.scoreboard import ScoreBoard
 from firepbt.space import Hyperparameters, Space
 from firepbt.strategies._base import MemberState
 
@@ -79,12 +80,19 @@ def starting_hyperparameters(
 
 
 class Population:
-    """Member states plus the moves every strategy shares: start, continue, finish."""
+    """Member states plus the moves every strategy shares: start, continue, finish.
+
+    Alongside the states it keeps, up to date as they change, what decisions ask for at every
+    ready point: the live members' scores with their rankings (``board``) and the members that
+    still train (``training``: alive and not finished)."""
 
     def __init__(self, total_steps: int, ready_every: int) -> None:
         self.total_steps = total_steps
         self.ready_every = ready_every
         self.members: dict[int, MemberState] = {}
+        self.board = ScoreBoard()
+        self.training: set[int] = set()
+        self._before: dict[int, MemberState] | None = None  # states as a round found them
 
     def next_ready(self, step: int) -> int:
         return min(step + self.ready_every, self.total_steps)
@@ -99,11 +107,56 @@ class Population:
         for member, h in enumerate(hyperparameters):
             seed = int(rng.integers(2**31 - 1))
             self.members[member] = MemberState(h, 0, Weights(member, 0, h))
+            self.board.set(member, self.members[member].scores)
+            self.training.add(member)
             decisions.append(Start(member, h, seed, self.next_ready(0), subpopulation(member)))
         return decisions
 
     def report(self, member: int, step: int, score: float) -> None:
-        self.members[member].scores.append(float(score))
+        state = self.members[member]
+        state.scores.append(float(score))
+        if state.alive:
+            self.board.set(member, state.scores)
+
+    def set_scores(self, member: int, scores: list[float]) -> None:
+        """``member``'s score record is now ``scores``."""
+        state = self.changing(member)
+        state.scores = scores
+        if state.alive:
+            self.board.set(member, scores)
+
+    @contextmanager
+    def round(self) -> Iterator[Mapping[int, MemberState]]:
+        """Decisions taken together: until the round ends, the view it yields shows every member
+        as the round found it (a donor's weights, hyperparameters and scores are those it had
+        then, even once it has moved), and so does the score board. Only the states that change
+        are copied, when they first change."""
+        self._before = {}
+        self.board.hold()
+        try:
+            yield _RoundView(self.members, self._before)
+        finally:
+            self._before = None
+            self.board.release()
+
+    def changing(self, member: int) -> MemberState:
+        """``member``'s state, about to change: a round in progress keeps a copy of it first."""
+        state = self.members[member]
+        if self._before is not None and member not in self._before:
+            self._before[member] = MemberState(
+                state.hyperparameters,
+                state.step,
+                state.weights,
+                state.scores,
+                state.alive,
+                state.finished,
+            )
+        return state
+
+    def _end(self, member: int) -> None:
+        state = self.members[member]
+        state.finished = True
+        self.training.discard(member)
 
     def arrive(self, member: int, step: int) -> MemberState:
         """Record that ``member`` saved its weights at ``step``."""
@@ -117,7 +170,8 @@ class Population:
     def continue_or_finish(self, member: int) -> Decision:
         state = self.members[member]
         if state.step >= self.total_steps:
-            state.finished = True
+            self.changing(member)
+            self._end(member)
             return Finish(member, state.step)
         return Continue(member, state.step, self.next_ready(state.step))
 
@@ -127,7 +181,8 @@ class Population:
         state = self.members[member]
         if state.step < self.total_steps:
             return []
-        state.finished = True
+        self.changing(member)
+        self._end(member)
         return [Finish(member, state.step)]
 
     def exploit(
@@ -141,7 +196,7 @@ class Population:
     ) -> Exploit:
         """``member`` copies ``donor`` (a snapshot taken when the decision round began) and
         explores the donor's hyperparameters; the member's state follows the copy."""
-        state = self.members[member]
+        state = self.changing(member)
         new_h, changes = explore_within(explore, donor.weights.hyperparameters, space, rng)
         decision = Exploit(
             member=member,
@@ -157,19 +212,50 @@ class Population:
         state.hyperparameters = new_h
         state.step = donor.weights.step
         state.weights = donor.weights
-        state.scores = list(donor.scores)  # the copy inherits the donor's record
+        self.set_scores(member, list(donor.scores))  # the copy inherits the donor's record
         return decision
 
-    def snapshot(self) -> dict[int, MemberState]:
-        """Copies of every member's state, for decisions taken together on one view."""
-        return {m: replace(s, scores=list(s.scores)) for m, s in self.members.items()}
-
     def fail(self, member: int) -> None:
-        self.members[member].alive = False
+        self.changing(member).alive = False
+        self.training.discard(member)
+        self.board.remove(member)
 
-    def recent_scores(self) -> dict[int, list[float]]:
-        """Scores of every live member, for exploit policies."""
-        return {m: s.scores for m, s in self.members.items() if s.alive}
+
+class _RoundView(Mapping[int, MemberState]):
+    """Every member's state as a round found it: the copy taken before it changed, if it did."""
+
+    def __init__(self, members: dict[int, MemberState], before: dict[int, MemberState]) -> None:
+        self._members, self._before = members, before
+
+    def __getitem__(self, member: int) -> MemberState:
+        before = self._before.get(member)
+        return self._members[member] if before is None else before
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+
+class NotBehind(Collection[int]):
+    """The members of ``candidates`` whose saved weights are not behind ``step``: those a member
+    at ``step`` may copy (firepbt never rewinds a member). Membership costs O(1); nothing is
+    built unless iterated."""
+
+    def __init__(
+        self, view: Mapping[int, MemberState], candidates: Collection[int], step: int
+    ) -> None:
+        self._view, self._candidates, self._step = view, candidates, step
+
+    def __contains__(self, member: object) -> bool:
+        return member in self._candidates and self._view[member].weights.step >= self._step  # type: ignore[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return (m for m in self._candidates if m in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Replacements:
