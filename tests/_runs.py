@@ -23,12 +23,26 @@ from _trainables import Quad
 
 import firepbt
 from firepbt import Choice, LogUniform
+from firepbt.callbacks import Callback, MemberPoint
 from firepbt.errors import RunFailed
 from firepbt.examples.nqm import NQM
 from firepbt.store import Store
 
 NEVER = 10**9
 """The fault step of members without the fault: no test run gets that far."""
+
+
+class StopAfter(Callback):
+    """Interrupts the run (as Ctrl-C would) after ``points`` points."""
+
+    def __init__(self, points: int) -> None:
+        self.points = points
+
+    def on_point(self, point: MemberPoint) -> None:
+        self.points -= 1
+        if self.points == 0:
+            raise KeyboardInterrupt
+
 
 _NQM_LR_TOML = 'lr = { dist = "loguniform", low = 0.001, high = 1.9, bounds = [0.00001, 1.9] }'
 

@@ -228,7 +228,8 @@ def _tuned(hyperparameters: dict[str, Any] | None) -> dict[str, Any] | None:
 def _nodes_used(run_dir: Path) -> set[str]:
     """The Ray nodes that ran a segment, from the workers' names (host/node-ID/pid-N)."""
     with sqlite3.connect(run_dir / "firepbt.sqlite") as c:
-        workers = [w for (w,) in c.execute("SELECT worker FROM segments") if w]
+        rows = c.execute("SELECT t.text FROM segments s JOIN texts t ON t.id = s.worker")
+        workers = [w for (w,) in rows if w]
     return {w.split("/")[1] for w in workers}
 
 

@@ -115,7 +115,8 @@ def test_exploits_on_one_worker_copy_slot_to_slot(tmp_path: Path) -> None:
     )
     assert exploits[0][0] > 0 and copied[0][0] > 0
     assert _query(run_dir, "SELECT COUNT(*) FROM events WHERE kind = 'written'") == [(0,)]
-    assert _query(run_dir, "SELECT COUNT(*) FROM held WHERE written = 1") == [(0,)]
+    held_written = "SELECT COUNT(*) FROM checkpoints WHERE holder IS NOT NULL AND written = 1"
+    assert _query(run_dir, held_written) == [(0,)]
     later = _query(run_dir, "SELECT reused FROM segments WHERE start_step > 0")
     assert later and all(r == (1,) for r in later)
     files = list((run_dir / "checkpoints").rglob("*.ckpt"))

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from firepbt.checkpoints import CheckpointRef
+from firepbt.decisions import Weights
 from firepbt.segments import Segment
 
 
@@ -91,6 +92,20 @@ class CheckpointLedger:
         self._rewritten.pop(ref.path, None)
         self._forget_origin(ref.path, released)
         released.append(Released(ref.path, self._holders.pop(ref.path, None)))
+
+    def hold(self, weights: list[Weights]) -> list[CheckpointRef]:
+        """One more reference on the latest checkpoint of each of ``weights`` (member and step),
+        until ``release_all``."""
+        held = [self.latest(w.member, w.step) for w in weights]
+        for ref in held:
+            self.need(ref)
+        return held
+
+    def release_all(self, refs: list[CheckpointRef]) -> list[Released]:
+        released: list[Released] = []
+        for ref in refs:
+            self._release(ref, released)
+        return released
 
     def set_current(self, member: int, ref: CheckpointRef) -> list[Released]:
         """``member``'s weights are now ``ref``; what its previous checkpoint released."""

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from firepbt.errors import StoreError
 from firepbt.execution.bootstrap import closed_in_workers
-from firepbt.store import pid_alive
+from firepbt.store import LOCK_FILE, pid_alive
 
-LOCK_FILE = "firepbt.lock"
+__all__ = ["LOCK_FILE", "run_lock"]
 
 
 @contextmanager

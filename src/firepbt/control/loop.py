@@ -87,8 +87,7 @@ class Runner:
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.strategy, self.executor, self.store = strategy, executor, store
-        self.trainable = trainable
-        self.run_dir = Path(run_dir)
+        self.trainable, self.run_dir = trainable, Path(run_dir)
         self.total_steps, self.eval_every = total_steps, eval_every
         self.mode, self.metric, self.max_retries = mode, metric, max_retries
         # Steps between checkpoints written out (per member; by default a fifth of the budget, the
@@ -100,12 +99,10 @@ class Runner:
         self.recorded = RecordedRun()
         self._seeds: dict[int, int] = {}
         self._isolated_running = False
-        # FIRE PBT's evaluators are workers, not population members.
-        self._evaluators = frozenset(getattr(strategy, "evaluator_ids", ()))
+        self._evaluators = frozenset(getattr(strategy, "evaluator_ids", ()))  # not members
         phase = Phase.STARTING if executor.reports_started else Phase.FIRST_SEGMENTS
-        self.progress = ProgressTracker(
-            strategy, total_steps, mode, self._evaluators, on_progress, phase
-        )
+        evaluators = self._evaluators
+        self.progress = ProgressTracker(strategy, total_steps, mode, evaluators, on_progress, phase)
         self.training = TrainingNow(executor, store)
         self.checkpoints = store.root or str(self.run_dir)  # the root of checkpoint paths
         _tell(executor, self)
@@ -246,16 +243,10 @@ class Runner:
     # -- decisions -> segments --------------------------------------------------------------
 
     def _apply(self, decisions: list[Decision]) -> None:
-        # Decisions taken together read the population as it was when they were taken: a donor
-        # that copies someone itself in the same round still gives the weights it had then, so
-        # every source is held until the whole batch is applied.
-        sources = [
-            self.ledger.latest(d.source.member, d.source.step)
-            for d in decisions
-            if isinstance(d, (Exploit, Assign, Handover))
-        ]
-        for source in sources:
-            self.ledger.need(source)
+        # Decisions taken together read the population as it was then (a donor that copies
+        # someone in the same round gives the weights it had): their sources are held meanwhile.
+        copies = (Exploit, Assign, Handover)
+        held = self.ledger.hold([d.source for d in decisions if isinstance(d, copies)])
         for d in decisions:
             if self.recorded.decision(d) is None:
                 self.store.record_decision(d)
@@ -281,16 +272,15 @@ class Runner:
                 self._delete(self.ledger.drop_current(d.member))
             elif isinstance(d, Finish):
                 self._delete(self.ledger.finished(d.member))
-        for source in sources:
-            self._delete(self.ledger.release(source))
+        self._delete(self.ledger.release_all(held))
 
     def _enqueue(
         self, member: int, start: int, end: int, h: dict[str, object], source: CheckpointRef | None
     ) -> None:
         recorded = self.recorded.segment(member, start, end)
         if recorded is None:
-            prior = (source.segment, source.path) if source else (None, None)
-            seg_id = self.store.add_segment(member, start, end, h, *prior)
+            source_segment = source.segment if source else None
+            seg_id = self.store.add_segment(member, start, end, h, source_segment)
         else:
             seg_id = recorded.id
         name = f"step-{end:08d}-seg-{seg_id}.ckpt"

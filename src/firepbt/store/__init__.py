@@ -9,6 +9,7 @@ file concurrently (WAL mode).
 from firepbt.errors import StoreError
 from firepbt.store._bulk import bulk_reading, decode_all
 from firepbt.store._rows import (
+    LOCK_FILE,
     SCHEMA_VERSION,
     STORE_FILE,
     DecisionRow,
@@ -18,8 +19,9 @@ from firepbt.store._rows import (
     Role,
     SegmentRow,
     SegmentStatus,
+    pid_alive,
 )
-from firepbt.store._store import Store, as_stored, config_digest, pid_alive
+from firepbt.store._store import Store, as_stored, config_digest
 
 __all__ = [
     "as_stored",
@@ -27,6 +29,7 @@ __all__ = [
     "config_digest",
     "decode_all",
     "pid_alive",
+    "LOCK_FILE",
     "SCHEMA_VERSION",
     "STORE_FILE",
     "DecisionRow",

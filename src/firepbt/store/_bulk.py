@@ -13,10 +13,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from firepbt.segments import Point
+from firepbt.store._compact import metrics_of
 from firepbt.store._rows import SegmentStatus
 
 # A finite score in SQL (NaN is stored as NULL, which no comparison passes).
 _FINITE = "score BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
+
+# The columns kept as ids of ``texts``, read as their texts.
+_TEXT_COLUMNS = {
+    "segments": ("hyperparameters", "worker"),
+    "decisions": ("hyperparameters", "old_hyperparameters"),
+    "checkpoints": ("holder",),
+}
+# The decisions that copy weights: only they name a donor, which the index decisions_kind holds.
+_COPIES = ("exploit", "assign", "handover")
 
 
 @contextlib.contextmanager
@@ -66,7 +76,7 @@ class StoreBulkReads:
             "SELECT member, step, score, metrics FROM points WHERE rowid IN "
             "(SELECT (SELECT MAX(rowid) FROM points WHERE member = m.id) FROM members m)"
         ).fetchall()
-        return {m: Point(s, _score(q), json.loads(x)) for m, s, q, x in rows}
+        return {m: Point(s, _score(q), json.loads(metrics_of(x, q))) for m, s, q, x in rows}
 
     def best_scores(self, minimise: bool) -> dict[int, float]:
         """Each worker's best finite score."""
@@ -82,14 +92,28 @@ class StoreBulkReads:
         return out
 
     def raw(self, table: str, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-        """A whole table's ``columns`` as SQLite holds them (JSON columns as their text, NaN
-        scores as None), in the order the rows were written: for exports, which would otherwise
-        decode and re-encode every row."""
+        """A whole table's ``columns`` as the store held them before it was compact (JSON
+        columns as their text, NaN scores as None), in the order the rows were written: for
+        exports, which would otherwise decode and re-encode every row."""
         known = {r[1] for r in self._conn.execute(f"PRAGMA table_info({_quoted(table)})")}
         if not known or not set(columns) <= known:
             raise ValueError(f"no table {table!r} with columns {list(columns)} in the store")
-        sql = f"SELECT {', '.join(map(_quoted, columns))} FROM {_quoted(table)} ORDER BY rowid"
-        return iter(self._conn.execute(sql))
+        texts = _TEXT_COLUMNS.get(table, ())
+        selected = [
+            f"(SELECT text FROM texts WHERE id = {_quoted(c)})" if c in texts else _quoted(c)
+            for c in columns
+        ]
+        metrics = columns.index("metrics") if table == "points" and "metrics" in columns else -1
+        if metrics >= 0:
+            selected.append("score")
+        sql = f"SELECT {', '.join(selected)} FROM {_quoted(table)} ORDER BY rowid"
+        rows = self._conn.execute(sql)
+        if metrics < 0:
+            return iter(rows)
+        return (
+            (*row[:metrics], metrics_of(row[metrics], row[-1]), *row[metrics + 1 : -1])
+            for row in rows
+        )
 
     def segment_links(self, member: int) -> list[tuple[int, int, int | None]]:
         """(id, start_step, source_segment) of ``member``'s segments by id: how they follow
@@ -105,8 +129,9 @@ class StoreBulkReads:
         text) of every finished segment, by id: a long run's segments without a row object
         each, and each hyperparameters text for the caller to decode once."""
         rows = self._conn.execute(
-            "SELECT id, member, start_step, end_step, source_segment, hyperparameters "
-            "FROM segments WHERE status = ? ORDER BY id",
+            "SELECT s.id, s.member, s.start_step, s.end_step, s.source_segment, t.text "
+            "FROM segments s JOIN texts t ON t.id = s.hyperparameters WHERE s.status = ? "
+            "ORDER BY s.id",
             (SegmentStatus.DONE.value,),
         )
         return rows.fetchall()
@@ -128,7 +153,7 @@ class StoreBulkReads:
         """Member → how many times it copied another member's weights."""
         rows = self._conn.execute(
             "SELECT member, COUNT(*) FROM decisions WHERE kind = 'exploit' AND donor != member "
-            "GROUP BY member"
+            "AND donor IS NOT NULL GROUP BY member"
         ).fetchall()
         return {int(m): int(n) for m, n in rows}
 
@@ -145,7 +170,8 @@ class StoreBulkReads:
 
     def has_decision_of(self, kind: str) -> bool:
         """Whether any decision of ``kind`` was recorded."""
-        row = self._conn.execute("SELECT 1 FROM decisions WHERE kind = ? LIMIT 1", (kind,))
+        copies = " AND donor IS NOT NULL" if kind in _COPIES else ""  # read from decisions_kind
+        row = self._conn.execute(f"SELECT 1 FROM decisions WHERE kind = ?{copies} LIMIT 1", (kind,))
         return row.fetchone() is not None
 
     def failure_counts(self) -> dict[int, int]:

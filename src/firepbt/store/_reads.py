@@ -15,6 +15,7 @@ from firepbt.checkpoints import CheckpointRef
 from firepbt.errors import StoreError
 from firepbt.segments import Point
 from firepbt.store._bulk import _score, decode_all
+from firepbt.store._compact import metrics_of, path_of, sha_of
 from firepbt.store._rows import (
     DecisionRow,
     MemberRow,
@@ -26,9 +27,17 @@ from firepbt.store._rows import (
     real_path,
 )
 
-_SEGMENT_COLUMNS = (
-    "id, member, start_step, end_step, hyperparameters, source_segment, status, attempts"
+# A segment row with its hyperparameters' text (kept once in ``texts``).
+_SEGMENTS = (
+    "SELECT s.id, s.member, s.start_step, s.end_step, t.text, s.source_segment, s.status, "
+    "s.attempts FROM segments s JOIN texts t ON t.id = s.hyperparameters"
 )
+_DECISIONS = (
+    "SELECT d.id, d.member, d.step, d.kind, d.donor, d.source_step, t.text, d.changes, "
+    "d.reason FROM decisions d LEFT JOIN texts t ON t.id = d.hyperparameters"
+)
+# A checkpoint not deleted whose file is written (not held in a worker's memory only).
+_ON_DISK = "deleted IS NULL AND (holder IS NULL OR written)"
 
 
 def _decoder() -> Callable[[str], Any]:
@@ -107,7 +116,7 @@ class StoreReads:
         if member is not None:
             sql, args = sql + " WHERE member = ?", (member,)
         rows = self._conn.execute(sql + " ORDER BY rowid", args).fetchall()
-        metrics = decode_all(x for *_, x in rows)
+        metrics = decode_all(metrics_of(x, q) for *_, q, x in rows)
         return [(m, Point(s, _score(q), x)) for (m, s, q, _), x in zip(rows, metrics, strict=True)]
 
     def points_at(self, member: int, step: int) -> list[Point]:
@@ -116,13 +125,13 @@ class StoreReads:
             "SELECT step, score, metrics FROM points WHERE member = ? AND step = ? ORDER BY rowid",
             (member, step),
         ).fetchall()
-        return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]
+        return [Point(s, _score(q), json.loads(metrics_of(x, q))) for s, q, x in rows]
 
     def segment_points(self, segment: int) -> list[Point]:
         rows = self._conn.execute(
             "SELECT step, score, metrics FROM points WHERE segment = ? ORDER BY rowid", (segment,)
         ).fetchall()
-        return [Point(s, _score(q), json.loads(x)) for s, q, x in rows]
+        return [Point(s, _score(q), json.loads(metrics_of(x, q))) for s, q, x in rows]
 
     def segments(
         self, member: int | None = None, status: SegmentStatus | None = None
@@ -130,32 +139,32 @@ class StoreReads:
         """Segments by id: all, ``member``'s, and only those in ``status``."""
         where = [w for w, x in (("member = ?", member), ("status = ?", status)) if x is not None]
         args = [x.value if isinstance(x, SegmentStatus) else x for x in (member, status)]
-        sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments"
+        sql = _SEGMENTS
         if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._conn.execute(sql + " ORDER BY id", [a for a in args if a is not None])
+            sql += " WHERE " + " AND ".join("s." + w for w in where)
+        rows = self._conn.execute(sql + " ORDER BY s.id", [a for a in args if a is not None])
         return _segment_rows(rows.fetchall())
 
     def last_done_segment(self, member: int, end_step: int | None = None) -> SegmentRow | None:
         """``member``'s latest finished segment (of those ending at ``end_step``)."""
-        sql = f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE member = ? AND status = ?"
+        sql = f"{_SEGMENTS} WHERE s.member = ? AND s.status = ?"
         args: list[Any] = [member, SegmentStatus.DONE.value]
         if end_step is not None:
-            sql, args = sql + " AND end_step = ?", [*args, end_step]
-        rows = _segment_rows(self._conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchall())
+            sql, args = sql + " AND s.end_step = ?", [*args, end_step]
+        rows = self._conn.execute(sql + " ORDER BY s.id DESC LIMIT 1", args).fetchall()
+        rows = _segment_rows(rows)
         return rows[0] if rows else None
 
     def chain(self, segment: int) -> list[SegmentRow]:
         """``segment`` and the segments its weights came from, one source after another back to
         a fresh start, oldest first."""
         rows = self._conn.execute(
-            f"WITH RECURSIVE chain({_SEGMENT_COLUMNS}) AS ("
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id = ? UNION ALL SELECT "
-            + ", ".join(f"s.{c}" for c in _SEGMENT_COLUMNS.split(", "))
-            + " FROM segments s JOIN chain c ON s.id = c.source_segment) SELECT * FROM chain",
+            "WITH RECURSIVE chain(id, depth) AS (SELECT ?, 0 UNION ALL SELECT s.source_segment, "
+            "c.depth + 1 FROM segments s JOIN chain c ON s.id = c.id "
+            f"WHERE s.source_segment IS NOT NULL) {_SEGMENTS} JOIN chain c ON c.id = s.id "
+            "ORDER BY c.depth DESC",  # the query walks back from the newest: oldest first
             (segment,),
         ).fetchall()
-        rows.reverse()  # the query walks back from the newest: oldest first
         return _segment_rows(rows)
 
     def segment(self, segment_id: int) -> SegmentRow:
@@ -167,20 +176,15 @@ class StoreReads:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        rows = self._conn.execute(
-            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE id IN ({marks})", ids
-        ).fetchall()
+        rows = self._conn.execute(f"{_SEGMENTS} WHERE s.id IN ({marks})", ids).fetchall()
         return _segment_rows(rows)
 
     def decisions(self, member: int | None = None) -> list[DecisionRow]:
-        sql = (
-            "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, reason "
-            "FROM decisions"
-        )
-        args: tuple[Any, ...] = ()
+        sql = _DECISIONS
+        args: tuple[int, ...] = ()
         if member is not None:
-            sql, args = sql + " WHERE member = ?", (member,)
-        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+            sql, args = sql + " WHERE d.member = ?", (member,)
+        rows = self._conn.execute(sql + " ORDER BY d.id", args).fetchall()
         decode = _decoder()
         return [
             DecisionRow(i, m, s, k, d, ss, decode(h) if h else None, decode(ch), r)
@@ -193,9 +197,7 @@ class StoreReads:
         for start in range(0, len(ids), 500):  # SQLite takes a bounded number of parameters
             chunk = ids[start : start + 500]
             rows = self._conn.execute(
-                "SELECT id, member, step, kind, donor, source_step, hyperparameters, changes, "
-                f"reason FROM decisions WHERE id IN ({','.join('?' * len(chunk))})",
-                chunk,
+                f"{_DECISIONS} WHERE d.id IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
             out += [
                 DecisionRow(i, m, s, k, d, ss, json.loads(h) if h else None, json.loads(ch), r)
@@ -229,31 +231,36 @@ class StoreReads:
         out = [tuple(r) for r in rows]
         return out[::-1] if last is not None else out
 
+    def _path(self, kept: str | None, member: int, step: int, segment: int) -> str:
+        return real_path(self.root, path_of(kept, member, step, segment))
+
     def live_checkpoints(self) -> list[tuple[str, int, int, str]]:
         """(path, member, step, sha256) of checkpoint files on disk and not deleted."""
         rows = self._conn.execute(
-            "SELECT path, member, step, sha256 FROM checkpoints WHERE deleted IS NULL "
-            "AND path NOT IN (SELECT path FROM held WHERE written = 0)"
+            "SELECT path, member, step, segment, sha256 FROM checkpoints "
+            f"WHERE {_ON_DISK} ORDER BY segment"
         ).fetchall()
-        return [(real_path(self.root, p), m, s, h) for p, m, s, h in rows]
+        return [(self._path(p, m, s, g), m, s, sha_of(h)) for p, m, s, g, h in rows]
 
     def held_checkpoints(self) -> list[tuple[str, int, int, str]]:
         """(path, member, step, holder) of checkpoints only in a worker's memory (a finished or
         killed run lost them; a resumed one trains them again when they are needed)."""
         rows = self._conn.execute(
-            "SELECT c.path, c.member, c.step, h.holder FROM checkpoints c "
-            "JOIN held h ON h.path = c.path WHERE c.deleted IS NULL AND h.written = 0"
+            "SELECT c.path, c.member, c.step, c.segment, t.text FROM checkpoints c "
+            "JOIN texts t ON t.id = c.holder "
+            "WHERE c.deleted IS NULL AND NOT c.written ORDER BY c.segment"
         ).fetchall()
-        return [(real_path(self.root, p), m, s, h) for p, m, s, h in rows]
+        return [(self._path(p, m, s, g), m, s, h) for p, m, s, g, h in rows]
 
     def checkpoint_of_segment(self, segment: int) -> tuple[str, str] | None:
         """(path, sha256) of the checkpoint file a segment wrote, if it is on disk."""
         row = self._conn.execute(
-            "SELECT path, sha256 FROM checkpoints WHERE segment = ? AND deleted IS NULL "
-            "AND path NOT IN (SELECT path FROM held WHERE written = 0)",
+            f"SELECT path, member, step, sha256 FROM checkpoints WHERE segment = ? AND {_ON_DISK}",
             (segment,),
         ).fetchone()
-        return None if row is None else (real_path(self.root, row[0]), str(row[1]))
+        if row is None:
+            return None
+        return self._path(row[0], row[1], row[2], segment), sha_of(row[3])
 
     def replays(self) -> list[ReplayRow]:
         """Recorded replays, oldest first; none when the store never had one."""
@@ -284,10 +291,13 @@ class StoreReads:
         """The checkpoint a segment made, deleted since or not, with the worker that held it
         when it was made (written out since or not: see the 'written' events)."""
         row = self._conn.execute(
-            "SELECT c.path, c.sha256, c.member, c.step, c.segment, COALESCE(h.holder, '') "
-            "FROM checkpoints c LEFT JOIN held h ON h.path = c.path WHERE c.segment = ?",
+            "SELECT c.path, c.sha256, c.member, c.step, COALESCE(t.text, '') FROM checkpoints c "
+            "LEFT JOIN texts t ON t.id = c.holder WHERE c.segment = ?",
             (segment,),
         ).fetchone()
         if row is None:
             return None
-        return CheckpointRef(real_path(self.root, row[0]), *row[1:])
+        path, sha, member, step, holder = row
+        return CheckpointRef(
+            self._path(path, member, step, segment), sha_of(sha), member, step, segment, holder
+        )

@@ -22,16 +22,18 @@ from typing import Any
 
 from firepbt.errors import StoreError
 from firepbt.store._bulk import StoreBulkReads
+from firepbt.store._compact import Texts, _json
+from firepbt.store._migrate import migrate
 from firepbt.store._reads import StoreReads
 from firepbt.store._rows import (
     _SCHEMA,
     DECISION_TARGET_COLUMN,
-    HELD_SCHEMA,
     INDEXES,
     SCHEMA_VERSION,
     STORE_FILE,
+    pid_alive,
 )
-from firepbt.store._writes import StoreWrites, _json
+from firepbt.store._writes import StoreWrites
 
 MMAP_BYTES = 1 << 30  # address space, not memory: pages are read when touched
 
@@ -44,17 +46,6 @@ def config_digest(text: str) -> str:
 def as_stored(x: Any) -> Any:
     """``x`` as it reads back from the store (JSON; a value JSON lacks comes back a string)."""
     return json.loads(_json(x))
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
 
 
 def _sidecars(path: Path) -> tuple[Path, Path]:
@@ -106,6 +97,7 @@ class Store(StoreReads, StoreBulkReads, StoreWrites):
         self._conn = conn
         self._batched = False  # inside ``batch``: writes are committed at its end
         self._deferred: list[Callable[[], None]] = []  # ``after_commit`` actions of the batch
+        self._texts = Texts(conn)
 
     @classmethod
     def create(
@@ -132,7 +124,6 @@ class Store(StoreReads, StoreBulkReads, StoreWrites):
         try:
             conn = cls._connect(temporary)
             conn.executescript(_SCHEMA + INDEXES)
-            conn.execute(HELD_SCHEMA)
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
@@ -182,11 +173,16 @@ class Store(StoreReads, StoreBulkReads, StoreWrites):
                 "was being made leaves this, and nothing was recorded in it; start the run "
                 f"again, which replaces it, or clear it with `rm {path}*`"
             ) from None
-        if version != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}"
-            )
-        store._conn.execute(HELD_SCHEMA)
+        try:
+            if version == "1":  # an older firepbt's: upgraded in place, or left as it was
+                migrate(store._conn, path)
+            elif version != str(SCHEMA_VERSION):
+                raise StoreError(
+                    f"{path} has store version {version}; this firepbt reads {SCHEMA_VERSION}"
+                )
+        except StoreError:
+            store.close()
+            raise
         columns = {row[1] for row in store._conn.execute("PRAGMA table_info(decisions)")}
         if "target" not in columns:
             store._conn.execute(DECISION_TARGET_COLUMN)
@@ -211,6 +207,7 @@ class Store(StoreReads, StoreBulkReads, StoreWrites):
             except BaseException:
                 self._conn.execute("ROLLBACK TO write")
                 self._conn.execute("RELEASE write")
+                self._texts.forget()
                 raise
             self._conn.execute("RELEASE write")
             return
@@ -220,6 +217,7 @@ class Store(StoreReads, StoreBulkReads, StoreWrites):
             yield self._conn
         except BaseException:
             self._conn.execute("ROLLBACK")
+            self._texts.forget()
             raise
         self._conn.execute("COMMIT")
 

@@ -3,7 +3,6 @@ points, checkpoints, failures, warnings and replays. Only the runner writes."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -23,11 +22,8 @@ from firepbt.decisions import (
 )
 from firepbt.segments import Point, SegmentResult
 from firepbt.space import Hyperparameters
+from firepbt.store._compact import Texts, _json, default_key, kept_metrics, kept_path, kept_sha
 from firepbt.store._rows import REPLAY_SCHEMA, MemberStatus, Role, SegmentStatus, stored_path
-
-
-def _json(x: Any) -> str:
-    return json.dumps(x, sort_keys=True, default=str)
 
 
 class StoreWrites:
@@ -36,6 +32,7 @@ class StoreWrites:
 
     _conn: sqlite3.Connection
     _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _texts: Texts
 
     @property
     def root(self) -> str | None:  # StoreReads.root: checkpoint paths are relative to it
@@ -113,9 +110,9 @@ class StoreWrites:
                     "UPDATE members SET status = ? WHERE id = ?",
                     (MemberStatus.FINISHED.value, d.member),
                 )
-            h = None if r.hyperparameters is None else _json(r.hyperparameters)
-            row = (r.member, r.step, r.kind, r.donor, r.source_member, r.source_step, old, h,
-                   changes, reason)  # fmt: skip
+            h = None if r.hyperparameters is None else self._texts.id(_json(r.hyperparameters))
+            row = (r.member, r.step, r.kind, r.donor, r.source_member, r.source_step,
+                   self._texts.optional(old), h, changes, reason)  # fmt: skip
             cur = c.execute(
                 "INSERT INTO decisions(member, step, kind, donor, source_member, source_step, "
                 "old_hyperparameters, hyperparameters, changes, reason, time, target) "
@@ -147,19 +144,21 @@ class StoreWrites:
         end: int,
         h: Hyperparameters,
         source_segment: int | None,
-        source_path: str | None,
+        source_path: str | None = None,
     ) -> int:
+        """Queue a segment of ``member`` from ``start`` to ``end`` with ``h``, trained from the
+        checkpoint that segment ``source_segment`` wrote (None: from scratch). That checkpoint's
+        row holds its path: ``source_path`` is not kept (callers from before may pass it)."""
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO segments(member, start_step, end_step, hyperparameters, "
-                "source_segment, source_path, status, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "source_segment, status, queued) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     member,
                     start,
                     end,
-                    _json(h),
+                    self._texts.id(_json(h)),
                     source_segment,
-                    None if source_path is None else stored_path(self.root, source_path),
                     SegmentStatus.QUEUED.value,
                     time.time(),
                 ),
@@ -170,35 +169,34 @@ class StoreWrites:
         """Commit a finished segment: its curve points, its checkpoint, the member's step."""
         seg, ck = r.segment, r.checkpoint
         assert ck is not None
-        path = stored_path(self.root, ck.path)
+        path = kept_path(stored_path(self.root, ck.path), ck.member, ck.step, ck.segment)
         with self._tx() as c:
-            c.executemany(
-                "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)",
+            c.executemany(  # a point's time (NULL) is its segment's finish
+                "INSERT INTO points VALUES (?, ?, ?, ?, ?, NULL)",
                 [
-                    (seg.member, p.step, p.score, _json(p.metrics), seg.id, r.finished)
+                    (seg.member, p.step, p.score, kept_metrics(_json(p.metrics), p.score), seg.id)
                     for p in r.points
                 ],
             )
             c.execute(
-                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, 0)",
                 (
-                    path,
+                    ck.segment,
                     ck.member,
                     ck.step,
-                    ck.segment,
-                    ck.sha256,
+                    path,
+                    kept_sha(ck.sha256),
                     r.checkpoint_bytes,
-                    r.finished,
+                    None if ck.segment == seg.id else r.finished,  # NULL: its segment's finish
+                    self._texts.id(ck.holder) if ck.holder else None,
                 ),
             )
-            if ck.holder:
-                c.execute("INSERT OR REPLACE INTO held VALUES (?, ?, 0)", (path, ck.holder))
             c.execute(
                 "UPDATE segments SET status = ?, attempts = attempts + 1, worker = ?, started = ?,"
                 " finished = ?, reused = ? WHERE id = ?",
                 (
                     SegmentStatus.DONE.value,
-                    r.worker,
+                    self._texts.id(r.worker),
                     r.started,
                     r.finished,
                     int(r.reused_trainable),
@@ -262,29 +260,39 @@ class StoreWrites:
         with self._tx() as c:
             c.execute("UPDATE replays SET status = ? WHERE id = ?", (status, replay))
 
+    def _at_path(self, path: str) -> tuple[str, tuple[Any, ...]]:
+        """The condition that finds the checkpoint row of ``path``, with its arguments: a seek
+        in its primary key when the path is the runner's name for it, else in checkpoints_path."""
+        stored = stored_path(self.root, path)
+        key = default_key(stored)
+        if key is None:
+            return "path = ?", (stored,)
+        member, step, segment = key
+        default = "(segment = ? AND path IS NULL AND member = ? AND step = ?)"
+        return f"{default} OR path = ?", (segment, member, step, stored)
+
     def checkpoint_rewritten(self, ref: CheckpointRef, nbytes: int) -> None:
         """A lost or corrupted checkpoint was trained again and written: its new checksum."""
+        where, args = self._at_path(ref.path)
         with self._tx() as c:
             c.execute(
-                "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ? WHERE path = ?",
-                (ref.sha256, nbytes, time.time(), stored_path(self.root, ref.path)),
-            )
-            c.execute(
-                "UPDATE held SET written = 1 WHERE path = ?", (stored_path(self.root, ref.path),)
+                "UPDATE checkpoints SET sha256 = ?, bytes = ?, created = ?, written = 1 "
+                f"WHERE {where}",
+                (kept_sha(ref.sha256), nbytes, time.time(), *args),
             )
             c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_flushed(self, ref: CheckpointRef) -> None:
         """A checkpoint held in a worker's memory was written to its path."""
+        where, args = self._at_path(ref.path)
         with self._tx() as c:
-            path = stored_path(self.root, ref.path)
-            c.execute("UPDATE checkpoints SET sha256 = ? WHERE path = ?", (ref.sha256, path))
-            c.execute("UPDATE held SET written = 1 WHERE path = ?", (path,))
+            c.execute(
+                f"UPDATE checkpoints SET sha256 = ?, written = 1 WHERE {where}",
+                (kept_sha(ref.sha256), *args),
+            )
             c.execute("INSERT INTO events(kind, segment) VALUES ('written', ?)", (ref.segment,))
 
     def checkpoint_deleted(self, path: str) -> None:
+        where, args = self._at_path(path)
         with self._tx() as c:
-            c.execute(
-                "UPDATE checkpoints SET deleted = ? WHERE path = ?",
-                (time.time(), stored_path(self.root, path)),
-            )
+            c.execute(f"UPDATE checkpoints SET deleted = ? WHERE {where}", (time.time(), *args))
