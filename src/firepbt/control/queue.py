@@ -40,7 +40,7 @@ class SegmentQueue:
         self._deferred: dict[int, int] = {}  # queued segment id -> fill rounds it waited in
         self._passed_over: set[int] = set()  # ids passed over in this fill round
         # Queued segments that may go on from their own member's weights held in a worker's
-        # memory, per holder, in queue order ((position, counter, segment)): ``next`` looks at
+        # memory, per holder, in queue order ((position, id, segment)): ``next`` looks at
         # the idle holders' first ones instead of scanning the whole queue.
         self._own: dict[str, list[tuple[int, int, Segment]]] = {}
         self._position: dict[int, int] = {}  # id() of such a segment -> its position

@@ -3,6 +3,8 @@ reaches a level: what FIRE's overlap search (``curves``) reads between two point
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -36,12 +38,20 @@ def slopes(y: FloatArray) -> FloatArray:
 def hermite(y: FloatArray, m: FloatArray, lo: npt.NDArray[np.int_], t: float) -> FloatArray:
     """The cubic Hermite curve through ``y`` with slopes ``m``, at ``lo + t`` (``0 <= t <= 1``)."""
     hi = np.minimum(lo + 1, y.size - 1)
+    return blend(y[lo], m[lo], y[hi], m[hi], t)
+
+
+def blend(
+    y_lo: FloatArray, m_lo: FloatArray, y_hi: FloatArray, m_hi: FloatArray, t: Any
+) -> FloatArray:
+    """The cubic Hermite curve between points of values ``y_lo``, ``y_hi`` and slopes ``m_lo``,
+    ``m_hi``, a share ``t`` of the way (a number, or one per row)."""
     t2, t3 = t * t, t * t * t
     return np.asarray(
-        (2 * t3 - 3 * t2 + 1) * y[lo]
-        + (t3 - 2 * t2 + t) * m[lo]
-        + (-2 * t3 + 3 * t2) * y[hi]
-        + (t3 - t2) * m[hi],
+        (2 * t3 - 3 * t2 + 1) * y_lo
+        + (t3 - 2 * t2 + t) * m_lo
+        + (-2 * t3 + 3 * t2) * y_hi
+        + (t3 - t2) * m_hi,
         dtype=np.float64,
     )
 

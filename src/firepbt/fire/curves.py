@@ -68,9 +68,10 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from firepbt.fire import _pchip
 from firepbt.fire.smoothing import Curve, fit_curve
@@ -223,8 +224,8 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
     a_reaches = ~leads & found & (first > 0)
     if a_reaches.any():
         shifted_slopes = _pchip.slopes(shifted)  # a shifted curve's own (rounding differs)
+        level = float(b.smoothed[0])
         for d in np.flatnonzero(a_reaches):
-            level = float(b.smoothed[0])
             start[d] = _pchip.refine(shifted[d], int(first[d]), level, shifted_slopes[d])
     room = np.where(leads, np.minimum(last_a, last_b - start), np.minimum(last_a - start, last_b))
     length = (np.floor(room + 1e-9).astype(int) + 1)[found]
@@ -246,7 +247,11 @@ def _penalised_score(a: Curve, b: Curve, n_deltas: int) -> float:
 
 
 def _section_tops(
-    values: FloatArray, smoothed: FloatArray, slopes: FloatArray, starts: FloatArray, lengths: Any
+    values: FloatArray,
+    smoothed: FloatArray,
+    slopes: FloatArray,
+    starts: FloatArray,
+    lengths: npt.NDArray[np.int_],
 ) -> FloatArray:
     """``section(values[r], smoothed[r], starts[r], lengths[r], slopes).max()`` for each row r
     (one row of ``values`` and ``smoothed`` each, or one row for all), by the same
@@ -260,17 +265,11 @@ def _section_tops(
     hi = np.minimum(lo + 1, size - 1)
     t = np.clip(offsets[:, 0] - lo[:, 0], 0.0, 1.0)[:, None]
     every = np.arange(count)[:, None]
-    t2, t3 = t * t, t * t * t
-    shape = (
-        (2 * t3 - 3 * t2 + 1) * smoothed[every, lo]
-        + (t3 - 2 * t2 + t) * slopes[lo]
-        + (-2 * t3 + 3 * t2) * smoothed[every, hi]
-        + (t3 - t2) * slopes[hi]
-    )
+    shape = _pchip.blend(smoothed[every, lo], slopes[lo], smoothed[every, hi], slopes[hi], t)
     nearest = np.where(t >= 0.5, hi, lo)
     between = shape + (values - smoothed)[every, nearest]
     read = np.where(t < 1e-9, values[every, lo], between)
-    inside = np.arange(read.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    inside = np.arange(read.shape[1])[None, :] < lengths[:, None]
     return np.asarray(np.where(inside, read, -np.inf).max(axis=1), dtype=np.float64)
 
 

@@ -117,7 +117,6 @@ class FirePBT(FireBook):
             return []
         self._waiting.clear()
         self._clock += 1
-        decisions: list[Decision] = []
         if all(self._pop.members[m].step >= self._pop.total_steps for m in live_members):
             # The last round: every member finishes and the evaluators stop.
             decisions = [self._pop.continue_or_finish(m) for m in sorted(live_members)]
@@ -125,7 +124,7 @@ class FirePBT(FireBook):
                 decisions += self._stop(e, RUN_OVER)
             return decisions
         with self._pop.round() as view:
-            return decisions + self._round(live_members, active, view)
+            return self._round(live_members, active, view)
 
     def _round(
         self, live_members: set[int], active: set[int], view: Mapping[int, MemberState]

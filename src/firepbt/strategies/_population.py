@@ -154,8 +154,7 @@ class Population:
         return state
 
     def _end(self, member: int) -> None:
-        state = self.members[member]
-        state.finished = True
+        self.changing(member).finished = True
         self.training.discard(member)
 
     def arrive(self, member: int, step: int) -> MemberState:
@@ -170,7 +169,6 @@ class Population:
     def continue_or_finish(self, member: int) -> Decision:
         state = self.members[member]
         if state.step >= self.total_steps:
-            self.changing(member)
             self._end(member)
             return Finish(member, state.step)
         return Continue(member, state.step, self.next_ready(state.step))
@@ -181,7 +179,6 @@ class Population:
         state = self.members[member]
         if state.step < self.total_steps:
             return []
-        self.changing(member)
         self._end(member)
         return [Finish(member, state.step)]
 
